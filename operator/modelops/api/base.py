@@ -1,0 +1,69 @@
+"""Shared pieces of the API: the pydantic base, conditions, and schema hints for CRD generation.
+
+The pydantic models are the single source of truth for the CRDs; schema hints that
+Kubernetes needs and JSON Schema lacks (CEL rules, preserve-unknown-fields, list
+types) travel in `json_schema_extra` and are kept by the generator in `crdgen.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ApiModel(BaseModel):
+    """Base of every spec model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it is written to the API server (camelCase, no unset optionals)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class StatusModel(ApiModel):
+    """Status models tolerate fields written by newer operators (they are read back, not validated)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+def cel(rule: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A CEL `x-kubernetes-validations` entry."""
+    return {"rule": rule, "message": message, **extra}
+
+
+FreeForm = Annotated[
+    dict[str, Any],
+    Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+]
+"""An object whose keys Kubernetes must keep as written (estimator params, overrides)."""
+
+Quantity = Annotated[
+    int | str,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+
+
+class ResourceRequirements(ApiModel):
+    """Container resources, as in a Pod spec."""
+
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """A Kubernetes-style condition (metav1.Condition)."""
+
+    type: str
+    status: ConditionStatus
+    reason: str = ""
+    message: str = ""
+    observed_generation: int | None = None
+    last_transition_time: str | None = None

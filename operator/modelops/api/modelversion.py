@@ -1,0 +1,260 @@
+"""ModelVersion (modelops.dev/v1alpha1): one trained model, immutable once trained."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import (
+    DNS_LABEL,
+    ApiModel,
+    Condition,
+    FreeForm,
+    ResourceRequirements,
+    StatusModel,
+    cel,
+)
+from .estimators import EstimatorName, MetricName, Preprocessing
+
+DATASET_URI = r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+\.(csv|parquet)|file:///.+\.(csv|parquet)|sklearn:[a-z_]+)$"
+
+
+class Dataset(ApiModel):
+    """Where the training data is and which columns matter."""
+
+    uri: str = Field(
+        pattern=DATASET_URI,
+        description="pvc://<claim>/<path>.csv|.parquet, file:///<path>.csv|.parquet, or sklearn:<name> "
+        "(iris, wine, breast_cancer, diabetes, ...) for demos.",
+    )
+    target: str | None = Field(
+        default=None, description="Target column. Optional for sklearn: data sets (their own target)."
+    )
+    features: list[str] | None = Field(
+        default=None, description="Feature columns; default every column but the target."
+    )
+    categorical: list[str] = Field(
+        default_factory=list, description="Columns to treat as categorical (one-hot encoded)."
+    )
+
+
+class Estimator(ApiModel):
+    """A scikit-learn estimator from the allow-list, wrapped in a preprocessing pipeline."""
+
+    class_: EstimatorName = Field(alias="class", description="Estimator class from the allow-list.")
+    params: FreeForm = Field(
+        default_factory=dict, description="Constructor parameters, checked against the estimator's own."
+    )
+    preprocessing: Preprocessing = Field(
+        default="standard", description="Scaler for numeric features (categoricals are one-hot encoded)."
+    )
+
+
+class Split(ApiModel):
+    """The held-out split used for evaluation; fixed seed makes training deterministic."""
+
+    test_size: float = Field(default=0.25, gt=0, lt=1)
+    seed: int = Field(default=42, ge=0)
+    stratify: bool = Field(default=True, description="Stratify the split on the target (classifiers).")
+
+
+class Training(ApiModel):
+    """How to train: data, estimator, split and the Job's limits."""
+
+    dataset: Dataset
+    estimator: Estimator
+    split: Split = Field(default_factory=Split)
+    reference_bins: int = Field(
+        default=10, ge=2, le=50, description="Quantile bins recorded per numeric feature for drift."
+    )
+    resources: ResourceRequirements | None = None
+    backoff_limit: int = Field(default=1, ge=0, le=10)
+    active_deadline_seconds: int = Field(default=3600, ge=10)
+    image: str | None = Field(default=None, description="Trainer image; default from operator settings.")
+
+
+class Gate(ApiModel):
+    """A floor and/or ceiling on one evaluation metric."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.min) || has(self.max)", "a gate needs min, max or both"),
+                cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "gate min must be less than or equal to max",
+                ),
+            ]
+        }
+    }
+
+    metric: MetricName
+    min: float | None = None
+    max: float | None = None
+
+
+class ChampionComparison(ApiModel):
+    """Champion/challenger: the new version must not be worse than the champion by more than allowed."""
+
+    metric: MetricName
+    min_improvement: float = Field(
+        default=0.0,
+        description="Required improvement over the champion (negative tolerates a small loss). "
+        "For rmse/mae lower is better, and improvement means a decrease.",
+    )
+
+
+class Validation(ApiModel):
+    gates: list[Gate] = Field(default_factory=list, max_length=20)
+    champion: ChampionComparison | None = None
+
+
+class Canary(ApiModel):
+    """The analysis a canary must pass before promotion; a breach rolls back."""
+
+    replicas: int = Field(default=1, ge=1, le=100)
+    analysis_seconds: int = Field(default=120, ge=10, description="How long the canary runs beside the champion.")
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="5xx share allowed.")
+    max_p99_latency_seconds: float = Field(default=0.5, gt=0)
+    min_requests: int = Field(default=20, ge=0, description="Fewer requests than this: the analysis waits.")
+
+
+class Rollout(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.strategy != 'Canary' || has(self.canary)", "rollout.canary is required for Canary"),
+            ]
+        }
+    }
+
+    strategy: Literal["Replace", "Canary"] = "Replace"
+    canary: Canary | None = None
+
+
+class Serving(ApiModel):
+    replicas: int = Field(default=1, ge=0, le=100)
+    resources: ResourceRequirements | None = None
+    image: str | None = Field(default=None, description="Server image; default from operator settings.")
+    rollout: Rollout = Field(default_factory=Rollout)
+    drain_seconds: int = Field(
+        default=30, ge=0, description="How long a superseded champion keeps serving before it is scaled down."
+    )
+
+
+class Promotion(ApiModel):
+    mode: Literal["Auto", "Manual"] = "Auto"
+    request: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Set or change this token (e.g. a date) to ask for this version to become champion; "
+        "the annotation modelops.dev/promote does the same. Rollback is promoting an older version.",
+    )
+
+
+class Storage(ApiModel):
+    pvc: str = Field(default="modelops-artifacts", pattern=DNS_LABEL, description="Claim holding artifacts.")
+    mount_path: str = Field(default="/artifacts", pattern=r"^/.+")
+
+
+class ModelVersionSpec(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.model == oldSelf.model", "spec.model is immutable"),
+                cel(
+                    "self.training == oldSelf.training",
+                    "spec.training is immutable: a trained model never changes; create a new ModelVersion",
+                ),
+            ]
+        }
+    }
+
+    model: str = Field(pattern=DNS_LABEL, max_length=40, description="Model family; versions share it.")
+    parent: str | None = Field(default=None, description="The version this one was retrained from.")
+    training: Training
+    validation: Validation = Field(default_factory=Validation)
+    serving: Serving = Field(default_factory=Serving)
+    promotion: Promotion = Field(default_factory=Promotion)
+    storage: Storage = Field(default_factory=Storage)
+    retired: bool = Field(default=False, description="Retire this version: its Deployment is removed.")
+
+
+Phase = Literal[
+    "Pending",
+    "Training",
+    "Validating",
+    "Rejected",
+    "Deploying",
+    "Canary",
+    "Serving",
+    "Superseded",
+    "Retired",
+    "Failed",
+]
+PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
+
+
+class Bin(StatusModel):
+    """A reference distribution: upper bin edges (last is +Inf) or categories, with their shares."""
+
+    edges: list[float] | None = None
+    categories: list[str] | None = None
+    shares: list[float]
+
+
+class Artifact(StatusModel):
+    uri: str
+    sha256: str
+
+
+class TrainingResult(StatusModel):
+    """What the trainer reported, bound to one Job run by its uid."""
+
+    job_uid: str | None = None
+    succeeded: bool = True
+    message: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    dataset_digest: str | None = None
+    artifact: Artifact | None = None
+    features: list[dict[str, Any]] = Field(default_factory=list)
+    reference: dict[str, Bin] = Field(default_factory=dict)
+    prediction_reference: Bin | None = None
+    rows: dict[str, int] = Field(default_factory=dict)
+    finished_at: str | None = None
+
+
+class ServingStatus(StatusModel):
+    deployment: str | None = None
+    service: str | None = None
+    endpoint: str | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+
+
+class ModelVersionStatus(StatusModel):
+    phase: Phase = "Pending"
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    training: TrainingResult | None = None
+    serving: ServingStatus | None = None
+    primary_metric: str | None = None
+    champion: bool = False
+    timestamps: dict[str, str] = Field(default_factory=dict)
+    handled_promotion: str | None = None
+    canary: dict[str, Any] | None = None
+    message: str | None = None
+
+
+class ModelVersion(ApiModel):
+    """The whole object as the operator reads it."""
+
+    model_config = {"extra": "ignore"}
+
+    api_version: str = "modelops.dev/v1alpha1"
+    kind: str = "ModelVersion"
+    metadata: FreeForm = Field(default_factory=dict)
+    spec: ModelVersionSpec
+    status: ModelVersionStatus = Field(default_factory=ModelVersionStatus)

@@ -1,0 +1,131 @@
+"""RetrainPolicy (modelops.dev/v1alpha1): keeps one model healthy by retraining it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import DNS_LABEL, ApiModel, Condition, FreeForm, StatusModel, cel
+
+DURATION = r"^([0-9]+(ms|s|m|h|d))+$"
+
+
+class DriftTrigger(ApiModel):
+    """Retrain when live feature distributions move away from the training reference."""
+
+    method: Literal["psi", "ks", "jensenShannon"] = "psi"
+    threshold: float = Field(default=0.25, gt=0, description="Score above which a feature has drifted.")
+    features: list[str] | None = Field(default=None, description="Features to watch; default all.")
+    min_samples: int = Field(default=200, ge=1, description="Fewer live samples: result Unknown.")
+    consecutive: int = Field(default=2, ge=1, le=100, description="Drifted evaluations in a row before acting.")
+
+
+class PerformanceTrigger(ApiModel):
+    """Retrain when online accuracy (or error) from ground-truth feedback crosses a floor."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.floor) != has(self.ceiling)", "performance needs exactly one of floor, ceiling"),
+            ]
+        }
+    }
+
+    metric: Literal["accuracy", "mae"] = "accuracy"
+    floor: float | None = Field(default=None, description="Retrain when the online metric falls below this.")
+    ceiling: float | None = Field(default=None, description="Retrain when the online error rises above this.")
+    min_labels: int = Field(default=50, ge=1)
+
+
+class ScheduleTrigger(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.every) != has(self.cron)", "schedule needs exactly one of every, cron"),
+            ]
+        }
+    }
+
+    every: str | None = Field(default=None, pattern=DURATION, description="A period, e.g. 2160h (quarterly).")
+    cron: str | None = Field(default=None, description="A cron expression, e.g. '0 3 1 */3 *'.")
+
+
+class Triggers(ApiModel):
+    drift: DriftTrigger | None = None
+    performance: PerformanceTrigger | None = None
+    schedule: ScheduleTrigger | None = None
+
+
+class Template(ApiModel):
+    """Overrides applied to the champion's spec to make the child."""
+
+    dataset_uri: str | None = Field(default=None, description="New training data for the child.")
+    params: FreeForm | None = Field(default=None, description="Estimator params merged over the champion's.")
+    spec: FreeForm | None = Field(default=None, description="A JSON merge patch over the champion's spec.")
+
+
+class Retention(ApiModel):
+    keep_retired: int = Field(default=3, ge=0, description="Superseded/Retired versions to keep.")
+    delete_artifacts: bool = Field(default=False, description="Also delete the artifacts of deleted versions.")
+
+
+class Prometheus(ApiModel):
+    url: str | None = Field(default=None, pattern=r"^https?://.+", description="Default from operator settings.")
+
+
+class RetrainPolicySpec(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [cel("self.model == oldSelf.model", "spec.model is immutable")]
+        }
+    }
+
+    model: str = Field(pattern=DNS_LABEL, max_length=40)
+    prometheus: Prometheus = Field(default_factory=Prometheus)
+    interval: str = Field(default="60s", pattern=DURATION, description="How often to evaluate.")
+    window: str = Field(default="10m", pattern=DURATION, description="PromQL range for increase().")
+    triggers: Triggers = Field(default_factory=Triggers)
+    template: Template = Field(default_factory=Template)
+    cooldown: str = Field(default="30m", pattern=DURATION, description="Minimum time between two retrains.")
+    max_concurrent: int = Field(default=1, ge=1, le=10, description="Children in flight at once.")
+    retention: Retention = Field(default_factory=Retention)
+    suspend: bool = Field(default=False, description="Evaluate and report, but never retrain.")
+
+
+class FeatureResult(StatusModel):
+    score: float | None = None
+    samples: int = 0
+    result: Literal["Drifted", "Stable", "Unknown"] = "Unknown"
+
+
+class Trigger(StatusModel):
+    time: str
+    reason: Literal["drift", "performance", "schedule", "manual"]
+    child: str
+    detail: str = ""
+
+
+class RetrainPolicyStatus(StatusModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    champion: str | None = None
+    last_evaluation_time: str | None = None
+    last_drift_score: float | None = None
+    features: dict[str, FeatureResult] = Field(default_factory=dict)
+    online: dict[str, Any] | None = None
+    consecutive_drifted: int = 0
+    last_trigger: Trigger | None = None
+    history: list[Trigger] = Field(default_factory=list)
+    handled_request: str | None = None
+    pending: Trigger | None = None
+
+
+class RetrainPolicy(ApiModel):
+    model_config = {"extra": "ignore"}
+
+    api_version: str = "modelops.dev/v1alpha1"
+    kind: str = "RetrainPolicy"
+    metadata: FreeForm = Field(default_factory=dict)
+    spec: RetrainPolicySpec
+    status: RetrainPolicyStatus = Field(default_factory=RetrainPolicyStatus)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Regenerates the three wrapper modules from versions.env.
+#
+# k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
+# ./staging paths, which a dependent module cannot use; we derive the list of
+# staging modules from the pinned release's own go.mod and replace each with its
+# published v0.X.Y tag.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./versions.env
+
+kube_minor_patch="${KUBERNETES_VERSION#v1.}"          # 35.4
+staging_tag="v0.${kube_minor_patch}"                  # v0.35.4
+
+gomod_path="$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\.\/staging\// {print $1}')"
+
+( cd kubernetes
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/kubernetes >/dev/null 2>&1
+  for m in $staging; do go mod edit -replace "$m=$m@$staging_tag"; done
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}"
+  go mod tidy )
+
+( cd etcd
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/etcd >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
+  go mod tidy )
+
+( cd kwok
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/kwok >/dev/null 2>&1
+  go get -tool "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+  go mod tidy )
+echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}"
