@@ -12,7 +12,11 @@ import sys
 COMMANDS = {
     "run": ("modelops.controllers.main", "main", "run the operator"),
     "train": ("modelops.trainer.main", "main", "train one model version (the training Job's entry point)"),
-    "serve": ("modelops.server.main", "main", "serve one model version (the serving Deployment's entry point)"),
+    "serve": (
+        "modelops.server.main",
+        "main",
+        "serve one model version (the serving Deployment's entry point)",
+    ),
     "crds": ("modelops.api.crdgen", "main", "print or write the CustomResourceDefinitions"),
 }
 

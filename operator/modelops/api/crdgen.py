@@ -58,6 +58,11 @@ def _structural(node: Any) -> Any:
             node.pop("default")
         if nullable:
             node.setdefault("nullable", True)
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        # JSON Schema 2020 puts the bound in exclusiveM*; OpenAPI 3.0 wants minimum + a boolean.
+        if isinstance(node.get(bound), int | float) and not isinstance(node.get(bound), bool):
+            node[flag] = node.pop(bound)
+            node[bound] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if node.get("default", "absent") is None:

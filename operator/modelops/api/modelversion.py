@@ -17,7 +17,9 @@ from .base import (
 )
 from .estimators import EstimatorName, MetricName, Preprocessing
 
-DATASET_URI = r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+\.(csv|parquet)|file:///.+\.(csv|parquet)|sklearn:[a-z_]+)$"
+DATASET_URI = (
+    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+\.(csv|parquet)|file:///.+\.(csv|parquet)|sklearn:[a-z_]+)$"
+)
 
 
 class Dataset(ApiModel):
@@ -114,7 +116,9 @@ class Canary(ApiModel):
     """The analysis a canary must pass before promotion; a breach rolls back."""
 
     replicas: int = Field(default=1, ge=1, le=100)
-    analysis_seconds: int = Field(default=120, ge=10, description="How long the canary runs beside the champion.")
+    analysis_seconds: int = Field(
+        default=120, ge=10, description="How long the canary runs beside the champion."
+    )
     max_error_rate: float = Field(default=0.01, ge=0, le=1, description="5xx share allowed.")
     max_p99_latency_seconds: float = Field(default=0.5, gt=0)
     min_requests: int = Field(default=20, ge=0, description="Fewer requests than this: the analysis waits.")

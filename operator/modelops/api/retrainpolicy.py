@@ -18,7 +18,9 @@ class DriftTrigger(ApiModel):
     threshold: float = Field(default=0.25, gt=0, description="Score above which a feature has drifted.")
     features: list[str] | None = Field(default=None, description="Features to watch; default all.")
     min_samples: int = Field(default=200, ge=1, description="Fewer live samples: result Unknown.")
-    consecutive: int = Field(default=2, ge=1, le=100, description="Drifted evaluations in a row before acting.")
+    consecutive: int = Field(
+        default=2, ge=1, le=100, description="Drifted evaluations in a row before acting."
+    )
 
 
 class PerformanceTrigger(ApiModel):
@@ -27,7 +29,9 @@ class PerformanceTrigger(ApiModel):
     model_config = {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                cel("has(self.floor) != has(self.ceiling)", "performance needs exactly one of floor, ceiling"),
+                cel(
+                    "has(self.floor) != has(self.ceiling)", "performance needs exactly one of floor, ceiling"
+                ),
             ]
         }
     }
@@ -67,11 +71,15 @@ class Template(ApiModel):
 
 class Retention(ApiModel):
     keep_retired: int = Field(default=3, ge=0, description="Superseded/Retired versions to keep.")
-    delete_artifacts: bool = Field(default=False, description="Also delete the artifacts of deleted versions.")
+    delete_artifacts: bool = Field(
+        default=False, description="Also delete the artifacts of deleted versions."
+    )
 
 
 class Prometheus(ApiModel):
-    url: str | None = Field(default=None, pattern=r"^https?://.+", description="Default from operator settings.")
+    url: str | None = Field(
+        default=None, pattern=r"^https?://.+", description="Default from operator settings."
+    )
 
 
 class RetrainPolicySpec(ApiModel):

@@ -1,0 +1,48 @@
+"""Process-wide state of the operator: settings, the API client, per-object locks."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from modelops.k8s.kube import Kube, load_config
+from modelops.settings import Settings
+
+RECONCILE_INTERVAL = float(os.environ.get("MODELOPS_RECONCILE_INTERVAL", "10"))
+"""Timer period of the level-based re-check; events still react at once."""
+
+_settings: Settings | None = None
+_kube: Kube | None = None
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_guard = threading.Lock()
+
+
+def settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        load_config()
+        _kube = Kube()
+    return _kube
+
+
+def lock_for(uid: str) -> threading.Lock:
+    """Handlers and timers of one object never run at the same time (they share a plan)."""
+    with _guard:
+        return _locks[uid]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ts(when: datetime | None = None) -> str:
+    return (when or now()).strftime("%Y-%m-%dT%H:%M:%SZ")

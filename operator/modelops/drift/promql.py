@@ -1,0 +1,60 @@
+"""PromQL builders for the series `modelops serve` exports; pure strings, no I/O."""
+
+from __future__ import annotations
+
+INFERENCE_ENDPOINTS = "infer|predict"
+"""Requests that carry predictions; probes and scrapes are not traffic."""
+
+
+def _sel(model: str, version: str, extra: str = "") -> str:
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"')
+
+    parts = [f'model="{esc(model)}"', f'version="{esc(version)}"']
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}"
+
+
+def requests(model: str, version: str, window: str) -> str:
+    s = _sel(model, version, f'endpoint=~"{INFERENCE_ENDPOINTS}"')
+    return f"sum(increase(modelops_server_requests_total{s}[{window}]))"
+
+
+def error_rate(model: str, version: str, window: str) -> str:
+    err = _sel(model, version, f'endpoint=~"{INFERENCE_ENDPOINTS}",code=~"5.."')
+    return f"(sum(increase(modelops_server_requests_total{err}[{window}])) or vector(0)) / {requests(model, version, window)}"
+
+
+def p99_latency(model: str, version: str, window: str) -> str:
+    s = _sel(model, version, f'endpoint=~"{INFERENCE_ENDPOINTS}"')
+    return f"histogram_quantile(0.99, sum by (le) (rate(modelops_server_request_duration_seconds_bucket{s}[{window}])))"
+
+
+def feature_buckets(model: str, version: str, window: str) -> str:
+    """Cumulative live counts per feature and `le` bucket over the window."""
+    return f"sum by (feature, le) (increase(modelops_server_feature_value_bucket{_sel(model, version)}[{window}]))"
+
+
+def feature_categories(model: str, version: str, window: str) -> str:
+    return f"sum by (feature, category) (increase(modelops_server_feature_category_total{_sel(model, version)}[{window}]))"
+
+
+def feedback(model: str, version: str, window: str) -> dict[str, str]:
+    s = _sel(model, version)
+    return {
+        "labelled": f"sum(increase(modelops_server_feedback_labelled_total{s}[{window}]))",
+        "correct": f"sum(increase(modelops_server_feedback_correct_total{s}[{window}]))",
+        "absolute_error": f"sum(increase(modelops_server_feedback_absolute_error_sum{s}[{window}]))",
+    }
+
+
+def seconds(duration: str) -> float:
+    """Parse a Prometheus-style duration (1h30m, 90s, 250ms, 2d)."""
+    import re
+
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"([0-9]+)(ms|s|m|h|d)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r}")
+    return sum(int(n) * units[u] for n, u in parts)

@@ -1,0 +1,262 @@
+"""Desired Job, Deployment and Services of a ModelVersion, as whole manifests, without I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelops.api.modelversion import ModelVersionSpec, ResourceRequirements
+from modelops.settings import Settings
+
+from . import naming
+
+PVC_SCHEME = "pvc://"
+RUN_AS = 65532
+DEFAULT_TRAIN_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+DEFAULT_SERVE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def _pod_security() -> dict[str, Any]:
+    """Pod Security "restricted": non-root, seccomp RuntimeDefault."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _resources(res: ResourceRequirements | None, default: dict[str, Any]) -> dict[str, Any]:
+    return res.wire() if res else default
+
+
+def dataset_claim(uri: str) -> str | None:
+    """The PVC a dataset URI reads from, if any."""
+    if not uri.startswith(PVC_SCHEME):
+        return None
+    return uri[len(PVC_SCHEME) :].split("/", 1)[0]
+
+
+def artifact_dir(spec: ModelVersionSpec, artifact_uri: str) -> str:
+    """Where the server finds the artifact inside its pod: the storage claim's mount."""
+    prefix = f"{PVC_SCHEME}{spec.storage.pvc}/"
+    if artifact_uri.startswith(prefix):
+        rel = artifact_uri[len(prefix) :].rsplit("/", 1)[0]
+        return f"{spec.storage.mount_path.rstrip('/')}/{rel}"
+    if artifact_uri.startswith("file://"):
+        return artifact_uri[len("file://") :].rsplit("/", 1)[0]
+    raise ValueError(f"artifact URI {artifact_uri!r} is not on storage claim {spec.storage.pvc!r}")
+
+
+def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels}
+
+
+def training_job(
+    name: str, namespace: str, uid: str, spec: ModelVersionSpec, settings: Settings
+) -> dict[str, Any]:
+    """The training Job: runs `modelops train` on the spec, writes the artifact, reports to our status."""
+    labels = naming.version_labels(spec.model, name, "trainer")
+    t = spec.training
+    mounts = [
+        {"name": "artifacts", "mountPath": spec.storage.mount_path},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    claim = dataset_claim(t.dataset.uri)
+    if claim and claim != spec.storage.pvc:
+        mounts.append({"name": "dataset", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
+        volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    elif claim:
+        mounts.append({"name": "artifacts", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
+    env = [
+        {"name": "MODELOPS_TRAINING_SPEC", "value": json.dumps(t.wire(), sort_keys=True)},
+        {"name": "MODELOPS_ARTIFACT_ROOT", "value": spec.storage.mount_path},
+        {"name": "MODELOPS_ARTIFACT_PVC", "value": spec.storage.pvc},
+        {"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root},
+        {"name": "MODELOPS_MV_NAME", "value": name},
+        {"name": "MODELOPS_MV_UID", "value": uid},
+        {"name": "MODELOPS_MV_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {
+            "name": "MODELOPS_JOB_UID",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}},
+        },
+    ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(naming.job_name(name), namespace, labels),
+        "spec": {
+            "backoffLimit": t.backoff_limit,
+            "activeDeadlineSeconds": t.active_deadline_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.trainer_service_account,
+                    "automountServiceAccountToken": True,
+                    "securityContext": _pod_security(),
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": t.image or settings.trainer_image,
+                            "imagePullPolicy": settings.image_pull_policy,
+                            "command": ["modelops", "train"],
+                            "args": [
+                                "--model",
+                                spec.model,
+                                "--version",
+                                name,
+                                "--store",
+                                spec.storage.mount_path,
+                            ],
+                            "env": env,
+                            "resources": _resources(t.resources, DEFAULT_TRAIN_RESOURCES),
+                            "securityContext": _container_security(),
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": mounts,
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def server_deployment(
+    name: str,
+    namespace: str,
+    spec: ModelVersionSpec,
+    artifact_uri: str,
+    sha256: str,
+    replicas: int,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The serving Deployment: `modelops serve` on the verified artifact, scraped by Prometheus."""
+    labels = naming.version_labels(spec.model, name, "server")
+    port = settings.server_port
+    probe = {
+        "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(naming.deployment_name(name), namespace, labels),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": naming.server_selector(spec.model, name)},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "securityContext": _pod_security(),
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": spec.serving.image or settings.server_image,
+                            "imagePullPolicy": settings.image_pull_policy,
+                            "command": ["modelops", "serve"],
+                            "args": [
+                                "--artifact-dir",
+                                artifact_dir(spec, artifact_uri),
+                                "--sha256",
+                                sha256,
+                                "--model",
+                                spec.model,
+                                "--version",
+                                name,
+                                "--port",
+                                str(port),
+                            ],
+                            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+                            "readinessProbe": probe,
+                            "livenessProbe": {
+                                "httpGet": {"path": "/v2/health/live", "port": "http"},
+                                "periodSeconds": 10,
+                                "failureThreshold": 3,
+                            },
+                            "resources": _resources(spec.serving.resources, DEFAULT_SERVE_RESOURCES),
+                            "securityContext": _container_security(),
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": [
+                                {"name": "artifacts", "mountPath": spec.storage.mount_path, "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": "artifacts",
+                            "persistentVolumeClaim": {"claimName": spec.storage.pvc, "readOnly": True},
+                        },
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def version_service(name: str, namespace: str, spec: ModelVersionSpec, settings: Settings) -> dict[str, Any]:
+    """A Service per version: canary analysis, shadow traffic and debugging reach it directly."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(
+            naming.version_service_name(name), namespace, naming.version_labels(spec.model, name, "server")
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.server_selector(spec.model, name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def stable_service(model: str, namespace: str, champion: str) -> dict[str, Any]:
+    """The model's stable Service: its selector is the one place that says who the champion is."""
+    labels = {
+        naming.LABEL_NAME: model,
+        naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
+        naming.LABEL_MODEL: model,
+        naming.LABEL_COMPONENT: "stable",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": naming.stable_service_name(model),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {naming.ANNOTATION_CHAMPION: champion},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.server_selector(model, champion),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

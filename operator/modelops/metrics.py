@@ -1,0 +1,50 @@
+"""The operator's own Prometheus metrics, named modelops_<noun>_<unit>."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("modelops_reconciles_total", "Reconciles by kind and result.", ["kind", "result"])
+RECONCILE_SECONDS = Histogram(
+    "modelops_reconcile_duration_seconds",
+    "Time spent in one reconcile.",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+VERSION_PHASE = Gauge(
+    "modelops_version_phase",
+    "1 for the phase each ModelVersion is in.",
+    ["namespace", "model", "version", "phase"],
+)
+CHAMPION = Gauge(
+    "modelops_champion", "1 for the champion version of each model.", ["namespace", "model", "version"]
+)
+PROMOTIONS = Counter("modelops_promotions_total", "Promotions to champion.", ["namespace", "model", "kind"])
+ROLLBACKS = Counter("modelops_canary_rollbacks_total", "Canaries rolled back.", ["namespace", "model"])
+DRIFT_SCORE = Gauge(
+    "modelops_drift_score", "Latest drift score per feature.", ["namespace", "model", "feature", "method"]
+)
+EVALUATIONS = Counter(
+    "modelops_drift_evaluations_total", "Policy evaluations by result.", ["namespace", "model", "result"]
+)
+RETRAINS = Counter(
+    "modelops_retrains_total", "Retrains started, by reason.", ["namespace", "model", "reason"]
+)
+ONLINE_METRIC = Gauge(
+    "modelops_online_metric", "Online metric from feedback.", ["namespace", "model", "metric"]
+)
+
+
+def set_phase(namespace: str, model: str, version: str, phase: str, phases: tuple[str, ...]) -> None:
+    for p in phases:
+        VERSION_PHASE.labels(namespace, model, version, p).set(1 if p == phase else 0)
+
+
+def forget_version(namespace: str, model: str, version: str, phases: tuple[str, ...]) -> None:
+    for p in phases:
+        with contextlib.suppress(KeyError):
+            VERSION_PHASE.remove(namespace, model, version, p)
+    with contextlib.suppress(KeyError):
+        CHAMPION.remove(namespace, model, version)

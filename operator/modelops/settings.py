@@ -1,0 +1,37 @@
+"""Operator settings, read once from the environment (the manifests' ConfigMap sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    trainer_image: str = "ghcr.io/modelops/modelops:0.1.0"
+    server_image: str = "ghcr.io/modelops/modelops:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    trainer_service_account: str = "modelops-trainer"
+    pvc_root: str = "/mnt/pvc"
+    server_port: int = 8080
+    metrics_port: int = 8000
+    health_port: int = 8081
+    history_limit: int = 20
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        d = cls()
+        image = env.get("MODELOPS_IMAGE")
+        return cls(
+            trainer_image=env.get("MODELOPS_TRAINER_IMAGE", image or d.trainer_image),
+            server_image=env.get("MODELOPS_SERVER_IMAGE", image or d.server_image),
+            image_pull_policy=env.get("MODELOPS_IMAGE_PULL_POLICY", d.image_pull_policy),
+            prometheus_url=env.get("MODELOPS_PROMETHEUS_URL", d.prometheus_url),
+            trainer_service_account=env.get("MODELOPS_TRAINER_SERVICE_ACCOUNT", d.trainer_service_account),
+            metrics_port=int(env.get("MODELOPS_METRICS_PORT", d.metrics_port)),
+            health_port=int(env.get("MODELOPS_HEALTH_PORT", d.health_port)),
+            namespaces=tuple(n for n in env.get("MODELOPS_NAMESPACES", "").split(",") if n),
+        )

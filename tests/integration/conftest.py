@@ -1,0 +1,222 @@
+"""Fixtures for the operator's integration tests: CRDs, storage, the kubelet stand-in, Prometheus, the operator."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from tests.support.kubelet import Kubelet
+from tests.support.operator import OperatorProcess
+from tests.support.prometheus import PrometheusServer
+from tests.support.wait import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+
+
+def kubectl(
+    kubeconfig: str, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Any) -> None:
+    kubectl(str(cluster.kubeconfig), "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl(
+        str(cluster.kubeconfig),
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/modelversions.modelops.dev",
+        "crd/retrainpolicies.modelops.dev",
+    )
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path) -> str:
+    """The artifact claim, bound to a hostPath PV, and the trainer's ServiceAccount."""
+    core = client.CoreV1Api(api_client)
+    pv = f"artifacts-{namespace}"
+    core.create_persistent_volume(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(tmp_path / "pv")},
+                "claimRef": {"namespace": namespace, "name": "modelops-artifacts"},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "modelops-artifacts"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+                "volumeName": pv,
+                "storageClassName": "",
+            },
+        },
+    )
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "modelops-trainer"}})
+    eventually(
+        lambda: (
+            core.read_namespaced_persistent_volume_claim("modelops-artifacts", namespace).status.phase
+            == "Bound"
+        ),
+        timeout=30,
+        what="the artifact claim to bind",
+    )
+    yield "modelops-artifacts"
+    with contextlib.suppress(client.ApiException):
+        core.delete_persistent_volume(pv)
+
+
+@pytest.fixture
+def kubelet(
+    namespace: str,
+    api_client: client.ApiClient,
+    cluster: Any,
+    tmp_path: Path,
+    prometheus: PrometheusServer,
+    storage: str,
+) -> Iterator[Kubelet]:
+    k = Kubelet(
+        api_client,
+        namespace,
+        str(cluster.kubeconfig),
+        tmp_path / "kubelet",
+        on_targets=prometheus.set_targets,
+    ).start()
+    yield k
+    k.stop()
+    prometheus.set_targets(namespace, [])
+
+
+@pytest.fixture
+def operator(
+    request: pytest.FixtureRequest,
+    namespace: str,
+    cluster: Any,
+    crds: None,
+    tmp_path: Path,
+    prometheus: PrometheusServer,
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(
+        str(cluster.kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=prometheus.url
+    ).start()
+    yield op
+    op.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+class ModelVersions:
+    """Small helpers over the ModelVersion API for tests."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, kubeconfig: str) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.ns = namespace
+        self.kubeconfig = kubeconfig
+
+    def create(self, name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelVersion",
+            "metadata": {"name": name},
+            "spec": {
+                "model": model,
+                "training": {
+                    "dataset": {"uri": "sklearn:iris"},
+                    "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
+                },
+                "validation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
+                "serving": {"drainSeconds": 0},
+                **spec,
+            },
+        }
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
+
+    def phase(self, name: str) -> str | None:
+        return self.status(name).get("phase")
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), None)
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 120) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            st = self.status(name)
+            return st if st.get("phase") in phases else None
+
+        try:
+            return eventually(check, timeout=timeout, what=f"{name} to reach {'/'.join(phases)}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nstatus: {self.status(name)}\nevents: {self.events(name)}") from None
+
+    def patch(self, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name, body)
+
+    def annotate(self, name: str, key: str, value: str) -> None:
+        self.patch(name, {"metadata": {"annotations": {key: value}}})
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name)
+
+    def champion_of(self, model: str) -> str | None:
+        try:
+            svc = self.core.read_namespaced_service(model, self.ns)
+        except client.ApiException:
+            return None
+        return (svc.spec.selector or {}).get("modelops.dev/version")
+
+    def events(self, name: str) -> list[str]:
+        evs = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        return [f"{e.type} {e.reason}: {e.message}" for e in evs]
+
+
+@pytest.fixture
+def mvs(api_client: client.ApiClient, namespace: str, cluster: Any, crds: None) -> ModelVersions:
+    return ModelVersions(api_client, namespace, str(cluster.kubeconfig))

@@ -1,0 +1,288 @@
+"""ModelVersion through its whole life, with the operator running for real against the API server."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import threading
+import time
+
+import httpx
+import pytest
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.cluster
+
+ALL_CONDITIONS = ("Trained", "Validated", "Deployed", "Promoted", "Ready")
+
+
+def owned_by(obj, uid: str) -> bool:
+    return any(o.uid == uid for o in (obj.metadata.owner_references or []))
+
+
+def test_apply_to_champion(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    st = mvs.wait_phase("iris-v1", "Serving")
+    mv = mvs.get("iris-v1")
+    gen = mv["metadata"]["generation"]
+    eventually(
+        lambda: all((mvs.condition("iris-v1", t) or {}).get("status") == "True" for t in ALL_CONDITIONS),
+        timeout=30,
+        what="every condition True",
+    )
+    for t in ALL_CONDITIONS:
+        c = mvs.condition("iris-v1", t)
+        assert c["observedGeneration"] == gen and c["lastTransitionTime"] and c["reason"], c
+    st = mvs.status("iris-v1")
+    assert st["champion"] is True and st["observedGeneration"] == gen
+    assert st["training"]["metrics"]["accuracy"] >= 0.8
+    assert st["primaryMetric"].startswith("accuracy=")
+    assert {"trainingStarted", "trained", "validated", "deployed", "promoted"} <= set(st["timestamps"])
+    # the artifact on the claim is the one the status names
+    art = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v1") / "model.skops"
+    assert hashlib.sha256(art.read_bytes()).hexdigest() == st["training"]["artifact"]["sha256"]
+    # owned children with deterministic names; the stable Service points at the champion
+    uid = mv["metadata"]["uid"]
+    assert owned_by(mvs.batch.read_namespaced_job("iris-v1-train", mvs.ns), uid)
+    dep = mvs.apps.read_namespaced_deployment("iris-v1-server", mvs.ns)
+    assert owned_by(dep, uid)
+    assert dep.spec.template.spec.containers[0].readiness_probe.http_get.path == "/v2/health/ready"
+    assert dep.spec.template.spec.security_context.run_as_non_root is True
+    assert mvs.champion_of("iris") == "iris-v1"
+    # the real server answers for this version
+    srv = kubelet.server_for("iris-v1")
+    r = httpx.post(
+        f"{srv.url}/predict",
+        json={
+            "instances": [
+                {
+                    "sepal length (cm)": 5.1,
+                    "sepal width (cm)": 3.5,
+                    "petal length (cm)": 1.4,
+                    "petal width (cm)": 0.2,
+                }
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    # kubectl tells the story
+    from tests.integration.conftest import kubectl
+
+    kubectl(mvs.kubeconfig, "-n", mvs.ns, "wait", "--for=condition=Ready", "mv/iris-v1", "--timeout=10s")
+    out = kubectl(mvs.kubeconfig, "-n", mvs.ns, "get", "mv").stdout
+    assert "iris-v1" in out and "Serving" in out and "accuracy=" in out
+    assert any("Promoted" in e for e in mvs.events("iris-v1"))
+
+
+def test_second_version_supersedes_and_manual_rollback_restores(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.create("iris-v2", parent="iris-v1")
+    mvs.wait_phase("iris-v2", "Serving")
+    mvs.wait_phase("iris-v1", "Superseded")
+    assert mvs.champion_of("iris") == "iris-v2"
+    eventually(
+        lambda: mvs.apps.read_namespaced_deployment("iris-v1-server", mvs.ns).spec.replicas == 0,
+        timeout=30,
+        what="the superseded version to scale down",
+    )
+    mvs.annotate("iris-v1", "modelops.dev/promote", "rollback-1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.wait_phase("iris-v2", "Superseded")
+    assert mvs.champion_of("iris") == "iris-v1"
+    assert mvs.status("iris-v1")["handledPromotion"] == "annotation:rollback-1"
+
+
+def test_gate_failure_is_rejected_and_never_served(mvs, kubelet, operator):
+    mvs.create(
+        "iris-bad",
+        validation={"gates": [{"metric": "accuracy", "min": 0.999}]},
+        training={
+            "dataset": {"uri": "sklearn:iris"},
+            "estimator": {"class": "DecisionTreeClassifier", "params": {"max_depth": 1}},
+        },
+    )
+    st = mvs.wait_phase("iris-bad", "Rejected")
+    assert "accuracy" in st["message"] and "< min 0.999" in st["message"]
+    assert mvs.condition("iris-bad", "Validated")["reason"] == "GateFailed"
+    assert mvs.condition("iris-bad", "Stalled")["status"] == "True"
+    eventually(lambda: mvs.status("iris-bad").get("phase") == "Rejected", timeout=5)
+    deps = mvs.apps.list_namespaced_deployment(mvs.ns).items
+    assert not [d for d in deps if d.metadata.name == "iris-bad-server"]
+
+
+def test_worse_challenger_loses_to_the_champion(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.create(
+        "iris-weak",
+        parent="iris-v1",
+        training={
+            "dataset": {"uri": "sklearn:iris"},
+            "estimator": {"class": "DecisionTreeClassifier", "params": {"max_depth": 1}},
+        },
+        validation={"champion": {"metric": "accuracy", "minImprovement": 0.0}},
+    )
+    st = mvs.wait_phase("iris-weak", "Rejected")
+    assert mvs.condition("iris-weak", "Validated")["reason"] == "ChampionBetter"
+    assert "iris-v1" in st["message"]
+    assert mvs.champion_of("iris") == "iris-v1"
+
+
+def test_failed_training_reports_the_trainers_reason(mvs, kubelet, operator):
+    mvs.create(
+        "iris-nodata",
+        training={
+            "dataset": {"uri": "file:///nonexistent/data.csv", "target": "y"},
+            "estimator": {"class": "LogisticRegression"},
+            "backoffLimit": 0,
+        },
+    )
+    st = mvs.wait_phase("iris-nodata", "Failed")
+    trained = mvs.condition("iris-nodata", "Trained")
+    assert trained["reason"] == "TrainingFailed"
+    assert "nonexistent" in trained["message"], trained
+    assert any("TrainingFailed" in e for e in mvs.events("iris-nodata"))
+    assert "training failed" in st["message"]
+
+
+def test_tampered_artifact_fails_and_the_champion_keeps_serving(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    kubelet.hold_servers.add("iris-v2")
+    mvs.create("iris-v2")
+    eventually(
+        lambda: (mvs.status("iris-v2").get("training") or {}).get("artifact"),
+        timeout=120,
+        what="iris-v2 to be trained",
+    )
+    art = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v2") / "model.skops"
+    art.write_bytes(art.read_bytes() + b"tampered")
+    kubelet.hold_servers.discard("iris-v2")
+    st = mvs.wait_phase("iris-v2", "Failed")
+    assert "sha256" in st["message"], st
+    assert mvs.champion_of("iris") == "iris-v1"
+    assert mvs.phase("iris-v1") == "Serving"
+
+
+def _traffic(url: str, stop: threading.Event) -> None:
+    row = {
+        "sepal length (cm)": 5.9,
+        "sepal width (cm)": 3.0,
+        "petal length (cm)": 5.1,
+        "petal width (cm)": 1.8,
+    }
+    with httpx.Client(timeout=5) as c:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                c.post(f"{url}/predict", json={"instances": [row]})
+            stop.wait(0.02)
+
+
+@pytest.mark.parametrize("breach", [True, False], ids=["rolled-back", "promoted"])
+def test_canary(mvs, kubelet, operator, breach):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    canary = {
+        "replicas": 1,
+        "analysisSeconds": 10,
+        "minRequests": 20,
+        "maxP99LatencySeconds": 0.0000001 if breach else 5.0,
+        "maxErrorRate": 0.05,
+    }
+    mvs.create("iris-v2", serving={"drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": canary}})
+    mvs.wait_phase("iris-v2", "Canary")
+    srv = eventually(lambda: kubelet.server_for("iris-v2"), timeout=30, what="the canary's server")
+    stop = threading.Event()
+    t = threading.Thread(target=_traffic, args=(srv.url, stop), daemon=True)
+    t.start()
+    try:
+        if breach:
+            st = mvs.wait_phase("iris-v2", "Rejected", timeout=90)
+            assert "canary rolled back" in st["message"] and "p99" in st["message"]
+            assert any("CanaryRolledBack" in e for e in mvs.events("iris-v2"))
+            eventually(
+                lambda: (
+                    not [
+                        d
+                        for d in mvs.apps.list_namespaced_deployment(mvs.ns).items
+                        if d.metadata.name == "iris-v2-server"
+                    ]
+                ),
+                timeout=30,
+                what="canary removed",
+            )
+            assert mvs.champion_of("iris") == "iris-v1"
+        else:
+            mvs.wait_phase("iris-v2", "Serving", timeout=90)
+            assert mvs.champion_of("iris") == "iris-v2"
+            mvs.wait_phase("iris-v1", "Superseded")
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_racing_promotions_leave_exactly_one_champion(mvs, kubelet, operator):
+    for name in ("iris-a", "iris-b", "iris-c"):
+        mvs.create(name)
+    for name in ("iris-a", "iris-b", "iris-c"):
+        mvs.wait_phase(name, "Serving", "Superseded", timeout=180)
+
+    def settled():
+        champions = [n for n in ("iris-a", "iris-b", "iris-c") if mvs.status(n).get("champion")]
+        return champions if len(champions) == 1 and champions[0] == mvs.champion_of("iris") else None
+
+    champions = eventually(settled, timeout=30, what="exactly one champion")
+    others = {"iris-a", "iris-b", "iris-c"} - set(champions)
+    assert all(mvs.phase(n) == "Superseded" for n in others)
+
+
+def test_sigkill_at_random_points_converges_without_duplicates(mvs, kubelet, operator):
+    rnd = random.Random(7)
+    mvs.create("iris-v1")
+    for _ in range(10):
+        time.sleep(rnd.uniform(0.3, 2.5))
+        operator.kill()
+        operator.start()
+    mvs.wait_phase("iris-v1", "Serving", timeout=180)
+    mvs.create("iris-v2")
+    for _ in range(3):
+        time.sleep(rnd.uniform(0.3, 2.0))
+        operator.kill()
+        operator.start()
+    mvs.wait_phase("iris-v2", "Serving", timeout=180)
+    mvs.wait_phase("iris-v1", "Superseded")
+    jobs = [j.metadata.name for j in mvs.batch.list_namespaced_job(mvs.ns).items]
+    deps = [d.metadata.name for d in mvs.apps.list_namespaced_deployment(mvs.ns).items]
+    svcs = sorted(s.metadata.name for s in mvs.core.list_namespaced_service(mvs.ns).items)
+    assert sorted(jobs) == ["iris-v1-train", "iris-v2-train"]
+    assert sorted(deps) == ["iris-v1-server", "iris-v2-server"]
+    assert svcs == ["iris", "iris-v1-server", "iris-v2-server"]
+    assert len(kubelet.trainings) == 2, kubelet.trainings
+    assert operator.runs == 14
+
+
+def test_deleting_a_version_removes_what_it_owns(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.delete("iris-v1")
+
+    def gone():
+        jobs = mvs.batch.list_namespaced_job(mvs.ns).items
+        deps = mvs.apps.list_namespaced_deployment(mvs.ns).items
+        svcs = mvs.core.list_namespaced_service(mvs.ns).items
+        return not jobs and not deps and not svcs
+
+    eventually(gone, timeout=60, what="the Job, Deployment and Services to be garbage-collected")
+
+
+def test_metrics_endpoint_reports_phases_and_promotions(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
+    line = (
+        f'modelops_version_phase{{namespace="{mvs.ns}",model="iris",version="iris-v1",phase="Serving"}} 1.0'
+    )
+    assert line in text
+    assert "modelops_promotions_total" in text and "modelops_reconciles_total" in text

@@ -1,0 +1,1 @@
+"""Test support: the kubelet stand-in, Prometheus and the operator process."""

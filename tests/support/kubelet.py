@@ -1,0 +1,286 @@
+"""A stand-in for the kubelet's part in the simulated cluster.
+
+kwok moves pods through their phases but runs nothing. For pods the operator made,
+kwok holds them (see tests/cluster/kwok) until this stand-in has run the real program
+with exactly the container's command, arguments and environment, with volume mount
+paths mapped onto local folders, and annotated the pod with the outcome: a trainer's
+exit code and termination message, a server's readiness or crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+
+HOLD_LABEL = "app.kubernetes.io/managed-by"
+RESULT = "sim.modelops.dev/result"
+READY = "sim.modelops.dev/ready"
+EXIT_CODE = "sim.modelops.dev/exit-code"
+MESSAGE = "sim.modelops.dev/message"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProc:
+    pod: str
+    version: str
+    model: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Kubelet:
+    api: client.ApiClient
+    namespace: str
+    kubeconfig: str
+    workdir: Path
+    servers: dict[str, ServerProc] = field(default_factory=dict)
+    hold_training: bool = False
+    hold_servers: set[str] = field(default_factory=set)
+    trainings: list[str] = field(default_factory=list)
+    on_targets: Any = None
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api)
+        self.volumes = self.workdir / "volumes"
+        self.volumes.mkdir(parents=True, exist_ok=True)
+        self._started: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"kubelet-{self.namespace}", daemon=True)
+        self._lock = threading.Lock()
+
+    def volume(self, claim: str) -> Path:
+        path = self.volumes / claim
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> Kubelet:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for s in list(self.servers.values()):
+            self._kill(s)
+        self.servers.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sync()
+            except Exception as e:  # keep playing the kubelet; the test's assertions report failures
+                print(f"kubelet stand-in: {type(e).__name__}: {e}", file=sys.stderr)
+            self._stop.wait(0.3)
+
+    def _sync(self) -> None:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{HOLD_LABEL}=modelops").items
+        alive = set()
+        for pod in pods:
+            name = pod.metadata.name
+            component = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
+            if pod.metadata.deletion_timestamp:
+                continue
+            alive.add(name)
+            if name in self._started or pod.spec.node_name is None:
+                continue
+            if component == "trainer" and not self.hold_training:
+                self._started.add(name)
+                threading.Thread(target=self._run_trainer, args=(pod,), daemon=True).start()
+            elif component == "server":
+                if (pod.metadata.labels or {}).get("modelops.dev/version") in self.hold_servers:
+                    continue
+                self._started.add(name)
+                threading.Thread(target=self._run_server, args=(pod,), daemon=True).start()
+        with self._lock:
+            gone = [p for p in self.servers if p not in alive]
+        for p in gone:
+            self._kill(self.servers.pop(p))
+            self._publish_targets()
+
+    # --- running containers -------------------------------------------------------------------
+    def _environment(
+        self, pod: Any, container: Any, mounts: dict[str, Path]
+    ) -> tuple[list[str], dict[str, str]]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.workdir),
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+        }
+        for var in container.env or []:
+            if var.value is not None:
+                env[var.name] = self._map(var.value, mounts)
+            elif var.value_from and var.value_from.field_ref:
+                env[var.name] = self._field(pod, var.value_from.field_ref.field_path)
+        argv = [*(container.command or []), *(container.args or [])]
+        if argv and argv[0] == "modelops":
+            argv = [sys.executable, "-m", "modelops.cli", *argv[1:]]
+        return [self._map(a, mounts) for a in argv], env
+
+    @staticmethod
+    def _field(pod: Any, path: str) -> str:
+        if path == "metadata.namespace":
+            return pod.metadata.namespace
+        if path == "metadata.name":
+            return pod.metadata.name
+        if path.startswith("metadata.labels['"):
+            return (pod.metadata.labels or {}).get(path[len("metadata.labels['") : -2], "")
+        raise ValueError(f"the kubelet stand-in does not resolve fieldRef {path}")
+
+    def _mounts(self, pod: Any, container: Any, scratch: Path) -> dict[str, Path]:
+        volumes = {v.name: v for v in pod.spec.volumes or []}
+        out: dict[str, Path] = {}
+        for m in container.volume_mounts or []:
+            v = volumes[m.name]
+            if v.persistent_volume_claim:
+                out[m.mount_path] = self.volume(v.persistent_volume_claim.claim_name)
+            else:
+                (scratch / m.name).mkdir(parents=True, exist_ok=True)
+                out[m.mount_path] = scratch / m.name
+        return out
+
+    @staticmethod
+    def _map(value: str, mounts: dict[str, Path]) -> str:
+        for mount in sorted(mounts, key=len, reverse=True):
+            if value == mount or value.startswith(mount.rstrip("/") + "/"):
+                return str(mounts[mount]) + value[len(mount.rstrip("/")) :]
+        return value
+
+    def _annotate(self, pod: Any, annotations: dict[str, str]) -> None:
+        with contextlib.suppress(client.ApiException):
+            self.core.patch_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}}
+            )
+
+    def _run_trainer(self, pod: Any) -> None:
+        container = pod.spec.containers[0]
+        scratch = Path(tempfile.mkdtemp(prefix="pod-", dir=self.workdir))
+        mounts = self._mounts(pod, container, scratch)
+        argv, env = self._environment(pod, container, mounts)
+        term = scratch / "termination-log"
+        env["MODELOPS_TERMINATION_LOG"] = str(term)
+        self.trainings.append(pod.metadata.name)
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        (self.workdir / f"{pod.metadata.name}.log").write_text(out.stdout + out.stderr)
+        if out.returncode == 0:
+            self._annotate(pod, {RESULT: "Succeeded"})
+        else:
+            message = (
+                term.read_text().strip()
+                if term.exists()
+                else (out.stderr.strip().splitlines() or ["failed"])[-1]
+            )
+            self._annotate(pod, {RESULT: "Failed", EXIT_CODE: str(out.returncode), MESSAGE: message[:1000]})
+
+    def _run_server(self, pod: Any) -> None:
+        container = pod.spec.containers[0]
+        scratch = Path(tempfile.mkdtemp(prefix="pod-", dir=self.workdir))
+        mounts = self._mounts(pod, container, scratch)
+        argv, env = self._environment(pod, container, mounts)
+        port = free_port()
+        if "--port" in argv:
+            argv[argv.index("--port") + 1] = str(port)
+        argv += ["--host", "127.0.0.1"]
+        term = scratch / "termination-log"
+        env["MODELOPS_TERMINATION_LOG"] = str(term)
+        log = self.workdir / f"{pod.metadata.name}.log"
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(
+                argv, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        labels = pod.metadata.labels or {}
+        srv = ServerProc(
+            pod.metadata.name,
+            labels.get("modelops.dev/version", ""),
+            labels.get("modelops.dev/model", ""),
+            port,
+            proc,
+            log,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if proc.poll() is not None:
+                message = (
+                    term.read_text().strip() if term.exists() else log.read_text().strip().splitlines()[-1:]
+                )
+                self._annotate(
+                    pod, {RESULT: "Failed", EXIT_CODE: str(proc.returncode), MESSAGE: str(message)[:1000]}
+                )
+                return
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{srv.url}/v2/health/ready", timeout=1).status_code == 200:
+                    with self._lock:
+                        self.servers[pod.metadata.name] = srv
+                    self._publish_targets()
+                    self._annotate(pod, {READY: "true"})
+                    return
+            time.sleep(0.2)
+        self._kill(srv)
+
+    def _kill(self, srv: ServerProc) -> None:
+        if srv.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(srv.proc.pid, signal.SIGTERM)
+            try:
+                srv.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(srv.proc.pid, signal.SIGKILL)
+                srv.proc.wait()
+
+    def _publish_targets(self) -> None:
+        if self.on_targets is None:
+            return
+        with self._lock:
+            targets = [
+                {"targets": [f"127.0.0.1:{s.port}"], "labels": {"pod": s.pod, "namespace": self.namespace}}
+                for s in self.servers.values()
+            ]
+        self.on_targets(self.namespace, targets)
+
+    # --- helpers for tests ---------------------------------------------------------------------
+    def server_for(self, version: str) -> ServerProc | None:
+        with self._lock:
+            return next((s for s in self.servers.values() if s.version == version), None)
+
+    def artifact_dir(self, claim: str, model: str, version: str) -> Path:
+        return self.volume(claim) / model / version
+
+
+def copy_dataset(src: Path, kubelet: Kubelet, claim: str, rel: str) -> str:
+    """Put a dataset file on a claim; returns its pvc:// URI."""
+    dest = kubelet.volume(claim) / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dest)
+    return f"pvc://{claim}/{rel}"
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)

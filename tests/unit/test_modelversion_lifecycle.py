@@ -1,0 +1,261 @@
+"""The life cycle planner, walked through its phases without a cluster."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modelops.api.modelversion import ModelVersionSpec, ModelVersionStatus
+from modelops.lifecycle.conditions import apply_conditions
+from modelops.lifecycle.modelversion import (
+    CanaryView,
+    ChampionView,
+    DeploymentView,
+    JobView,
+    Observed,
+    Plan,
+    canary_verdict,
+    champion_verdict,
+    gate_failures,
+    plan,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+
+def spec(**over) -> ModelVersionSpec:
+    body = {
+        "model": "iris",
+        "training": {"dataset": {"uri": "sklearn:iris"}, "estimator": {"class": "LogisticRegression"}},
+        "validation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
+    }
+    body.update(over)
+    return ModelVersionSpec.model_validate(body)
+
+
+def result(job_uid="job-1", accuracy=0.95, succeeded=True, message=None):
+    return {
+        "jobUid": job_uid,
+        "succeeded": succeeded,
+        "message": message,
+        "metrics": {"accuracy": accuracy} if succeeded else {},
+        "artifact": {"uri": "pvc://modelops-artifacts/iris/v1/model.skops", "sha256": "ab" * 32},
+    }
+
+
+class World:
+    """Feeds each plan back as the next status, as the controller does."""
+
+    def __init__(self, sp: ModelVersionSpec, name="v1"):
+        self.name, self.spec, self.status, self.now = name, sp, ModelVersionStatus(), NOW
+
+    def step(self, **observed) -> Plan:
+        p = plan(
+            Observed(
+                name=self.name, generation=1, spec=self.spec, status=self.status, now=self.now, **observed
+            )
+        )
+        d = self.status.model_dump(by_alias=True)
+        d["phase"] = p.phase
+        d["message"] = p.message
+        d["conditions"] = apply_conditions(d["conditions"], p.conditions, generation=1, now="t")
+        d["timestamps"] = {**d["timestamps"], **p.timestamps}
+        d["champion"] = p.champion
+        if p.handled_promotion:
+            d["handledPromotion"] = p.handled_promotion
+        self.status = ModelVersionStatus.model_validate(d)
+        return p
+
+    def with_result(self, **kw):
+        self.status = self.status.model_copy(
+            update={"training": ModelVersionStatus.model_validate({"training": result(**kw)}).training}
+        )
+
+
+def cond(status: ModelVersionStatus, type_: str):
+    return next((c for c in status.conditions if c.type == type_), None)
+
+
+def test_happy_path_train_validate_deploy_promote_serve():
+    w = World(spec())
+    p = w.step()
+    assert p.ensure_job and p.phase == "Training" and p.replicas is None
+    p = w.step(job=JobView(uid="job-1", active=1))
+    assert p.phase == "Training" and not p.ensure_job
+    w.with_result()
+    p = w.step(job=JobView(uid="job-1", succeeded=1))
+    assert p.phase == "Deploying" and p.replicas == 1 and p.accept_result
+    assert cond(w.status, "Trained").status == "True" and cond(w.status, "Validated").status == "True"
+    p = w.step(job=JobView(uid="job-1", succeeded=1), deployment=DeploymentView(1, 1))
+    assert p.promote and p.phase == "Deploying"
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", {"accuracy": 0.95}))
+    assert p.phase == "Serving" and p.champion and not p.promote
+    assert cond(w.status, "Ready").status == "True"
+    assert cond(w.status, "Reconciling") is None
+    assert {"trained", "validated", "deployed", "promoted"} <= set(w.status.timestamps)
+
+
+def test_result_of_another_job_run_is_ignored():
+    w = World(spec())
+    w.step()
+    w.with_result(job_uid="old-job")
+    p = w.step(job=JobView(uid="job-1", succeeded=1, finished_at=NOW))
+    assert p.phase == "Training" and "waiting for the trainer" in p.message
+
+
+def test_missing_report_fails_after_grace():
+    w = World(spec())
+    w.step()
+    p = w.step(job=JobView(uid="job-1", succeeded=1, finished_at=NOW - timedelta(minutes=5)))
+    assert p.phase == "Failed" and "no result" in p.message
+
+
+def test_job_failure_carries_the_trainers_reason():
+    w = World(spec())
+    w.step()
+    p = w.step(job=JobView(uid="job-1", failed=True, failure_message="error: target column 'y' not found"))
+    assert p.phase == "Failed"
+    assert "target column 'y' not found" in cond(w.status, "Trained").message
+    assert p.events[0][:2] == ("Warning", "TrainingFailed")
+    assert cond(w.status, "Stalled").status == "True"
+    assert w.step(job=JobView(uid="job-1", failed=True)).phase == "Failed"  # terminal
+
+
+def test_gate_failure_rejects_and_never_deploys():
+    w = World(spec())
+    w.step()
+    w.with_result(accuracy=0.5)
+    p = w.step(job=JobView(uid="job-1", succeeded=1))
+    assert p.phase == "Rejected" and p.replicas is None
+    assert "accuracy 0.5 < min 0.8" in p.message
+    assert w.step(job=JobView(uid="job-1", succeeded=1)).replicas is None
+
+
+def test_worse_challenger_loses_to_champion():
+    w = World(spec(validation={"champion": {"metric": "accuracy", "minImprovement": 0.0}}), name="v2")
+    w.step()
+    w.with_result(accuracy=0.90)
+    p = w.step(job=JobView(uid="job-1", succeeded=1), champion=ChampionView("v1", {"accuracy": 0.95}))
+    assert p.phase == "Rejected" and cond(w.status, "Validated").reason == "ChampionBetter"
+
+
+def test_champion_comparison_direction():
+    assert champion_verdict("accuracy", 0.0, {"accuracy": 0.9}, {"accuracy": 0.9})[0]
+    assert not champion_verdict("accuracy", 0.01, {"accuracy": 0.905}, {"accuracy": 0.9})[0]
+    assert champion_verdict("rmse", 0.0, {"rmse": 1.0}, {"rmse": 1.5})[0]
+    assert not champion_verdict("rmse", 0.0, {"rmse": 2.0}, {"rmse": 1.5})[0]
+    assert champion_verdict("accuracy", -0.02, {"accuracy": 0.89}, {"accuracy": 0.9})[0]
+
+
+def test_gate_messages():
+    from modelops.api.modelversion import Gate
+
+    gates = [Gate(metric="accuracy", min=0.9), Gate(metric="rmse", max=1.0), Gate(metric="f1", min=0, max=1)]
+    out = gate_failures(gates, {"accuracy": 0.8, "f1": 0.5})
+    assert out[0] == "accuracy 0.8 < min 0.9" and out[1].startswith("rmse was not measured")
+    assert len(out) == 2
+
+
+def served_world(name="v1", **sp) -> World:
+    w = World(spec(**sp), name=name)
+    w.step()
+    w.with_result()
+    w.step(job=JobView(uid="job-1", succeeded=1))
+    return w
+
+
+def test_superseded_drains_then_scales_down_and_rollback_promotes_again():
+    w = served_world(serving={"drainSeconds": 30})
+    w.step(deployment=DeploymentView(1, 1))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"))
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2"))
+    assert p.phase == "Superseded" and p.replicas == 1 and not p.champion
+    w.now = NOW + timedelta(seconds=31)
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2"))
+    assert p.phase == "Superseded" and p.replicas == 0
+    assert cond(w.status, "Ready").status == "True"
+    # rollback: a promotion request scales it back and promotes once ready
+    p = w.step(deployment=DeploymentView(0, 0), champion=ChampionView("v2"), promotion_request="r1")
+    assert p.replicas == 1 and not p.promote
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2"), promotion_request="r1")
+    assert p.promote and p.handled_promotion == "r1"
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"), promotion_request="r1")
+    assert p.phase == "Serving"
+    # the handled request does not promote again once superseded later
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v3"), promotion_request="r1")
+    assert p.phase == "Superseded" and not p.promote
+
+
+def test_manual_mode_waits_for_a_request():
+    w = served_world(promotion={"mode": "Manual"})
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"))
+    assert p.phase == "Deploying" and not p.promote and "manual promotion" in p.message
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"), promotion_request="go")
+    assert p.promote
+
+
+def canary_spec():
+    return {
+        "rollout": {"strategy": "Canary", "canary": {"replicas": 1, "analysisSeconds": 60, "minRequests": 10}}
+    }
+
+
+def test_canary_breach_rolls_back():
+    w = served_world(name="v2", serving=canary_spec())
+    champ = ChampionView("v1", {"accuracy": 0.9})
+    p = w.step(deployment=DeploymentView(1, 1), champion=champ)
+    assert p.phase == "Canary" and p.query_canary and not p.promote
+    w.now = NOW + timedelta(seconds=10)
+    p = w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(50, 0.2, 0.01))
+    assert p.phase == "Rejected" and p.replicas is None and "error rate 20.00%" in p.message
+    assert p.events[-1][1] == "CanaryRolledBack"
+
+
+def test_canary_pass_after_window_promotes():
+    w = served_world(name="v2", serving=canary_spec())
+    champ = ChampionView("v1", {"accuracy": 0.9})
+    w.step(deployment=DeploymentView(1, 1), champion=champ)
+    w.now = NOW + timedelta(seconds=30)
+    assert (
+        w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(50, 0.0, 0.01)).phase
+        == "Canary"
+    )
+    w.now = NOW + timedelta(seconds=61)
+    p = w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(80, 0.0, 0.01))
+    assert p.promote
+
+
+@pytest.mark.parametrize(
+    ("view", "elapsed", "verdict"),
+    [
+        (None, 10, "wait"),
+        (None, 400, "fail"),
+        (CanaryView(5, 0.5, 0.01), 10, "wait"),  # too few requests to judge a breach
+        (CanaryView(50, 0.0, 2.0), 10, "fail"),  # p99 breach
+        (CanaryView(5, 0.0, 0.01), 100, "wait"),
+        (CanaryView(5, 0.0, 0.01), 400, "fail"),
+        (CanaryView(error="prometheus unreachable"), 10, "wait"),
+    ],
+)
+def test_canary_verdicts(view, elapsed, verdict):
+    from modelops.api.modelversion import Canary
+
+    c = Canary(analysis_seconds=100, min_requests=10, max_p99_latency_seconds=0.5)
+    assert canary_verdict(c, view, elapsed)[0] == verdict
+
+
+def test_server_failure_fails_the_version_not_the_champion():
+    w = served_world(name="v2")
+    p = w.step(
+        deployment=DeploymentView(1, 0, pod_failure="artifact sha256 mismatch"), champion=ChampionView("v1")
+    )
+    assert p.phase == "Failed" and p.replicas is None and not p.promote
+    assert "sha256 mismatch" in cond(w.status, "Deployed").message
+
+
+def test_retired_version_has_no_deployment_but_the_champion_cannot_retire():
+    w = served_world(retired=True)
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"))
+    assert p.phase == "Retired" and p.replicas is None
+    w2 = served_world(retired=True)
+    p = w2.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"))
+    assert p.phase == "Serving" and "cannot retire the champion" in p.message
