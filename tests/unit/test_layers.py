@@ -1,0 +1,30 @@
+"""The pure layers never import kopf or the Kubernetes client: they are plain functions of plain data."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "operator" / "modelops"
+PURE = ("api", "lifecycle", "drift")
+FORBIDDEN = ("kopf", "kubernetes", "httpx", "modelops.k8s", "modelops.controllers", "modelops.prometheus")
+
+
+def imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(p for layer in PURE for p in (PKG / layer).rglob("*.py")), ids=str)
+def test_pure_layer_has_no_io_imports(path):
+    bad = {m for m in imports(path) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)}
+    assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_no_init_in_source_root():
+    assert not (PKG.parent / "__init__.py").exists(), "operator/__init__.py would shadow the stdlib operator"

@@ -1,0 +1,80 @@
+"""Desired manifests, pinned by golden files (set UPDATE_GOLDEN=1 to rewrite them after a deliberate change)."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from modelops.api.modelversion import ModelVersionSpec
+from modelops.lifecycle import naming, resources
+from modelops.settings import Settings
+
+GOLDEN = Path(__file__).parent / "golden"
+SETTINGS = Settings(trainer_image="modelops:test", server_image="modelops:test")
+SPEC = ModelVersionSpec.model_validate(
+    {
+        "model": "churn",
+        "training": {
+            "dataset": {"uri": "pvc://datasets/churn/2026-q3.csv", "target": "churned"},
+            "estimator": {"class": "HistGradientBoostingClassifier", "params": {"max_iter": 50}},
+        },
+    }
+)
+ARTIFACT = "pvc://modelops-artifacts/churn/churn-v3/model.skops"
+
+
+def golden(name: str, obj) -> None:
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} differs; UPDATE_GOLDEN=1 after a deliberate change"
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [
+        ("job", lambda: resources.training_job("churn-v3", "ml", "uid-1", SPEC, SETTINGS)),
+        ("deployment", lambda: resources.server_deployment("churn-v3", "ml", SPEC, ARTIFACT, "ab" * 32, 2, SETTINGS)),
+        ("version-service", lambda: resources.version_service("churn-v3", "ml", SPEC, SETTINGS)),
+        ("stable-service", lambda: resources.stable_service("churn", "ml", "churn-v3")),
+    ],
+)
+def test_golden_manifests(name, build):
+    golden(name, build())
+
+
+def test_pods_meet_the_restricted_pod_security_profile():
+    for obj in (
+        resources.training_job("v", "ml", "u", SPEC, SETTINGS),
+        resources.server_deployment("v", "ml", SPEC, ARTIFACT, "ab" * 32, 1, SETTINGS),
+    ):
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+
+
+def test_training_job_mounts_dataset_claim_read_only_and_binds_its_report():
+    job = resources.training_job("churn-v3", "ml", "uid-1", SPEC, SETTINGS)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "dataset", "mountPath": "/mnt/pvc/datasets", "readOnly": True} in c["volumeMounts"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["MODELOPS_JOB_UID"]["valueFrom"]["fieldRef"]["fieldPath"].endswith("controller-uid']")
+    assert json.loads(env["MODELOPS_TRAINING_SPEC"]["value"])["dataset"]["uri"] == SPEC.training.dataset.uri
+    assert job["metadata"]["name"] == naming.job_name("churn-v3") == "churn-v3-train"
+
+
+def test_artifact_dir_maps_claim_uri_to_mount():
+    assert resources.artifact_dir(SPEC, ARTIFACT) == "/artifacts/churn/churn-v3"
+    with pytest.raises(ValueError, match="not on storage claim"):
+        resources.artifact_dir(SPEC, "pvc://elsewhere/churn/churn-v3/model.skops")
+
+
+def test_long_names_stay_dns_labels_and_unique():
+    a, b = naming.deployment_name("x" * 70), naming.deployment_name("x" * 71)
+    assert len(a) <= 63 and len(b) <= 63 and a != b
