@@ -111,10 +111,12 @@ class Kubelet:
             alive.add(name)
             if name in self._started or pod.spec.node_name is None:
                 continue
-            if component == "trainer" and not self.hold_training:
+            if component != "server":
+                if component == "trainer" and self.hold_training:
+                    continue
                 self._started.add(name)
-                threading.Thread(target=self._run_trainer, args=(pod,), daemon=True).start()
-            elif component == "server":
+                threading.Thread(target=self._run_to_completion, args=(pod,), daemon=True).start()
+            else:
                 if (pod.metadata.labels or {}).get("modelops.dev/version") in self.hold_servers:
                     continue
                 self._started.add(name)
@@ -180,14 +182,15 @@ class Kubelet:
                 pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}}
             )
 
-    def _run_trainer(self, pod: Any) -> None:
+    def _run_to_completion(self, pod: Any) -> None:
         container = pod.spec.containers[0]
         scratch = Path(tempfile.mkdtemp(prefix="pod-", dir=self.workdir))
         mounts = self._mounts(pod, container, scratch)
         argv, env = self._environment(pod, container, mounts)
         term = scratch / "termination-log"
         env["MODELOPS_TERMINATION_LOG"] = str(term)
-        self.trainings.append(pod.metadata.name)
+        if (pod.metadata.labels or {}).get("app.kubernetes.io/component") == "trainer":
+            self.trainings.append(pod.metadata.name)
         out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
         (self.workdir / f"{pod.metadata.name}.log").write_text(out.stdout + out.stderr)
         if out.returncode == 0:

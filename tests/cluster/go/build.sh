@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
 
-sums="$(cat "$here"/*/go.mod "$here"/*/go.sum "$here/build.sh" | sha256sum | cut -c1-12)"
+sums="$(cat "$here"/*/go.mod "$here"/*/go.sum | sha256sum | cut -c1-12)"
 key="k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}-${sums}"
 cache="${MODELOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops}"
 bin="$cache/$key/bin"
@@ -19,6 +19,14 @@ if [[ $complete == 1 ]]; then
   echo "cluster binaries cached in $bin" >&2
   echo "$bin"; exit 0
 fi
+
+mkdir -p "$cache"
+# One builder at a time: a second caller waits, then finds the binaries cached.
+exec 9>"$cache/.build.lock"
+flock 9
+complete=1
+for b in "${binaries[@]}"; do [[ -x "$bin/$b" ]] || complete=0; done
+if [[ $complete == 1 ]]; then echo "$bin"; exit 0; fi
 
 mkdir -p "$bin.partial"
 export CGO_ENABLED=0
