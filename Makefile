@@ -26,7 +26,7 @@ cluster-down: ## Stop the local cluster started by cluster-up
 	$(PY) -m tests.cluster down --dir .cluster
 
 crds: venv ## Regenerate crds/ from the pydantic models
-	$(PY) -m modelops.cli crds --write crds/
+	$(PY) -m modelops.cli crds --write crds/ --readme README.md
 
 lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check operator tests bench

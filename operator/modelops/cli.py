@@ -17,6 +17,11 @@ COMMANDS = {
         "main",
         "serve one model version (the serving Deployment's entry point)",
     ),
+    "cleanup": (
+        "modelops.cleanup",
+        "main",
+        "delete one version's artifacts (the clean-up Job's entry point)",
+    ),
     "crds": ("modelops.api.crdgen", "main", "print or write the CustomResourceDefinitions"),
 }
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from tests.support.kubelet import Kubelet
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer

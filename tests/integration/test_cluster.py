@@ -12,6 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
 from tests.helpers import wait_for
 
 PAUSE = "registry.k8s.io/pause:3.10"

@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.cluster

@@ -211,7 +211,12 @@ def render(crd: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelops crds", description=__doc__)
     parser.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR (default: stdout)")
+    parser.add_argument("--readme", metavar="FILE", help="also regenerate the field reference in FILE")
     args = parser.parse_args(argv)
+    if args.readme:
+        from .reference import update_readme
+
+        update_readme(Path(args.readme))
     for name, crd in crds().items():
         text = render(crd)
         if args.write:

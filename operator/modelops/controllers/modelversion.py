@@ -235,9 +235,28 @@ def on_timer(body: kopf.Body, **_: Any) -> None:
     _locked(dict(body), wait=False)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup")
 def on_delete(body: kopf.Body, **_: Any) -> None:
-    spec = body.get("spec", {})
-    metrics.forget_version(
-        body["metadata"]["namespace"], spec.get("model", ""), body["metadata"]["name"], PHASES
-    )
+    """Kopf's finalizer holds the object until, if retention asked for it, its artifacts are gone."""
+    meta, spec = body["metadata"], body.get("spec", {})
+    ns, name = meta["namespace"], meta["name"]
+    metrics.forget_version(ns, spec.get("model", ""), name, PHASES)
+    if (meta.get("annotations") or {}).get(naming.ANNOTATION_DELETE_ARTIFACTS) != "true":
+        return
+    mv = ModelVersion.model_validate(dict(body))
+    kube = runtime.kube()
+    job_name = naming.cleanup_job_name(name)
+    job = kube.job_view(ns, job_name)
+    if job is None:
+        # Not owned by the version being deleted: the TTL controller removes it once done.
+        kube.apply(resources.cleanup_job(name, ns, mv.spec, runtime.settings()))
+        kopf.info(body, reason="DeletingArtifacts", message=f"Created Job {job_name} to delete the artifacts")
+        raise kopf.TemporaryError("waiting for the artifact clean-up Job", delay=2)
+    if job.failed:
+        kopf.warn(
+            body, reason="ArtifactCleanupFailed", message=f"Job {job_name} failed: {job.failure_message}"
+        )
+        raise kopf.TemporaryError(f"artifact clean-up failed: {job.failure_message}", delay=30)
+    if not job.succeeded:
+        raise kopf.TemporaryError("waiting for the artifact clean-up Job", delay=2)
+    kopf.info(body, reason="DeletedArtifacts", message=f"Deleted the artifacts of {name}")

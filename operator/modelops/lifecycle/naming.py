@@ -19,7 +19,8 @@ LABEL_POLICY = "modelops.dev/policy"
 ANNOTATION_PROMOTE = "modelops.dev/promote"
 ANNOTATION_RETRAIN = "modelops.dev/retrain"
 ANNOTATION_CHAMPION = "modelops.dev/champion"
-FINALIZER = "modelops.dev/artifacts"
+ANNOTATION_DELETE_ARTIFACTS = "modelops.dev/delete-artifacts"
+"""Set by retention before it deletes a version: the finalizer then removes its files first."""
 
 
 def _fit(name: str, limit: int = 63) -> str:
@@ -32,6 +33,10 @@ def _fit(name: str, limit: int = 63) -> str:
 
 def job_name(version: str) -> str:
     return _fit(f"{version}-train")
+
+
+def cleanup_job_name(version: str) -> str:
+    return _fit(f"{version}-cleanup")
 
 
 def deployment_name(version: str) -> str:

@@ -260,3 +260,51 @@ def stable_service(model: str, namespace: str, champion: str) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Settings) -> dict[str, Any]:
+    """Deletes a version's artifacts from the claim; the version's finalizer waits for it."""
+    labels = naming.version_labels(spec.model, name, "cleaner")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(naming.cleanup_job_name(name), namespace, labels),
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": _pod_security(),
+                    "containers": [
+                        {
+                            "name": "cleanup",
+                            "image": spec.training.image or settings.trainer_image,
+                            "imagePullPolicy": settings.image_pull_policy,
+                            "command": ["modelops", "cleanup"],
+                            "args": [
+                                "--store",
+                                spec.storage.mount_path,
+                                "--model",
+                                spec.model,
+                                "--version",
+                                name,
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "32Mi"},
+                                "limits": {"memory": "128Mi"},
+                            },
+                            "securityContext": _container_security(),
+                            "volumeMounts": [{"name": "artifacts", "mountPath": spec.storage.mount_path}],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}}
+                    ],
+                },
+            },
+        },
+    }

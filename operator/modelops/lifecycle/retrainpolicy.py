@@ -1,0 +1,626 @@
+"""The RetrainPolicy's decisions as pure functions: what is observed in, what to do out.
+
+`plan()` is level-based like the ModelVersion planner: it never asks which event woke it.
+The controller observes (the policy, the champion, the model's versions, and, when
+`evaluation_due`, a fresh evaluation from Prometheus), calls `plan()`, then acts in this
+order, which makes a crash at any point safe:
+
+1. write `plan.status` (a merge patch of status, wire keys) and the conditions;
+2. create-or-adopt `plan.child` (deterministic name, ownerReference to the policy);
+3. delete `plan.delete` (retention);
+4. plan again without an evaluation: the child now exists, so `pending` is committed to
+   `lastTrigger` and `history`.
+
+A trigger is first written as `status.pending` (write-ahead) and only then created: if the
+operator dies in between, the next plan sees `pending` and re-creates the same child
+(same name) instead of deciding anew, so one decision yields exactly one ModelVersion.
+
+Decisions and why:
+- Reasons in priority order manual > drift > performance > schedule; the first due wins, the
+  others are named in the trigger's detail. A trigger that fires while the schedule is due
+  also satisfies the schedule (no second retrain right after).
+- Drift and performance act only on a fresh, successful evaluation in this very pass: a
+  Prometheus error or an Unknown result never triggers. The drifted counter goes +1 on
+  Drifted, back to 0 on Stable, stays on Unknown or error, is reset by a trigger and when
+  the champion changes (its history was about another model).
+- Cooldown counts from the later of the last trigger and the moment a child of this policy
+  was Rejected or Failed, so a bad child does not cause an immediate new one even when its
+  training took longer than the cooldown. A manual request bypasses cooldown (a person
+  asked) but not `maxConcurrent`, `suspend`, a missing champion or a broken template.
+- Manual requests and schedules do not need Prometheus, so they still act while it is down.
+- No champion: nothing to evaluate or retrain from; requests wait and the condition says so.
+- `suspend`: evaluate and report, never trigger; due triggers wait (a manual request stays
+  unhandled until the policy is resumed).
+- History is newest first, bounded to `HISTORY_LIMIT`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from croniter import croniter
+
+from modelops.api.modelversion import ModelVersionSpec
+from modelops.api.retrainpolicy import (
+    RetrainPolicySpec,
+    RetrainPolicyStatus,
+    ScheduleTrigger,
+    Template,
+    Trigger,
+)
+from modelops.drift.evaluate import DriftEvaluation, OnlineEval
+from modelops.drift.promql import seconds
+
+from .conditions import Cond, find
+from .naming import child_name
+
+HISTORY_LIMIT = 20
+IN_FLIGHT = ("Pending", "Training", "Validating", "Deploying", "Canary")
+"""Phases of a child that count against `maxConcurrent` (and that retention never touches)."""
+RETIRED = ("Superseded", "Retired")
+FAILED = ("Rejected", "Failed")
+EVALUATION_SLACK = 1.0
+"""Seconds of timer jitter tolerated when deciding that an evaluation is due."""
+
+Reason = Literal["manual", "drift", "performance", "schedule"]
+EventType = Literal["Normal", "Warning"]
+PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version the model's stable Service points at: what children are made from."""
+
+    name: str
+    spec: ModelVersionSpec
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One ModelVersion of the policy's model, as far as retraining and retention care."""
+
+    name: str
+    phase: str = "Pending"
+    """status.phase; a child whose status is not written yet is Pending."""
+    created: datetime | None = None
+    parent: str | None = None
+    owned: bool = False
+    """Has an ownerReference to this policy (a child the policy made)."""
+    champion: bool = False
+    """status.champion: true while it serves as champion (also mid-promotion)."""
+    timestamps: Mapping[str, str] = field(default_factory=dict)
+    """status.timestamps (superseded, retired, rejected, failed, ...)."""
+    deleting: bool = False
+    """metadata.deletionTimestamp is set."""
+    promotion_requested: bool = False
+    """An unhandled promotion (rollback) request is on it: retention keeps it."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation against Prometheus: results, or the error that prevented them."""
+
+    drift: DriftEvaluation | None = None
+    online: OnlineEval | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    name: str
+    uid: str
+    spec: RetrainPolicySpec
+    status: RetrainPolicyStatus
+    now: datetime
+    created: datetime
+    """The policy's creationTimestamp: the schedule's first anchor."""
+    champion: Champion | None = None
+    versions: Sequence[VersionView] = ()
+    """Every ModelVersion of spec.model."""
+    evaluation: Evaluation | None = None
+    """None when no evaluation ran in this pass (see `evaluation_due`)."""
+    retrain_request: str | None = None
+    """The value of the annotation modelops.dev/retrain."""
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Child:
+    """A ModelVersion to create or adopt, with an ownerReference to the policy."""
+
+    name: str
+    spec: ModelVersionSpec
+    trigger: Trigger
+
+
+@dataclass
+class Plan:
+    status: dict[str, Any]
+    """A merge patch of status with wire (camelCase) keys; a None value deletes the key."""
+    conditions: list[Cond]
+    message: str
+    child: Child | None = None
+    trigger: Trigger | None = None
+    """A decision taken in this pass (count it in modelops_retrains_total)."""
+    committed: Trigger | None = None
+    """A pending trigger whose child now exists, moved to lastTrigger/history in this pass."""
+    delete: list[str] = field(default_factory=list)
+    """ModelVersions retention removes, oldest first."""
+    delete_artifacts: bool = False
+    events: list[tuple[EventType, str, str]] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+# --- small pure helpers -------------------------------------------------------------------------
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp as written in status/metadata; naive means UTC."""
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _try_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def _ts(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status_extra(status: RetrainPolicyStatus, attr: str, key: str) -> Any:
+    """A status field that may be declared on the model or only preserved as an unknown field."""
+    if attr in type(status).model_fields:
+        return getattr(status, attr)
+    return (status.model_extra or {}).get(key)
+
+
+def sequence(status: RetrainPolicyStatus) -> int:
+    """Triggers so far (status.sequence); never decreases, unlike the bounded history."""
+    raw = _status_extra(status, "sequence", "sequence")
+    try:
+        value = int(raw or 0)
+    except (TypeError, ValueError):
+        value = 0
+    return max(value, len(status.history))
+
+
+def evaluation_due(spec: RetrainPolicySpec, status: RetrainPolicyStatus, now: datetime) -> bool:
+    """Whether to query Prometheus in this pass: once per `interval`, whatever woke the handler."""
+    last = _try_time(status.last_evaluation_time)
+    if last is None:
+        return True
+    interval = seconds(spec.interval)
+    return (now - last).total_seconds() >= interval - min(EVALUATION_SLACK, 0.05 * interval)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def child_spec(champion: Champion, template: Template) -> ModelVersionSpec:
+    """The child's spec: the champion's, with the template applied, and `parent` set.
+
+    Order: `template.spec` as a JSON merge patch over the whole spec (wire keys), then
+    `datasetUri` and `params` (shallow merge over the estimator's params, so a param may be
+    set to null, as scikit-learn allows). The named fields win over the patch. `model` and
+    `parent` are forced; `retired` and the champion's promotion request are never inherited.
+    Validation and promotion settings stay the champion's unless the patch changes them.
+    Raises ValueError (pydantic's ValidationError) when the result is not a valid spec.
+    """
+    body: Any = copy.deepcopy(champion.spec.wire())
+    if template.spec:
+        body = merge_patch(body, template.spec)
+    if not isinstance(body, dict) or not isinstance(body.get("training"), dict):
+        raise ValueError("template.spec must leave spec.training an object")
+    training = body["training"]
+    if template.dataset_uri:
+        if not isinstance(training.get("dataset"), dict):
+            raise ValueError("template.spec must leave spec.training.dataset an object")
+        training["dataset"]["uri"] = template.dataset_uri
+    if template.params:
+        estimator = training.get("estimator")
+        if not isinstance(estimator, dict):
+            raise ValueError("template.spec must leave spec.training.estimator an object")
+        estimator["params"] = {**(estimator.get("params") or {}), **template.params}
+    body["model"] = champion.spec.model
+    body["parent"] = champion.name
+    body["retired"] = False
+    if isinstance(body.get("promotion"), dict):
+        body["promotion"].pop("request", None)
+    return ModelVersionSpec.model_validate(body)
+
+
+def next_schedule_time(schedule: ScheduleTrigger, anchor: datetime) -> datetime:
+    """The first scheduled time after `anchor`; cron expressions are read in UTC.
+
+    Raises ValueError for a cron expression croniter cannot parse.
+    """
+    anchor = anchor.astimezone(UTC)
+    if schedule.every:
+        return anchor + timedelta(seconds=seconds(schedule.every))
+    if schedule.cron:
+        if not croniter.is_valid(schedule.cron):
+            raise ValueError(f"schedule.cron {schedule.cron!r} is not a valid cron expression")
+        nxt = croniter(schedule.cron, anchor).get_next(datetime)
+        return nxt if nxt.tzinfo else nxt.replace(tzinfo=UTC)
+    raise ValueError("schedule needs every or cron")
+
+
+def _triggers(status: RetrainPolicyStatus) -> list[Trigger]:
+    """Every recorded trigger, newest first (pending, last, history)."""
+    out = [t for t in (status.pending, status.last_trigger) if t is not None]
+    return out + list(status.history)
+
+
+def schedule_anchor(status: RetrainPolicyStatus, created: datetime) -> datetime:
+    """When the schedule last counted as satisfied: status.lastScheduleTime, else the newest
+    schedule trigger on record, else the policy's creation."""
+    t = _try_time(_status_extra(status, "last_schedule_time", "lastScheduleTime"))
+    if t is not None:
+        return t
+    for trig in _triggers(status):
+        if trig.reason == "schedule" and (t := _try_time(trig.time)) is not None:
+            return t
+    return created
+
+
+def in_flight(versions: Sequence[VersionView]) -> list[VersionView]:
+    """Children of this policy still on their way (they count against maxConcurrent)."""
+    return [v for v in versions if v.owned and v.phase in IN_FLIGHT and not v.deleting]
+
+
+def cooldown_until(
+    spec: RetrainPolicySpec, status: RetrainPolicyStatus, versions: Sequence[VersionView]
+) -> datetime | None:
+    """End of the cooldown: `cooldown` after the later of the last trigger and the last child
+    of this policy that was Rejected or Failed. None when nothing ever happened."""
+    times = [t for trig in _triggers(status)[:2] if (t := _try_time(trig.time)) is not None]
+    for v in versions:
+        if v.owned and v.phase in FAILED:
+            times += [t for k in ("rejected", "failed") if (t := _try_time(v.timestamps.get(k)))]
+    if not times:
+        return None
+    return max(times) + timedelta(seconds=seconds(spec.cooldown))
+
+
+def _version_time(v: VersionView, keys: Sequence[str]) -> datetime:
+    for k in keys:
+        if (t := _try_time(v.timestamps.get(k))) is not None:
+            return t
+    return v.created or datetime.min.replace(tzinfo=UTC)
+
+
+def rollback_target(versions: Sequence[VersionView], champion: str | None) -> str | None:
+    """The most recently superseded version: what a rollback would promote."""
+    superseded = [v for v in versions if v.phase == "Superseded" and v.name != champion]
+    if not superseded:
+        return None
+    return max(superseded, key=lambda v: _version_time(v, ("superseded",))).name
+
+
+def retention_victims(versions: Sequence[VersionView], keep_retired: int, champion: str | None) -> list[str]:
+    """ModelVersions retention deletes, oldest first.
+
+    Superseded/Retired versions beyond the newest `keep_retired` (by superseded/retired
+    time, else creation). Rejected/Failed versions *made by this policy* are kept the same
+    way (the newest `keep_retired` of them stay for inspection), so failed retrains do not
+    pile up; Rejected/Failed versions a person created are never touched. Never deleted: the
+    champion (by name or by status), the rollback target, anything in flight, a version with
+    a promotion request, one already being deleted. No champion → nothing is deleted: a
+    model without a champion may need any of its old versions.
+    """
+    if champion is None:
+        return []
+    protected = {champion, rollback_target(versions, champion)}
+    protected |= {v.name for v in versions if v.champion or v.promotion_requested or v.deleting}
+    victims: list[tuple[datetime, str]] = []
+    groups = (
+        ([v for v in versions if v.phase in RETIRED], ("superseded", "retired")),
+        ([v for v in versions if v.phase in FAILED and v.owned], ("rejected", "failed")),
+    )
+    for group, keys in groups:
+        ranked = sorted(
+            (v for v in group if v.name != champion and not v.deleting),
+            key=lambda v: _version_time(v, keys),
+            reverse=True,
+        )
+        victims += [
+            (_version_time(v, keys), v.name) for v in ranked[keep_retired:] if v.name not in protected
+        ]
+    return [name for _, name in sorted(victims)]
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def _features_patch(status: RetrainPolicyStatus, drift: DriftEvaluation) -> dict[str, Any]:
+    out: dict[str, Any] = {name: None for name in status.features if name not in drift.features}
+    out.update({name: f.wire() for name, f in drift.features.items()})
+    return out
+
+
+def plan(o: Observed) -> Plan:
+    spec, st, now, champ = o.spec, o.status, o.now, o.champion
+    model = spec.model
+    previous = [c.model_dump(by_alias=True) for c in st.conditions]
+    prev_eval = find(previous, "Evaluated")
+    prev_ready = find(previous, "Ready")
+    patch: dict[str, Any] = {"champion": champ.name if champ else None}
+    events: list[tuple[EventType, str, str]] = []
+    conds: list[Cond] = []
+    notes: list[str] = []
+
+    # --- evaluation ---------------------------------------------------------------------------
+    counter = st.consecutive_drifted if champ is not None and st.champion == champ.name else 0
+    ev = o.evaluation if champ is not None else None
+    drift_due: str | None = None
+    performance_due: str | None = None
+    prom_error: str | None = None
+    drift_trigger = spec.triggers.drift
+    if ev is not None:
+        patch["lastEvaluationTime"] = _ts(now)
+        if ev.error:
+            prom_error = ev.error
+            conds.append(Cond("Evaluated", "False", PROMETHEUS_UNREACHABLE, ev.error))
+            if not prev_eval or prev_eval.get("reason") != PROMETHEUS_UNREACHABLE:
+                events.append(("Warning", PROMETHEUS_UNREACHABLE, f"Cannot evaluate {model}: {ev.error}"))
+        else:
+            if prev_eval and prev_eval.get("reason") == PROMETHEUS_UNREACHABLE:
+                events.append(("Normal", "PrometheusReachable", f"Evaluating {model} again"))
+            parts: list[str] = []
+            drifted = healthy = False
+            if drift_trigger is not None:
+                d = ev.drift
+                result = d.result if d is not None else "Unknown"
+                if result == "Drifted":
+                    counter += 1
+                    drifted = True
+                    if counter == 1 and d is not None:
+                        events.append(("Warning", "DriftDetected", f"{model}: {d.summary()}"))
+                    if counter >= drift_trigger.consecutive and d is not None:
+                        drift_due = f"{d.summary()}; {counter} drifted evaluation(s) in a row"
+                elif result == "Stable":
+                    counter = 0
+                    healthy = True
+                if d is not None:
+                    patch["features"] = _features_patch(st, d)
+                    patch["lastDriftScore"] = None if d.max_score is None else round(d.max_score, 6)
+                    parts.append(
+                        f"drift {d.summary()} ({counter}/{drift_trigger.consecutive})"
+                        if result == "Drifted"
+                        else f"drift {d.summary()}"
+                    )
+                else:
+                    parts.append("drift not evaluated")
+            if ev.online is not None:
+                patch["online"] = ev.online.wire()
+                parts.append(ev.online.summary())
+                if spec.triggers.performance is not None and ev.online.result == "Breached":
+                    performance_due = ev.online.summary()
+                    was = (st.online or {}).get("result")
+                    if was != "Breached":
+                        events.append(("Warning", "PerformanceDegraded", f"{model}: {ev.online.summary()}"))
+                healthy = healthy or ev.online.result == "Healthy"
+            reason = (
+                "Drifted"
+                if drifted
+                else "PerformanceDegraded"
+                if performance_due
+                else "Healthy"
+                if healthy
+                else "InsufficientData"
+            )
+            conds.append(Cond("Evaluated", "True", reason, "; ".join(parts) or "nothing to evaluate"))
+    elif champ is None:
+        conds.append(Cond("Evaluated", "False", "NoChampion", f"no champion for model {model}"))
+    elif prev_eval and prev_eval.get("reason") == PROMETHEUS_UNREACHABLE:
+        prom_error = str(prev_eval.get("message") or "Prometheus unreachable")
+    if drift_trigger is None:
+        counter = 0
+
+    # --- configuration that can only be checked here -------------------------------------------
+    config_error: tuple[str, str] | None = None
+    spec_for_child: ModelVersionSpec | None = None
+    if champ is not None:
+        try:
+            spec_for_child = child_spec(champ, spec.template)
+        except ValueError as e:
+            config_error = (
+                "InvalidTemplate",
+                f"template does not make a valid ModelVersion: {_first_line(e)}",
+            )
+    next_scheduled: datetime | None = None
+    schedule = spec.triggers.schedule
+    if schedule is not None:
+        try:
+            next_scheduled = next_schedule_time(schedule, schedule_anchor(st, o.created))
+        except ValueError as e:
+            config_error = config_error or ("InvalidSchedule", str(e))
+
+    # --- pending decision: finish it before deciding anything new ------------------------------
+    names = {v.name for v in o.versions}
+    child: Child | None = None
+    trigger: Trigger | None = None
+    committed: Trigger | None = None
+    flying = in_flight(o.versions)
+    if st.pending is not None:
+        pending = st.pending
+        if pending.child in names:
+            committed = pending
+            history = [pending, *(h for h in st.history if h.child != pending.child)][:HISTORY_LIMIT]
+            patch.update(pending=None, lastTrigger=pending.wire(), history=[h.wire() for h in history])
+        elif spec_for_child is not None:
+            child = Child(pending.child, spec_for_child, pending)
+            notes.append(f"creating {pending.child} ({pending.reason})")
+        else:
+            why = config_error[1] if config_error else f"no champion for model {model}"
+            patch["pending"] = None
+            events.append(("Warning", "RetrainAbandoned", f"Not creating {pending.child}: {why}"))
+    else:
+        due: list[tuple[Reason, str]] = []
+        request = o.retrain_request if o.retrain_request and o.retrain_request != st.handled_request else None
+        if request:
+            due.append(("manual", f"requested with modelops.dev/retrain={request}"))
+        if drift_due:
+            due.append(("drift", drift_due))
+        if performance_due:
+            due.append(("performance", performance_due))
+        schedule_due = schedule is not None and next_scheduled is not None and next_scheduled <= now
+        if schedule is not None and next_scheduled is not None and schedule_due:
+            every = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
+            due.append(("schedule", f"schedule ({every}) was due at {_ts(next_scheduled)}"))
+        if due:
+            reason, detail = due[0]
+            hold = _hold(o, reason, champ, config_error, flying)
+            if hold:
+                notes.append(f"retrain due ({reason}) but held: {hold}")
+            else:
+                seq = sequence(st) + 1
+                name = child_name(model, o.uid, seq)
+                while name in names:
+                    seq += 1
+                    name = child_name(model, o.uid, seq)
+                others = [r for r, _ in due[1:]]
+                if others:
+                    detail += f" (also due: {', '.join(others)})"
+                trigger = Trigger(time=_ts(now), reason=reason, child=name, detail=detail)
+                assert spec_for_child is not None
+                child = Child(name, spec_for_child, trigger)
+                patch.update(pending=trigger.wire(), sequence=seq)
+                if request:
+                    patch["handledRequest"] = request
+                if schedule is not None and schedule_due:
+                    patch["lastScheduleTime"] = _ts(now)
+                    next_scheduled = next_schedule_time(schedule, now)
+                counter = 0
+                notes.append(f"retraining ({reason}): creating {name}")
+                events.append(
+                    ("Normal", "RetrainTriggered", f"Retraining {model} ({reason}: {detail}) as {name}")
+                )
+    patch["consecutiveDrifted"] = counter
+
+    # --- retention ----------------------------------------------------------------------------
+    victims = retention_victims(o.versions, spec.retention.keep_retired, champ.name if champ else None)
+
+    # --- conditions and message ----------------------------------------------------------------
+    if flying:
+        notes.append("in flight: " + ", ".join(f"{v.name} {v.phase}" for v in flying))
+    if next_scheduled is not None and next_scheduled > now:
+        notes.append(f"next scheduled retrain {_ts(next_scheduled)}")
+    tail = f"; {'; '.join(notes)}" if notes else ""
+    if config_error:
+        reason_, msg = config_error
+        conds += [Cond("Ready", "False", reason_, msg), Cond("Stalled", "True", reason_, msg)]
+        if not prev_ready or prev_ready.get("reason") != reason_:
+            events.append(("Warning", reason_, msg))
+        message = msg
+    elif champ is None:
+        message = f"no champion for model {model}: nothing to evaluate or retrain from" + tail
+        conds.append(Cond("Ready", "False", "NoChampion", message))
+    elif prom_error:
+        message = f"Prometheus unreachable, nothing is triggered by drift or performance: {prom_error}" + tail
+        conds.append(Cond("Ready", "False", PROMETHEUS_UNREACHABLE, message))
+    elif spec.suspend:
+        message = f"suspended: evaluating {champ.name}, never retraining" + tail
+        conds.append(Cond("Ready", "True", "Suspended", message))
+    elif flying or child is not None:
+        message = f"retraining {model} (champion {champ.name})" + tail
+        conds.append(Cond("Ready", "True", "Retraining", message))
+    else:
+        message = f"watching {model} (champion {champ.name})" + tail
+        conds.append(Cond("Ready", "True", "Watching", message))
+
+    return Plan(
+        status=patch,
+        conditions=conds,
+        message=message,
+        child=child,
+        trigger=trigger,
+        committed=committed,
+        delete=victims,
+        delete_artifacts=spec.retention.delete_artifacts,
+        events=events,
+        requeue_after=_requeue(o, child, committed, next_scheduled, patch),
+    )
+
+
+def _hold(
+    o: Observed,
+    reason: Reason,
+    champ: Champion | None,
+    config_error: tuple[str, str] | None,
+    flying: list[VersionView],
+) -> str | None:
+    """Why a due retrain may not start now, or None."""
+    spec = o.spec
+    if champ is None:
+        return f"no champion for model {spec.model}"
+    if config_error:
+        return config_error[1]
+    if spec.suspend:
+        return "the policy is suspended"
+    if len(flying) >= spec.max_concurrent:
+        return f"{len(flying)} retrain(s) in flight, maxConcurrent {spec.max_concurrent}"
+    if reason != "manual":
+        until = cooldown_until(spec, o.status, o.versions)
+        if until is not None and o.now < until:
+            return f"cooldown until {_ts(until)}"
+    return None
+
+
+def _requeue(
+    o: Observed,
+    child: Child | None,
+    committed: Trigger | None,
+    next_scheduled: datetime | None,
+    patch: Mapping[str, Any],
+) -> float:
+    """When to look again: soon after acting, else at the next evaluation, cooldown end or schedule."""
+    if child is not None or committed is not None:
+        return 1.0
+    last = _try_time(patch.get("lastEvaluationTime") or o.status.last_evaluation_time)
+    interval = seconds(o.spec.interval)
+    candidates = [interval if last is None else (last - o.now).total_seconds() + interval]
+    until = cooldown_until(o.spec, o.status, o.versions)
+    if until is not None and until > o.now:
+        candidates.append((until - o.now).total_seconds())
+    if next_scheduled is not None:
+        candidates.append((next_scheduled - o.now).total_seconds())
+    return max(1.0, min(candidates))
+
+
+def _first_line(e: Exception) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            return f"spec.{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        except (IndexError, TypeError, AttributeError):
+            pass
+    return str(e).splitlines()[0]
