@@ -279,11 +279,20 @@ def test_deleting_a_version_removes_what_it_owns(mvs, kubelet, operator):
 
 
 def test_metrics_endpoint_reports_phases_and_promotions(mvs, kubelet, operator):
+    from prometheus_client.parser import text_string_to_metric_families
+
     mvs.create("iris-v1")
     mvs.wait_phase("iris-v1", "Serving")
     text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
-    line = (
-        f'modelops_version_phase{{namespace="{mvs.ns}",model="iris",version="iris-v1",phase="Serving"}} 1.0'
-    )
-    assert line in text
-    assert "modelops_promotions_total" in text and "modelops_reconciles_total" in text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    phase = {"namespace": mvs.ns, "model": "iris", "version": "iris-v1"}
+    assert samples[("modelops_version_phase", tuple(sorted({**phase, "phase": "Serving"}.items())))] == 1
+    assert samples[("modelops_version_phase", tuple(sorted({**phase, "phase": "Training"}.items())))] == 0
+    assert samples[("modelops_champion", tuple(sorted(phase.items())))] == 1
+    promo = {"namespace": mvs.ns, "model": "iris", "kind": "promotion"}
+    assert samples[("modelops_promotions_total", tuple(sorted(promo.items())))] == 1
+    assert samples[("modelops_reconciles_total", (("kind", "ModelVersion"), ("result", "ok")))] > 0

@@ -15,7 +15,7 @@ class DriftTrigger(ApiModel):
     """Retrain when live feature distributions move away from the training reference."""
 
     method: Literal["psi", "ks", "jensenShannon"] = "psi"
-    threshold: float = Field(default=0.25, gt=0, description="Score above which a feature has drifted.")
+    threshold: float = Field(default=0.25, gt=0, description="Score at or above which a feature has drifted.")
     features: list[str] | None = Field(default=None, description="Features to watch; default all.")
     min_samples: int = Field(default=200, ge=1, description="Fewer live samples: result Unknown.")
     consecutive: int = Field(
@@ -105,6 +105,8 @@ class FeatureResult(StatusModel):
     score: float | None = None
     samples: int = 0
     result: Literal["Drifted", "Stable", "Unknown"] = "Unknown"
+    band: str | None = None
+    error: str | None = None
 
 
 class Trigger(StatusModel):
@@ -127,6 +129,8 @@ class RetrainPolicyStatus(StatusModel):
     history: list[Trigger] = Field(default_factory=list)
     handled_request: str | None = None
     pending: Trigger | None = None
+    sequence: int = Field(default=0, description="Triggers so far; numbers the children's names.")
+    last_schedule_time: str | None = None
 
 
 class RetrainPolicy(ApiModel):

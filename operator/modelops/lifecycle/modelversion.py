@@ -101,10 +101,6 @@ def _ts(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.now().astimezone().tzinfo)
-
-
 def _elapsed(since: str | None, now: datetime) -> float:
     if not since:
         return 0.0

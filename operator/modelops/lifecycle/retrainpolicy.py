@@ -183,16 +183,9 @@ def _ts(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _status_extra(status: RetrainPolicyStatus, attr: str, key: str) -> Any:
-    """A status field that may be declared on the model or only preserved as an unknown field."""
-    if attr in type(status).model_fields:
-        return getattr(status, attr)
-    return (status.model_extra or {}).get(key)
-
-
 def sequence(status: RetrainPolicyStatus) -> int:
     """Triggers so far (status.sequence); never decreases, unlike the bounded history."""
-    raw = _status_extra(status, "sequence", "sequence")
+    raw = status.sequence
     try:
         value = int(raw or 0)
     except (TypeError, ValueError):
@@ -280,7 +273,7 @@ def _triggers(status: RetrainPolicyStatus) -> list[Trigger]:
 def schedule_anchor(status: RetrainPolicyStatus, created: datetime) -> datetime:
     """When the schedule last counted as satisfied: status.lastScheduleTime, else the newest
     schedule trigger on record, else the policy's creation."""
-    t = _try_time(_status_extra(status, "last_schedule_time", "lastScheduleTime"))
+    t = _try_time(status.last_schedule_time)
     if t is not None:
         return t
     for trig in _triggers(status):
@@ -364,84 +357,100 @@ def _features_patch(status: RetrainPolicyStatus, drift: DriftEvaluation) -> dict
     return out
 
 
-def plan(o: Observed) -> Plan:
-    spec, st, now, champ = o.spec, o.status, o.now, o.champion
-    model = spec.model
-    previous = [c.model_dump(by_alias=True) for c in st.conditions]
-    prev_eval = find(previous, "Evaluated")
-    prev_ready = find(previous, "Ready")
-    patch: dict[str, Any] = {"champion": champ.name if champ else None}
-    events: list[tuple[EventType, str, str]] = []
-    conds: list[Cond] = []
-    notes: list[str] = []
+@dataclass
+class _Evaluated:
+    """What one pass learned from Prometheus (or remembered about it)."""
 
-    # --- evaluation ---------------------------------------------------------------------------
-    counter = st.consecutive_drifted if champ is not None and st.champion == champ.name else 0
-    ev = o.evaluation if champ is not None else None
+    counter: int
     drift_due: str | None = None
     performance_due: str | None = None
     prom_error: str | None = None
+    conditions: list[Cond] = field(default_factory=list)
+    events: list[tuple[EventType, str, str]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
+    """Fold this pass's evaluation into the drifted counter, status and conditions.
+
+    Drifted +1, Stable back to 0, Unknown or an error unchanged; a new champion starts over.
+    Drift and performance are due only on a fresh, successful evaluation.
+    """
+    spec, st, champ, model = o.spec, o.status, o.champion, o.spec.model
     drift_trigger = spec.triggers.drift
-    if ev is not None:
-        patch["lastEvaluationTime"] = _ts(now)
-        if ev.error:
-            prom_error = ev.error
-            conds.append(Cond("Evaluated", "False", PROMETHEUS_UNREACHABLE, ev.error))
-            if not prev_eval or prev_eval.get("reason") != PROMETHEUS_UNREACHABLE:
-                events.append(("Warning", PROMETHEUS_UNREACHABLE, f"Cannot evaluate {model}: {ev.error}"))
+    counter = st.consecutive_drifted if champ is not None and st.champion == champ.name else 0
+    out = _Evaluated(counter=counter)
+    ev = o.evaluation if champ is not None else None
+    was_down = bool(prev_eval and prev_eval.get("reason") == PROMETHEUS_UNREACHABLE)
+    if ev is None:
+        if champ is None:
+            out.conditions.append(Cond("Evaluated", "False", "NoChampion", f"no champion for model {model}"))
+        elif was_down and prev_eval is not None:
+            out.prom_error = str(prev_eval.get("message") or "Prometheus unreachable")
+    elif ev.error:
+        out.status["lastEvaluationTime"] = _ts(o.now)
+        out.prom_error = ev.error
+        out.conditions.append(Cond("Evaluated", "False", PROMETHEUS_UNREACHABLE, ev.error))
+        if not was_down:
+            out.events.append(("Warning", PROMETHEUS_UNREACHABLE, f"Cannot evaluate {model}: {ev.error}"))
+    else:
+        out.status["lastEvaluationTime"] = _ts(o.now)
+        if was_down:
+            out.events.append(("Normal", "PrometheusReachable", f"Evaluating {model} again"))
+        parts: list[str] = []
+        drifted = healthy = False
+        if drift_trigger is not None:
+            d = ev.drift
+            result = d.result if d is not None else "Unknown"
+            if result == "Drifted":
+                out.counter += 1
+                drifted = True
+            elif result == "Stable":
+                out.counter = 0
+                healthy = True
+            if d is None:
+                parts.append("drift not evaluated")
+            else:
+                out.status["features"] = _features_patch(st, d)
+                out.status["lastDriftScore"] = None if d.max_score is None else round(d.max_score, 6)
+                streak = f" ({out.counter}/{drift_trigger.consecutive})" if drifted else ""
+                parts.append(f"drift {d.summary()}{streak}")
+                if drifted and out.counter == 1:
+                    out.events.append(("Warning", "DriftDetected", _clip(f"{model}: {d.summary()}")))
+                if drifted and out.counter >= drift_trigger.consecutive:
+                    out.drift_due = f"{d.summary()}; {out.counter} drifted evaluation(s) in a row"
+        if ev.online is not None:
+            out.status["online"] = ev.online.wire()
+            parts.append(ev.online.summary())
+            healthy = healthy or ev.online.result == "Healthy"
+            if spec.triggers.performance is not None and ev.online.result == "Breached":
+                out.performance_due = ev.online.summary()
+                if (st.online or {}).get("result") != "Breached":
+                    out.events.append(("Warning", "PerformanceDegraded", f"{model}: {ev.online.summary()}"))
+        if drifted:
+            reason = "Drifted"
+        elif out.performance_due:
+            reason = "PerformanceDegraded"
         else:
-            if prev_eval and prev_eval.get("reason") == PROMETHEUS_UNREACHABLE:
-                events.append(("Normal", "PrometheusReachable", f"Evaluating {model} again"))
-            parts: list[str] = []
-            drifted = healthy = False
-            if drift_trigger is not None:
-                d = ev.drift
-                result = d.result if d is not None else "Unknown"
-                if result == "Drifted":
-                    counter += 1
-                    drifted = True
-                    if counter == 1 and d is not None:
-                        events.append(("Warning", "DriftDetected", f"{model}: {d.summary()}"))
-                    if counter >= drift_trigger.consecutive and d is not None:
-                        drift_due = f"{d.summary()}; {counter} drifted evaluation(s) in a row"
-                elif result == "Stable":
-                    counter = 0
-                    healthy = True
-                if d is not None:
-                    patch["features"] = _features_patch(st, d)
-                    patch["lastDriftScore"] = None if d.max_score is None else round(d.max_score, 6)
-                    parts.append(
-                        f"drift {d.summary()} ({counter}/{drift_trigger.consecutive})"
-                        if result == "Drifted"
-                        else f"drift {d.summary()}"
-                    )
-                else:
-                    parts.append("drift not evaluated")
-            if ev.online is not None:
-                patch["online"] = ev.online.wire()
-                parts.append(ev.online.summary())
-                if spec.triggers.performance is not None and ev.online.result == "Breached":
-                    performance_due = ev.online.summary()
-                    was = (st.online or {}).get("result")
-                    if was != "Breached":
-                        events.append(("Warning", "PerformanceDegraded", f"{model}: {ev.online.summary()}"))
-                healthy = healthy or ev.online.result == "Healthy"
-            reason = (
-                "Drifted"
-                if drifted
-                else "PerformanceDegraded"
-                if performance_due
-                else "Healthy"
-                if healthy
-                else "InsufficientData"
-            )
-            conds.append(Cond("Evaluated", "True", reason, "; ".join(parts) or "nothing to evaluate"))
-    elif champ is None:
-        conds.append(Cond("Evaluated", "False", "NoChampion", f"no champion for model {model}"))
-    elif prev_eval and prev_eval.get("reason") == PROMETHEUS_UNREACHABLE:
-        prom_error = str(prev_eval.get("message") or "Prometheus unreachable")
+            reason = "Healthy" if healthy else "InsufficientData"
+        out.conditions.append(Cond("Evaluated", "True", reason, "; ".join(parts) or "nothing to evaluate"))
     if drift_trigger is None:
-        counter = 0
+        out.counter = 0
+    return out
+
+
+def plan(o: Observed) -> Plan:
+    """Everything the policy should do now; see the module docstring for the order of acting."""
+    spec, st, now, champ = o.spec, o.status, o.now, o.champion
+    model = spec.model
+    previous = [c.model_dump(by_alias=True) for c in st.conditions]
+    prev_ready = find(previous, "Ready")
+    ev = _evaluate(o, find(previous, "Evaluated"))
+    patch: dict[str, Any] = {"champion": champ.name if champ else None, **ev.status}
+    events = list(ev.events)
+    conds = list(ev.conditions)
+    notes: list[str] = []
+    counter = ev.counter
 
     # --- configuration that can only be checked here -------------------------------------------
     config_error: tuple[str, str] | None = None
@@ -486,12 +495,12 @@ def plan(o: Observed) -> Plan:
         request = o.retrain_request if o.retrain_request and o.retrain_request != st.handled_request else None
         if request:
             due.append(("manual", f"requested with modelops.dev/retrain={request}"))
-        if drift_due:
-            due.append(("drift", drift_due))
-        if performance_due:
-            due.append(("performance", performance_due))
+        if ev.drift_due:
+            due.append(("drift", ev.drift_due))
+        if ev.performance_due:
+            due.append(("performance", ev.performance_due))
         schedule_due = schedule is not None and next_scheduled is not None and next_scheduled <= now
-        if schedule is not None and next_scheduled is not None and schedule_due:
+        if schedule is not None and next_scheduled is not None and next_scheduled <= now:
             every = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
             due.append(("schedule", f"schedule ({every}) was due at {_ts(next_scheduled)}"))
         if due:
@@ -508,7 +517,7 @@ def plan(o: Observed) -> Plan:
                 others = [r for r, _ in due[1:]]
                 if others:
                     detail += f" (also due: {', '.join(others)})"
-                trigger = Trigger(time=_ts(now), reason=reason, child=name, detail=detail)
+                trigger = Trigger(time=_ts(now), reason=reason, child=name, detail=_clip(detail))
                 assert spec_for_child is not None
                 child = Child(name, spec_for_child, trigger)
                 patch.update(pending=trigger.wire(), sequence=seq)
@@ -520,7 +529,11 @@ def plan(o: Observed) -> Plan:
                 counter = 0
                 notes.append(f"retraining ({reason}): creating {name}")
                 events.append(
-                    ("Normal", "RetrainTriggered", f"Retraining {model} ({reason}: {detail}) as {name}")
+                    (
+                        "Normal",
+                        "RetrainTriggered",
+                        _clip(f"Retraining {model} as {name} ({reason}: {detail})"),
+                    )
                 )
     patch["consecutiveDrifted"] = counter
 
@@ -542,8 +555,8 @@ def plan(o: Observed) -> Plan:
     elif champ is None:
         message = f"no champion for model {model}: nothing to evaluate or retrain from" + tail
         conds.append(Cond("Ready", "False", "NoChampion", message))
-    elif prom_error:
-        message = f"Prometheus unreachable, nothing is triggered by drift or performance: {prom_error}" + tail
+    elif ev.prom_error:
+        message = f"Prometheus unreachable, drift and performance cannot trigger: {ev.prom_error}" + tail
         conds.append(Cond("Ready", "False", PROMETHEUS_UNREACHABLE, message))
     elif spec.suspend:
         message = f"suspended: evaluating {champ.name}, never retraining" + tail
@@ -609,9 +622,14 @@ def _requeue(
     until = cooldown_until(o.spec, o.status, o.versions)
     if until is not None and until > o.now:
         candidates.append((until - o.now).total_seconds())
-    if next_scheduled is not None:
+    if next_scheduled is not None and next_scheduled > o.now:  # a due but held schedule waits for the rest
         candidates.append((next_scheduled - o.now).total_seconds())
     return max(1.0, min(candidates))
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    """Keep status and Events readable when many features drift at once."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _first_line(e: Exception) -> str:

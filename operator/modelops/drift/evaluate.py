@@ -1,0 +1,366 @@
+"""From Prometheus samples to per-feature drift results and the online metric; pure, no I/O.
+
+The model server exports one histogram per numeric feature whose buckets are exactly the
+reference's interior edges plus +Inf, and one counter per categorical feature labelled by
+category (unseen categories as `__other__`). `promql.feature_buckets` / `feature_categories`
+return `increase()` of those over the window; here they become live counts on the reference
+bins and a score per feature. Too few samples is `Unknown`, which never counts as drift.
+
+Samples are anything with `.labels` and `.value` (`modelops.prometheus.Sample`); this layer
+does not import the client, so it stays free of I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, Literal, Protocol
+
+from modelops.api.modelversion import Bin
+from modelops.api.retrainpolicy import DriftTrigger, PerformanceTrigger
+
+from .scores import Band, Method, psi_band, score
+
+OTHER = "__other__"
+"""The category label the server uses for values not seen at training time."""
+
+Result = Literal["Drifted", "Stable", "Unknown"]
+OnlineResult = Literal["Breached", "Healthy", "Unknown"]
+
+
+class SampleLike(Protocol):
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def value(self) -> float: ...
+
+
+class DriftDataError(ValueError):
+    """Live data cannot be lined up with the reference (missing buckets, malformed reference)."""
+
+
+def _le(text: str) -> float:
+    """A Prometheus `le` label ("0.5", "1e+06", "+Inf") as a float."""
+    try:
+        return float(text)
+    except ValueError as e:
+        raise DriftDataError(f"bucket label le={text!r} is not a number") from e
+
+
+def _same_edge(a: float, b: float) -> bool:
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check(reference: Bin) -> None:
+    if reference.edges is not None:
+        edges = reference.edges
+        if len(reference.shares) != len(edges) + 1:
+            raise DriftDataError(
+                f"reference has {len(edges)} edges but {len(reference.shares)} shares (want {len(edges) + 1})"
+            )
+        if any(b <= a for a, b in pairwise(edges)):
+            raise DriftDataError(f"reference edges are not strictly ascending: {edges}")
+    elif reference.categories is not None:
+        if len(reference.shares) != len(reference.categories):
+            raise DriftDataError(
+                f"reference has {len(reference.categories)} categories but {len(reference.shares)} shares"
+            )
+    else:
+        raise DriftDataError("reference has neither edges nor categories")
+
+
+def reference_shares(reference: Bin) -> list[float]:
+    """The reference shares aligned with `live_bins`: categories get a trailing `__other__` bin (share 0)
+    unless the reference already has one."""
+    _check(reference)
+    shares = [float(s) for s in reference.shares]
+    if reference.categories is not None and OTHER not in reference.categories:
+        shares.append(0.0)
+    return shares
+
+
+def live_bins(reference: Bin, samples: Iterable[SampleLike]) -> tuple[list[float], float]:
+    """Live counts per reference bin, and their total, from one feature's samples.
+
+    Numeric: samples carry cumulative `le` counts. Each interior edge and +Inf must be present
+    (matched with `math.isclose`, since the label is the edge printed as a Go float); buckets at
+    other `le` values are ignored, because cumulative counts at our edges are still exact. The
+    per-bin count is the cumulative count minus the highest one below it: a dip (counter resets
+    seen differently by `increase()` per bucket) gives that bin 0 instead of a negative count,
+    and the total stays the +Inf count when the data is consistent.
+
+    Categorical: counts by `category`; anything not in the reference goes to `__other__`.
+    Raises DriftDataError when buckets are missing or the reference is malformed.
+    """
+    _check(reference)
+    samples = list(samples)
+    if reference.edges is not None:
+        bounds = [*(float(e) for e in reference.edges), math.inf]
+        cumulative: list[float | None] = [None] * len(bounds)
+        for s in samples:
+            le = s.labels.get("le")
+            if le is None:
+                raise DriftDataError(f"bucket sample without an le label: {dict(s.labels)}")
+            value = _le(le)
+            for i, bound in enumerate(bounds):
+                if _same_edge(value, bound):
+                    cumulative[i] = (cumulative[i] or 0.0) + max(0.0, float(s.value))
+                    break
+        missing = [_fmt(b) for b, c in zip(bounds, cumulative, strict=True) if c is None]
+        if missing:
+            raise DriftDataError(
+                f"live histogram is missing buckets le={', '.join(missing)} "
+                "(was the server built from a different reference?)"
+            )
+        counts, highest = [], 0.0
+        for c in cumulative:
+            assert c is not None
+            counts.append(max(0.0, c - highest))
+            highest = max(highest, c)
+        return counts, math.fsum(counts)
+
+    assert reference.categories is not None
+    categories = list(reference.categories)
+    index = {c: i for i, c in enumerate(categories)}
+    if OTHER not in index:
+        index[OTHER] = len(categories)
+    counts = [0.0] * len(set(index.values()))
+    for s in samples:
+        cat = s.labels.get("category", OTHER)
+        counts[index.get(cat, index[OTHER])] += max(0.0, float(s.value))
+    return counts, math.fsum(counts)
+
+
+def _fmt(edge: float) -> str:
+    return "+Inf" if edge == math.inf else f"{edge:g}"
+
+
+@dataclass(frozen=True)
+class FeatureEval:
+    """One feature's verdict. `score` is None when there was nothing to score."""
+
+    score: float | None
+    samples: int
+    result: Result
+    band: Band | None = None
+    """PSI band (none/moderate/major), for method psi only."""
+    error: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """As written to status.features[name]; nulls kept so a merge patch clears old values."""
+        return {
+            "score": None if self.score is None else round(self.score, 6),
+            "samples": self.samples,
+            "result": self.result,
+            "band": self.band,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class DriftEvaluation:
+    """All watched features, and the summary a policy acts on."""
+
+    method: Method
+    threshold: float
+    features: Mapping[str, FeatureEval] = field(default_factory=dict)
+    error: str | None = None
+    """Why nothing could be evaluated at all (e.g. the champion has no reference)."""
+
+    @property
+    def drifted(self) -> list[str]:
+        return sorted(n for n, f in self.features.items() if f.result == "Drifted")
+
+    @property
+    def max_score(self) -> float | None:
+        scores = [f.score for f in self.features.values() if f.score is not None]
+        return max(scores) if scores else None
+
+    @property
+    def samples(self) -> int:
+        return max((f.samples for f in self.features.values()), default=0)
+
+    @property
+    def result(self) -> Result:
+        """Drifted if any feature drifted; Stable if at least one was judged and none drifted;
+        Unknown when no feature could be judged (too few samples or no data)."""
+        results = {f.result for f in self.features.values()}
+        if "Drifted" in results:
+            return "Drifted"
+        if "Stable" in results:
+            return "Stable"
+        return "Unknown"
+
+    def summary(self) -> str:
+        """One line for conditions and Events."""
+        if self.error:
+            return self.error
+        if not self.features:
+            return "no features to evaluate"
+        top = self.max_score
+        head = f"{self.result.lower()}: max {self.method} {top:.3g}" if top is not None else "unknown"
+        if self.drifted:
+            parts = ", ".join(f"{n}={self.features[n].score:.3g}" for n in self.drifted)
+            head += f" (threshold {self.threshold:g}; drifted {parts})"
+        unknown = sorted(n for n, f in self.features.items() if f.result == "Unknown")
+        if unknown:
+            why = {self.features[n].error or f"{self.features[n].samples} samples" for n in unknown}
+            head += f"; unknown {', '.join(unknown)} ({'; '.join(sorted(why))})"
+        return head
+
+
+def _by_feature(samples: Iterable[SampleLike]) -> dict[str, list[SampleLike]]:
+    out: dict[str, list[SampleLike]] = {}
+    for s in samples:
+        name = s.labels.get("feature")
+        if name is not None:
+            out.setdefault(name, []).append(s)
+    return out
+
+
+def evaluate_feature(
+    reference: Bin, samples: Sequence[SampleLike], method: Method, threshold: float, min_samples: int
+) -> FeatureEval:
+    """Score one feature; any problem with the data makes it Unknown with the reason, never Drifted."""
+    try:
+        if not samples:  # no traffic in the window: the server has not created the series yet
+            _check(reference)
+            return FeatureEval(score=None, samples=0, result="Unknown")
+        counts, total = live_bins(reference, samples)
+    except DriftDataError as e:
+        return FeatureEval(score=None, samples=0, result="Unknown", error=str(e))
+    n = round(total)
+    if n < min_samples or total <= 0:
+        return FeatureEval(score=None, samples=n, result="Unknown")
+    try:
+        value = score(method, reference_shares(reference), counts, categorical=reference.edges is None)
+    except ValueError as e:
+        return FeatureEval(score=None, samples=n, result="Unknown", error=str(e))
+    return FeatureEval(
+        score=value,
+        samples=n,
+        result="Drifted" if value >= threshold else "Stable",
+        band=psi_band(value) if method == "psi" else None,
+    )
+
+
+def evaluate_features(
+    reference: Mapping[str, Bin],
+    bucket_samples: Iterable[SampleLike],
+    category_samples: Iterable[SampleLike],
+    method: Method,
+    threshold: float,
+    min_samples: int,
+    features: Sequence[str] | None = None,
+) -> DriftEvaluation:
+    """Every watched feature (default: all in the reference) scored against its reference.
+
+    A feature drifts when its score is at or above `threshold`. Fewer than `min_samples`
+    live samples, no data, or data that does not line up → Unknown for that feature.
+    """
+    if not reference:
+        return DriftEvaluation(method, threshold, {}, error="the champion recorded no reference distribution")
+    buckets, categories = _by_feature(bucket_samples), _by_feature(category_samples)
+    out: dict[str, FeatureEval] = {}
+    for name in sorted(features if features is not None else reference):
+        ref = reference.get(name)
+        if ref is None:
+            out[name] = FeatureEval(None, 0, "Unknown", error=f"feature {name} has no reference distribution")
+            continue
+        live = buckets.get(name, []) if ref.edges is not None else categories.get(name, [])
+        out[name] = evaluate_feature(ref, live, method, threshold, min_samples)
+    return DriftEvaluation(method, threshold, out)
+
+
+def evaluate_drift(
+    trigger: DriftTrigger,
+    reference: Mapping[str, Bin],
+    bucket_samples: Iterable[SampleLike],
+    category_samples: Iterable[SampleLike],
+) -> DriftEvaluation:
+    """`evaluate_features` with the settings of a policy's drift trigger."""
+    return evaluate_features(
+        reference,
+        bucket_samples,
+        category_samples,
+        trigger.method,
+        trigger.threshold,
+        trigger.min_samples,
+        trigger.features,
+    )
+
+
+def online_metric(
+    labelled: float | None,
+    correct: float | None,
+    abs_error_sum: float | None,
+    metric: Literal["accuracy", "mae"],
+    min_labels: int,
+) -> float | None:
+    """Online accuracy (correct / labelled) or MAE (absolute error / labelled) from feedback counters.
+
+    None (Unknown) when fewer than `min_labels` labels arrived in the window. `increase()`
+    extrapolates, so accuracy is clamped to [0, 1]. Missing series count as 0.
+    """
+    n = labelled or 0.0
+    if round(n) < min_labels or n <= 0:
+        return None
+    if metric == "accuracy":
+        return min(1.0, max(0.0, (correct or 0.0) / n))
+    if metric == "mae":
+        return max(0.0, (abs_error_sum or 0.0) / n)
+    raise ValueError(f"unknown online metric {metric!r}")
+
+
+@dataclass(frozen=True)
+class OnlineEval:
+    """The online metric and whether it crossed the policy's floor (or ceiling)."""
+
+    metric: str
+    value: float | None
+    labels: int
+    result: OnlineResult
+    floor: float | None = None
+    ceiling: float | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """As written to status.online."""
+        return {
+            "metric": self.metric,
+            "value": None if self.value is None else round(self.value, 6),
+            "labels": self.labels,
+            "result": self.result,
+            "floor": self.floor,
+            "ceiling": self.ceiling,
+        }
+
+    def summary(self) -> str:
+        if self.value is None:
+            return f"online {self.metric} unknown ({self.labels} labels)"
+        bound = f"floor {self.floor:g}" if self.floor is not None else f"ceiling {self.ceiling:g}"
+        return f"online {self.metric} {self.value:.4g} over {self.labels} labels ({bound}): {self.result.lower()}"
+
+
+def evaluate_online(
+    trigger: PerformanceTrigger,
+    labelled: float | None,
+    correct: float | None,
+    abs_error_sum: float | None,
+) -> OnlineEval:
+    """Breached when the metric is below the floor or above the ceiling; Unknown without enough labels."""
+    value = online_metric(labelled, correct, abs_error_sum, trigger.metric, trigger.min_labels)
+    labels = round(labelled or 0.0)
+    if value is None:
+        result: OnlineResult = "Unknown"
+    elif (trigger.floor is not None and value < trigger.floor) or (
+        trigger.ceiling is not None and value > trigger.ceiling
+    ):
+        result = "Breached"
+    else:
+        result = "Healthy"
+    return OnlineEval(trigger.metric, value, labels, result, trigger.floor, trigger.ceiling)
