@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    from . import modelversion, operator  # noqa: F401  (registers the handlers)
+    from . import modelversion, operator, retrainpolicy  # noqa: F401  (registers the handlers)
 
     asyncio.run(
         kopf.operator(

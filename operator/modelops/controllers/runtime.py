@@ -40,6 +40,12 @@ def lock_for(uid: str) -> threading.Lock:
         return _locks[uid]
 
 
+def crash_point(name: str) -> None:
+    """Fault injection for tests: die like a SIGKILL at a named point when MODELOPS_CRASH_AT says so."""
+    if os.environ.get("MODELOPS_CRASH_AT") == name:
+        os._exit(137)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -1,0 +1,297 @@
+"""RetrainPolicy controller: evaluate the champion in Prometheus, retrain, and collect old versions.
+
+Order of acting makes a crash harmless: the trigger is written to status (`pending`,
+with the child's deterministic name) before the child is created, so a restarted
+operator re-creates the same name and adopts it instead of making a second child.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from modelops import GROUP, VERSION, metrics
+from modelops.api.modelversion import ModelVersion, ModelVersionSpec
+from modelops.api.retrainpolicy import RetrainPolicy
+from modelops.drift import promql
+from modelops.drift.evaluate import DriftDataError, evaluate_drift, evaluate_online
+from modelops.k8s.kube import Kube, owner_reference
+from modelops.lifecycle import naming
+from modelops.lifecycle.conditions import Cond, apply_conditions
+from modelops.lifecycle.retrainpolicy import (
+    Champion,
+    Child,
+    Evaluation,
+    Observed,
+    Plan,
+    VersionView,
+    evaluation_due,
+    plan,
+)
+from modelops.prometheus import PrometheusError, query, scalar
+
+from . import runtime
+from .modelversion import promotion_token
+
+PLURAL = "retrainpolicies"
+log = logging.getLogger(__name__)
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionView]:
+    out = []
+    for mv in items:
+        meta, st = mv["metadata"], mv.get("status") or {}
+        token = promotion_token(mv)
+        out.append(
+            VersionView(
+                name=meta["name"],
+                phase=st.get("phase", "Pending"),
+                created=_time(meta.get("creationTimestamp")),
+                parent=mv.get("spec", {}).get("parent"),
+                owned=any(o.get("uid") == policy_uid for o in meta.get("ownerReferences") or []),
+                champion=bool(st.get("champion")),
+                timestamps=st.get("timestamps") or {},
+                deleting=bool(meta.get("deletionTimestamp")),
+                promotion_requested=bool(token and token != st.get("handledPromotion")),
+            )
+        )
+    return out
+
+
+def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None, ModelVersion | None]:
+    view = kube.champion(namespace, model)
+    if view is None:
+        return None, None
+    body = kube.get_modelversion(namespace, view.name)
+    if body is None:
+        return None, None
+    mv = ModelVersion.model_validate(body)
+    return Champion(name=view.name, spec=mv.spec, metrics=view.metrics), mv
+
+
+def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str) -> Evaluation:
+    """Query Prometheus for the champion's own series only, and judge drift and decay."""
+    spec = policy.spec
+    url = spec.prometheus.url or runtime.settings().prometheus_url
+    model, window = spec.model, spec.window
+    drift = online = None
+    try:
+        if spec.triggers.drift is not None:
+            reference = champion.status.training.reference if champion.status.training else {}
+            if not reference:
+                return Evaluation(error=f"champion {name} has no reference distribution to compare with")
+            buckets = query(url, promql.feature_buckets(model, name, window))
+            categories = query(url, promql.feature_categories(model, name, window))
+            drift = evaluate_drift(spec.triggers.drift, reference, buckets, categories)
+        if spec.triggers.performance is not None:
+            q = promql.feedback(model, name, window)
+            online = evaluate_online(
+                spec.triggers.performance,
+                scalar(url, q["labelled"]),
+                scalar(url, q["correct"]),
+                scalar(url, q["absolute_error"]),
+            )
+    except PrometheusError as e:
+        return Evaluation(error=str(e))
+    except DriftDataError as e:
+        return Evaluation(error=f"the champion's metrics do not match its reference: {e}")
+    return Evaluation(drift=drift, online=online)
+
+
+def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_evaluation: bool) -> Observed:
+    meta = body["metadata"]
+    ns = meta["namespace"]
+    now = runtime.now()
+    champion, champion_mv = champion_of(kube, ns, policy.spec.model)
+    evaluation = None
+    if fresh_evaluation and champion and champion_mv and evaluation_due(policy.spec, policy.status, now):
+        evaluation = evaluate(policy, champion_mv, champion.name)
+    return Observed(
+        name=meta["name"],
+        uid=meta["uid"],
+        spec=policy.spec,
+        status=policy.status,
+        now=now,
+        created=_time(meta.get("creationTimestamp")) or now,
+        champion=champion,
+        versions=version_views(kube.list_modelversions(ns, policy.spec.model), meta["uid"]),
+        evaluation=evaluation,
+        retrain_request=(meta.get("annotations") or {}).get(naming.ANNOTATION_RETRAIN),
+    )
+
+
+def write_status(body: dict[str, Any], p: Plan, kube: Kube) -> None:
+    meta = body["metadata"]
+    conds = apply_conditions(
+        (body.get("status") or {}).get("conditions") or [],
+        p.conditions,
+        generation=meta.get("generation"),
+        now=runtime.ts(),
+    )
+    patch = {**p.status, "conditions": conds, "observedGeneration": meta.get("generation")}
+    kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
+
+
+def create_child(body: dict[str, Any], child: Child, kube: Kube) -> None:
+    """Create the child, or adopt it when a previous run already did (same deterministic name)."""
+    meta = body["metadata"]
+    ns = meta["namespace"]
+    spec: ModelVersionSpec = child.spec
+    manifest = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": child.name,
+            "namespace": ns,
+            "labels": {
+                naming.LABEL_MODEL: spec.model,
+                naming.LABEL_POLICY: meta["name"],
+                naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
+            },
+            "annotations": {"modelops.dev/trigger": f"{child.trigger.reason}: {child.trigger.detail}"[:1000]},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": spec.wire(),
+    }
+    try:
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", manifest)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        existing = kube.get_modelversion(ns, child.name) or {}
+        owners = existing.get("metadata", {}).get("ownerReferences") or []
+        if not any(o.get("uid") == meta["uid"] for o in owners):
+            raise kopf.PermanentError(
+                f"ModelVersion {child.name} exists and is not this policy's child"
+            ) from e
+        return
+    kopf.info(
+        body, reason="Retraining", message=f"Created ModelVersion {child.name} ({child.trigger.reason})"
+    )
+    metrics.RETRAINS.labels(ns, spec.model, child.trigger.reason).inc()
+
+
+def collect(body: dict[str, Any], p: Plan, kube: Kube) -> None:
+    ns = body["metadata"]["namespace"]
+    for name in p.delete:
+        if p.delete_artifacts:
+            kube.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "modelversions",
+                name,
+                {"metadata": {"annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"}}},
+            )
+        try:
+            kube.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            continue
+        what = " and its artifacts" if p.delete_artifacts else ""
+        kopf.info(body, reason="GarbageCollected", message=f"Deleted ModelVersion {name}{what} (retention)")
+
+
+def record_metrics(namespace: str, policy: RetrainPolicy, o: Observed) -> None:
+    ev = o.evaluation
+    if ev is None:
+        return
+    model = policy.spec.model
+    if ev.error:
+        metrics.EVALUATIONS.labels(namespace, model, "Error").inc()
+        return
+    if ev.drift is not None:
+        metrics.EVALUATIONS.labels(namespace, model, ev.drift.result).inc()
+        for feature, fe in ev.drift.features.items():
+            if fe.score is not None:
+                metrics.DRIFT_SCORE.labels(namespace, model, feature, ev.drift.method).set(fe.score)
+    if ev.online is not None and ev.online.value is not None:
+        metrics.ONLINE_METRIC.labels(namespace, model, ev.online.metric).set(ev.online.value)
+
+
+def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
+    kube = kube or runtime.kube()
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return None
+    started = time.monotonic()
+    try:
+        fresh = kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
+        )
+        try:
+            policy = RetrainPolicy.model_validate(fresh)
+        except ValidationError as e:
+            msg = f"invalid spec: {e.errors()[0]['msg']} at {'.'.join(map(str, e.errors()[0]['loc']))}"
+            conds = [Cond("Ready", "False", "InvalidSpec", msg), Cond("Stalled", "True", "InvalidSpec", msg)]
+            write_status(fresh, Plan(status={}, conditions=conds, message=msg), kube)
+            raise kopf.PermanentError(msg) from e
+        o = observe(fresh, policy, kube, fresh_evaluation=True)
+        p = plan(o)
+        write_status(fresh, p, kube)
+        record_metrics(meta["namespace"], policy, o)
+        for type_, reason, message in p.events:
+            kopf.event(fresh, type=type_, reason=reason, message=message)
+        if p.child is not None:
+            runtime.crash_point("before-child")
+            create_child(fresh, p.child, kube)
+        if p.delete:
+            collect(fresh, p, kube)
+        if p.child is not None or (policy.status.pending is not None):
+            # Commit the pending trigger now that its child exists (lastTrigger, history).
+            fresh = kube.custom.get_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
+            )
+            policy = RetrainPolicy.model_validate(fresh)
+            p2 = plan(observe(fresh, policy, kube, fresh_evaluation=False))
+            write_status(fresh, p2, kube)
+            for type_, reason, message in p2.events:
+                kopf.event(fresh, type=type_, reason=reason, message=message)
+            if p2.child is not None:
+                create_child(fresh, p2.child, kube)
+        metrics.RECONCILES.labels("RetrainPolicy", "ok").inc()
+        return p
+    except kopf.PermanentError:
+        metrics.RECONCILES.labels("RetrainPolicy", "error").inc()
+        raise
+    except Exception:
+        metrics.RECONCILES.labels("RetrainPolicy", "error").inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.labels("RetrainPolicy").observe(time.monotonic() - started)
+
+
+def _locked(body: dict[str, Any], *, wait: bool) -> None:
+    lock = runtime.lock_for(body["metadata"]["uid"])
+    if not lock.acquire(blocking=wait, timeout=60 if wait else -1):
+        return
+    try:
+        reconcile(body)
+    finally:
+        lock.release()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
+@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
+def on_change(body: kopf.Body, **_: Any) -> None:
+    _locked(dict(body), wait=True)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, id="evaluate", interval=runtime.RECONCILE_INTERVAL, initial_delay=1)
+def on_timer(body: kopf.Body, **_: Any) -> None:
+    """Frequent wake-ups; `evaluation_due` keeps Prometheus queries to one per spec.interval."""
+    _locked(dict(body), wait=False)

@@ -1,0 +1,279 @@
+"""RetrainPolicy against real Prometheus, real model servers and the real API server."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sklearn.datasets import load_iris
+
+from tests.support.operator import OperatorProcess
+from tests.support.prometheus import PrometheusServer
+from tests.support.wait import eventually
+
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+IRIS = load_iris(as_frame=True)
+ROWS = IRIS.data.to_dict("records")
+LABELS = [int(y) for y in IRIS.target]
+
+
+class Traffic:
+    """Requests to a model server: rows drawn from the training data, optionally shifted, with feedback."""
+
+    def __init__(
+        self, url: str, *, shift: dict[str, float] | None = None, wrong_labels: bool = False
+    ) -> None:
+        self.url, self.shift, self.wrong_labels = url, shift or {}, wrong_labels
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._rnd = random.Random(1)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as c:
+            while not self._stop.is_set() and self.sent < 20000:
+                idx = [self._rnd.randrange(len(ROWS)) for _ in range(10)]
+                rows = [{k: v + self.shift.get(k, 0.0) for k, v in ROWS[i].items()} for i in idx]
+                try:
+                    r = c.post(f"{self.url}/predict", json={"instances": rows})
+                    if r.status_code == 200:
+                        self.sent += len(rows)
+                        labels = [(LABELS[i] + 1) % 3 if self.wrong_labels else LABELS[i] for i in idx]
+                        c.post(f"{self.url}/feedback", json={"id": r.json()["id"], "labels": labels})
+                except httpx.HTTPError:
+                    pass
+                self._stop.wait(0.05)
+
+
+class Policies:
+    def __init__(self, mvs: Any) -> None:
+        self.mvs = mvs
+        self.custom = mvs.custom
+        self.ns = mvs.ns
+
+    def create(self, name: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RetrainPolicy",
+            "metadata": {"name": name},
+            "spec": {"model": "iris", "interval": "2s", "window": "20s", "cooldown": "1h", **spec},
+        }
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "retrainpolicies", body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "retrainpolicies", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
+
+    def condition(self, name: str, type_: str) -> dict[str, Any]:
+        return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), {})
+
+    def children(self, name: str) -> list[dict[str, Any]]:
+        uid = self.get(name)["metadata"]["uid"]
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions")["items"]
+        return [i for i in items if any(o["uid"] == uid for o in i["metadata"].get("ownerReferences") or [])]
+
+    def annotate(self, name: str, key: str, value: str) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "retrainpolicies", name, {"metadata": {"annotations": {key: value}}}
+        )
+
+    def evaluations(self, name: str) -> str | None:
+        return self.status(name).get("lastEvaluationTime")
+
+
+@pytest.fixture
+def policies(mvs: Any) -> Policies:
+    return Policies(mvs)
+
+
+def serve_champion(mvs: Any, kubelet: Any, name: str = "iris-v1", **spec: Any) -> str:
+    mvs.create(
+        name,
+        validation={
+            "gates": [{"metric": "accuracy", "min": 0.8}],
+            "champion": {"metric": "accuracy", "minImprovement": 0.0},
+        },
+        **spec,
+    )
+    mvs.wait_phase(name, "Serving")
+    return eventually(lambda: kubelet.server_for(name), timeout=30, what=f"{name}'s server").url
+
+
+def wait_evaluations(policies: Policies, name: str, count: int, timeout: float = 60) -> list[str]:
+    seen: list[str] = []
+
+    def more() -> bool:
+        t = policies.evaluations(name)
+        if t and (not seen or seen[-1] != t):
+            seen.append(t)
+        return len(seen) >= count
+
+    eventually(more, timeout=timeout, interval=0.3, what=f"{count} evaluations of {name}")
+    return seen
+
+
+DRIFT = {"method": "psi", "threshold": 0.25, "minSamples": 100, "consecutive": 2}
+
+
+def test_closed_loop_drift_retrain_validate_promote_collect(mvs, kubelet, operator, policies):
+    serve_champion(mvs, kubelet, "iris-v0")
+    url = serve_champion(mvs, kubelet, "iris-v1")
+    mvs.wait_phase("iris-v0", "Superseded")
+    policies.create("iris", triggers={"drift": DRIFT}, retention={"keepRetired": 0, "deleteArtifacts": True})
+    with Traffic(url) as t:
+        eventually(lambda: t.sent > 300, timeout=60, what="traffic")
+        wait_evaluations(policies, "iris", 5)
+        st = policies.status("iris")
+        assert policies.children("iris") == [], "drift-free traffic must not retrain (false alarm)"
+        assert all(f["result"] == "Stable" for f in st["features"].values()), st["features"]
+        assert st["lastDriftScore"] < 0.25
+    with Traffic(url, shift={"petal length (cm)": 3.0, "petal width (cm)": 1.5}):
+        child = eventually(lambda: policies.children("iris"), timeout=90, what="a retrain on drift")[0]
+    name = child["metadata"]["name"]
+    st = policies.status("iris")
+    assert st["lastTrigger"]["reason"] == "drift" and st["lastTrigger"]["child"] == name
+    assert st["features"]["petal length (cm)"]["result"] == "Drifted"
+    assert child["spec"]["parent"] == "iris-v1"
+    assert child["metadata"]["ownerReferences"][0]["kind"] == "RetrainPolicy"
+    mvs.wait_phase(name, "Serving", timeout=120)
+    assert mvs.champion_of("iris") == name
+    mvs.wait_phase("iris-v1", "Superseded")
+    # retention: v0 is beyond keepRetired=0 and is not the rollback target (v1 is): it goes, files first
+    v0_dir = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v0")
+
+    def v0_gone() -> bool:
+        names = {
+            m["metadata"]["name"]
+            for m in mvs.custom.list_namespaced_custom_object(GROUP, VERSION, mvs.ns, "modelversions")[
+                "items"
+            ]
+        }
+        return "iris-v0" not in names and not v0_dir.exists()
+
+    eventually(v0_gone, timeout=90, what="iris-v0 and its artifacts to be collected")
+    assert kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v1").exists()
+    assert mvs.phase("iris-v1") == "Superseded"
+    events = [e for e in mvs.events("iris")]
+    assert any("GarbageCollected" in e for e in events), events
+
+
+def test_performance_decay_from_feedback_triggers_a_retrain(mvs, kubelet, operator, policies):
+    url = serve_champion(mvs, kubelet)
+    policies.create("iris", triggers={"performance": {"metric": "accuracy", "floor": 0.8, "minLabels": 50}})
+    with Traffic(url, wrong_labels=True):
+        child = eventually(lambda: policies.children("iris"), timeout=90, what="a retrain on decay")[0]
+    st = policies.status("iris")
+    assert st["lastTrigger"]["reason"] == "performance", st["lastTrigger"]
+    assert child["spec"]["parent"] == "iris-v1"
+
+
+def test_schedule_triggers_and_cooldown_holds_the_next(mvs, kubelet, operator, policies):
+    serve_champion(mvs, kubelet)
+    policies.create("iris", triggers={"schedule": {"every": "3s"}}, cooldown="1h", maxConcurrent=5)
+    eventually(lambda: policies.children("iris"), timeout=60, what="a scheduled retrain")
+    st = policies.status("iris")
+    assert st["lastTrigger"]["reason"] == "schedule"
+    wait_evaluations(policies, "iris", 4)
+    assert len(policies.children("iris")) == 1, "cooldown must hold the next scheduled retrain back"
+    assert "cooldown" in policies.condition("iris", "Ready").get("message", "")
+
+
+def test_manual_request_triggers_once(mvs, kubelet, operator, policies):
+    serve_champion(mvs, kubelet)
+    policies.create("iris", template={"params": {"C": 0.5}})
+    policies.annotate("iris", "modelops.dev/retrain", "please-1")
+    child = eventually(lambda: policies.children("iris"), timeout=60, what="a manual retrain")[0]
+    assert child["spec"]["training"]["estimator"]["params"]["C"] == 0.5
+    st = policies.status("iris")
+    assert st["lastTrigger"]["reason"] == "manual" and st["handledRequest"] == "please-1"
+    wait_evaluations(policies, "iris", 3)
+    assert len(policies.children("iris")) == 1, "a handled request must not trigger again"
+
+
+@pytest.fixture
+def own_prometheus(tmp_path: Any) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path / "own-prometheus").start()
+    yield server
+    server.stop()
+
+
+def test_prometheus_outage_is_reported_and_never_retrains(
+    mvs, kubelet, policies, own_prometheus, cluster, namespace, crds, tmp_path
+):
+    kubelet.on_targets = own_prometheus.set_targets
+    op = OperatorProcess(
+        str(cluster.kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=own_prometheus.url
+    )
+    op.start()
+    try:
+        url = serve_champion(mvs, kubelet)
+        policies.create("iris", triggers={"drift": DRIFT})
+        with Traffic(url, shift={"petal length (cm)": 3.0}):
+            wait_evaluations(policies, "iris", 1)
+            own_prometheus.stop()
+            cond = eventually(
+                lambda: (
+                    (c := policies.condition("iris", "Evaluated")).get("reason") == "PrometheusUnreachable"
+                    and c
+                ),
+                timeout=30,
+                what="the outage to be reported",
+            )
+            assert "unreachable" in cond["message"].lower()
+            wait_evaluations(policies, "iris", 3)
+            assert policies.children("iris") == [], "no retrain while Prometheus is down"
+            assert op.proc and op.proc.poll() is None, "the operator keeps running"
+            own_prometheus.start()
+            eventually(
+                lambda: policies.condition("iris", "Evaluated").get("reason") != "PrometheusUnreachable",
+                timeout=60,
+                what="evaluation to resume",
+            )
+            eventually(
+                lambda: policies.children("iris"), timeout=90, what="the drift to be acted on after recovery"
+            )
+    finally:
+        op.stop()
+
+
+def test_operator_killed_between_deciding_and_creating_makes_exactly_one_child(
+    mvs, kubelet, policies, prometheus, cluster, namespace, crds, tmp_path
+):
+    env = {"MODELOPS_PROMETHEUS_URL": prometheus.url}
+    op = OperatorProcess(str(cluster.kubeconfig), namespace, tmp_path, **env).start()
+    try:
+        serve_champion(mvs, kubelet)
+        op.stop()
+        crashing = OperatorProcess(
+            str(cluster.kubeconfig), namespace, tmp_path, MODELOPS_CRASH_AT="before-child", **env
+        ).start()
+        policies.create("iris")
+        policies.annotate("iris", "modelops.dev/retrain", "now")
+        eventually(lambda: crashing.proc.poll() is not None, timeout=60, what="the operator to crash")
+        pending = policies.status("iris").get("pending")
+        assert pending and policies.children("iris") == [], "the decision is recorded, the child not yet made"
+        op.start()
+        child = eventually(lambda: policies.children("iris"), timeout=60, what="the child after restart")
+        assert [c["metadata"]["name"] for c in child] == [pending["child"]]
+        eventually(
+            lambda: not policies.status("iris").get("pending"), timeout=30, what="the trigger to commit"
+        )
+        wait_evaluations(policies, "iris", 3)
+        assert len(policies.children("iris")) == 1
+        assert policies.status("iris")["history"][0]["child"] == pending["child"]
+    finally:
+        op.stop()
