@@ -1,0 +1,1 @@
+"""The training Job's program: data, allow-listed estimators, evaluation, reference bins, artifact."""

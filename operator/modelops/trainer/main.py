@@ -1,0 +1,288 @@
+"""`modelops train`: the training Job's entry point.
+
+Exit codes: 0 trained; 2 bad spec or bad data (retrying will not help); 4 the result could not be
+reported; 1 anything unexpected. On failure stderr gets exactly one line `error: <reason>`, the
+same line goes to the termination log, and for bad input the ModelVersion is told as well.
+stdout's last line is the result as JSON (camelCase, the shape of `TrainingResult`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from modelops import artifacts
+from modelops.api.estimators import ALLOWED, task_of
+from modelops.api.modelversion import Artifact, Bin, Training, TrainingResult
+
+from . import data, report
+from .errors import BadInput, ReportError
+from .estimators import build_pipeline
+from .evaluate import classification_metrics, regression_metrics
+from .reference import category_bins, numeric_bins
+
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"usage: {message}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="modelops train", description="Train one ModelVersion and write its artifact.")
+    p.add_argument(
+        "--spec", help="file with the training spec (JSON or YAML); default $MODELOPS_TRAINING_SPEC"
+    )
+    p.add_argument("--model", default=os.environ.get("MODELOPS_MODEL"), help="model family name")
+    p.add_argument("--version", default=os.environ.get("MODELOPS_VERSION"), help="ModelVersion name")
+    p.add_argument("--store", default=os.environ.get("MODELOPS_ARTIFACT_ROOT", "/artifacts"))
+    return p.parse_args(argv)
+
+
+def load_spec(path: str | None, env: dict[str, str] | None = None) -> Training:
+    """The `training` object; a whole ModelVersion or its spec is accepted too, for local runs."""
+    env = dict(os.environ if env is None else env)
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot read spec {path}: {exc.strerror or exc}") from None
+    elif env.get("MODELOPS_TRAINING_SPEC"):
+        text = env["MODELOPS_TRAINING_SPEC"]
+    else:
+        raise BadInput("no training spec: pass --spec FILE or set MODELOPS_TRAINING_SPEC")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BadInput(f"training spec is neither JSON nor YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise BadInput("training spec must be an object")
+    if isinstance(raw.get("spec"), dict):
+        raw = raw["spec"]
+    if isinstance(raw.get("training"), dict):
+        raw = raw["training"]
+    name = (raw.get("estimator") or {}).get("class") if isinstance(raw.get("estimator"), dict) else None
+    if name is not None and name not in ALLOWED:
+        raise BadInput(f"estimator {name!r} is not allowed; allowed: {', '.join(ALLOWED)}")
+    try:
+        return Training.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise BadInput(f"invalid training spec: {problems}") from None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for dist in ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "skops", "modelops"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[dist] = version(dist)
+    return found
+
+
+def train(
+    spec: Training,
+    model_name: str,
+    version: str,
+    store: str | os.PathLike[str],
+    job_uid: str | None = None,
+) -> dict[str, Any]:
+    """Fit, evaluate, record references and write the artifact; return the result (wire form)."""
+    started = _now()
+    estimator = spec.estimator.class_
+    task = task_of(estimator)
+    classification = task == "classification"
+
+    raw = data.load(spec.dataset.uri)
+    prepared = data.prepare(raw, spec.dataset)
+    X_train, X_test, y_train, y_test = _split(prepared, spec, classification)
+    cat_idx = [prepared.features.index(c) for c in prepared.categorical]
+    pipeline = build_pipeline(
+        estimator,
+        spec.estimator.params,
+        spec.estimator.preprocessing,
+        len(prepared.features),
+        cat_idx,
+        spec.split.seed,
+    )
+    metrics, train_pred, fit_warnings = _fit(
+        pipeline, estimator, classification, X_train, X_test, y_train, y_test
+    )
+
+    reference: dict[str, dict[str, Any]] = {}
+    for i, feat in enumerate(prepared.schema):
+        column = X_train[:, i]
+        if feat["dtype"] == "category":
+            reference[feat["name"]] = category_bins(column, feat["categories"])
+        else:
+            reference[feat["name"]] = numeric_bins(column.astype(np.float64), spec.reference_bins)
+    classes = [str(c) for c in pipeline.classes_] if classification else None
+    if classes is not None:
+        prediction_reference = category_bins(train_pred, classes)
+    else:
+        prediction_reference = numeric_bins(train_pred, spec.reference_bins)
+    rows = {"total": len(y_train) + len(y_test), "train": len(y_train), "test": len(y_test)}
+
+    final = Path(store).resolve() / model_name / version
+    pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
+    if pvc:
+        uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}"
+    else:
+        uri = f"file://{final / artifacts.MODEL_FILE}"
+    with artifacts.atomic_directory(final) as tmp:
+        artifacts.dump_model(pipeline, tmp / artifacts.MODEL_FILE)
+        digest = artifacts.sha256_file(tmp / artifacts.MODEL_FILE)
+        (tmp / artifacts.DIGEST_FILE).write_text(f"{digest}  {artifacts.MODEL_FILE}\n")
+        finished = _now()
+        result = TrainingResult(
+            job_uid=job_uid,
+            succeeded=True,
+            task=task,
+            metrics=metrics,
+            dataset_digest=raw.digest,
+            artifact=Artifact(uri=uri, sha256=digest),
+            features=prepared.schema,
+            reference={k: Bin(**v) for k, v in reference.items()},
+            prediction_reference=Bin(**prediction_reference),
+            rows=rows,
+            finished_at=finished,
+        )
+        metadata = {
+            "schemaVersion": 1,
+            "model": model_name,
+            "version": version,
+            "task": task,
+            "estimator": estimator,
+            "features": prepared.schema,
+            "target": prepared.target,
+            "classes": classes,
+            "metrics": metrics,
+            "reference": reference,
+            "predictionReference": prediction_reference,
+            "dataset": {"uri": spec.dataset.uri, "sha256": raw.digest},
+            "datasetDigest": raw.digest,
+            "rows": rows,
+            "artifact": {"file": artifacts.MODEL_FILE, "sha256": digest, "uri": uri},
+            "libraries": _library_versions(),
+            "spec": spec.wire(),
+            "warnings": fit_warnings,
+            "startedAt": started,
+            "finishedAt": finished,
+        }
+        artifacts.write_json(tmp / artifacts.METADATA_FILE, metadata)
+        artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
+    return result.wire()
+
+
+def _split(prepared: data.Prepared, spec: Training, classification: bool) -> list[np.ndarray]:
+    """The held-out split, refused with a reason where scikit-learn would fail obscurely."""
+    from sklearn.model_selection import train_test_split
+
+    y = prepared.y
+    if classification and not (pd.api.types.is_integer_dtype(y.dtype) or pd.api.types.is_bool_dtype(y.dtype)):
+        y = y.astype(str)  # float or text labels: compared and exported as strings
+    stratify = data.check_split(y, spec.split, classification)
+    y_arr = y.to_numpy()
+    try:
+        return train_test_split(
+            data.to_matrix(prepared.X, prepared.categorical),
+            y_arr,
+            test_size=spec.split.test_size,
+            random_state=spec.split.seed,
+            stratify=y_arr if stratify else None,
+        )
+    except ValueError as exc:
+        raise BadInput(f"cannot split the data: {exc}") from None
+
+
+def _fit(
+    pipeline: Any,
+    estimator: str,
+    classification: bool,
+    X_train: np.ndarray,
+    X_test: np.ndarray,
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+) -> tuple[dict[str, float], np.ndarray, list[str]]:
+    """Fit and evaluate; scikit-learn's warnings go to metadata, not to stderr (one line on failure)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pipeline.fit(X_train, y_train)
+            evaluate = classification_metrics if classification else regression_metrics
+            metrics = evaluate(pipeline, X_test, y_test)
+            train_pred = pipeline.predict(X_train)
+        except ValueError as exc:
+            # scikit-learn's verdict on params vs data (InvalidParameterError is a ValueError too),
+            # e.g. C=-1, or n_neighbors larger than the training set.
+            raise BadInput(f"{estimator} cannot be trained on this data: {_first_line(exc)}") from None
+    return metrics, train_pred, sorted({_first_line(w.message) for w in caught})[:20]
+
+
+def _first_line(obj: object) -> str:
+    text = str(obj).strip()
+    return text.splitlines()[0] if text else type(obj).__name__
+
+
+def _fail(code: int, reason: str, target: report.Target | None, report_failure: bool) -> int:
+    line = "error: " + " ".join(reason.split())
+    if target is not None and report_failure:
+        result = TrainingResult(succeeded=False, message=line[len("error: ") :], finished_at=_now())
+        try:
+            report.send(report.patch_body(result, target), target)
+        except ReportError as exc:
+            line += f" (and the result could not be reported: {exc})"
+    print(line, file=sys.stderr, flush=True)
+    artifacts.write_termination_log(line)
+    return code
+
+
+def main(argv: list[str]) -> int:
+    target = report.Target.from_env()
+    try:
+        args = parse_args(argv)
+        spec = load_spec(args.spec)
+        for flag, value in (("--model", args.model), ("--version", args.version)):
+            if not value or not NAME.match(value):
+                raise BadInput(f"{flag} must be a lowercase DNS name, got {value!r}")
+        job_uid = target.job_uid if target else None
+        result = train(spec, args.model, args.version, args.store, job_uid=job_uid)
+        if target is not None:
+            report.send(report.patch_body(TrainingResult.model_validate(result), target), target)
+    except BadInput as exc:
+        # Bad input is permanent: tell the ModelVersion so it goes Failed with this reason.
+        return _fail(BadInput.exit_code, str(exc), target, report_failure=True)
+    except ReportError as exc:
+        return _fail(ReportError.exit_code, str(exc), target, report_failure=False)
+    except Exception as exc:
+        # Unexpected errors may be transient (a flaky volume, memory): the Job's backoffLimit
+        # retries, so the run is not declared failed on the ModelVersion from here.
+        return _fail(1, f"{type(exc).__name__}: {exc}", target, report_failure=False)
+    print(json.dumps(result, separators=(",", ":"), allow_nan=False), flush=True)
+    return 0
