@@ -16,6 +16,18 @@ $(PY):
 venv: $(PY) ## Create the virtualenv and install the package with test extras
 	$(PY) -m pip install -q -e '.[test]'
 
+deps: ## Debian packages the tests and demo run: prometheus (with promtool) and lua5.1
+	@missing=""; command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v lua5.1 >/dev/null || missing="$$missing lua5.1"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true; \
+	fi
+
+demo: deps venv cluster-binaries ## The whole life of one model on a local cluster, narrated (--keep: make demo ARGS=--keep)
+	$(PY) examples/demo.py $(ARGS)
+
 cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, etcd and kwok
 	tests/cluster/go/build.sh
 
@@ -25,7 +37,7 @@ cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and prin
 cluster-down: ## Stop the local cluster started by cluster-up
 	$(PY) -m tests.cluster down --dir .cluster
 
-crds: venv ## Regenerate crds/ from the pydantic models
+crds: venv ## Regenerate crds/ and the README's field reference from the pydantic models
 	$(PY) -m modelops.cli crds --write crds/ --readme README.md
 
 lint: venv ## ruff check and format check
@@ -35,8 +47,11 @@ lint: venv ## ruff check and format check
 unit: venv ## Fast tests of pure code, no cluster
 	$(VENV)/bin/pytest tests/unit -q
 
-test: venv cluster-binaries ## The whole suite: lint, unit, integration against a local cluster, e2e
+test: deps venv cluster-binaries ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/pytest -q
 
-.PHONY: help venv cluster-binaries cluster-up cluster-down crds lint unit test
+bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)
+	$(PY) bench/serve_bench.py
+
+.PHONY: help venv deps demo cluster-binaries cluster-up cluster-down crds lint unit test bench

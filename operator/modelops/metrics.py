@@ -48,3 +48,18 @@ def forget_version(namespace: str, model: str, version: str, phases: tuple[str, 
             VERSION_PHASE.remove(namespace, model, version, p)
     with contextlib.suppress(KeyError):
         CHAMPION.remove(namespace, model, version)
+
+
+RETRAIN_REASONS = ("drift", "performance", "schedule", "manual")
+
+
+def seen_model(namespace: str, model: str) -> None:
+    """Create a model's counters at 0 so increase() over a window counts their first event too."""
+    ROLLBACKS.labels(namespace, model)
+    for kind in ("promotion", "rollback"):
+        PROMOTIONS.labels(namespace, model, kind)
+
+
+def seen_policy(namespace: str, model: str) -> None:
+    for reason in RETRAIN_REASONS:
+        RETRAINS.labels(namespace, model, reason)

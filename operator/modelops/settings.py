@@ -22,7 +22,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+        # An empty value means "not set": a ConfigMap key left blank must not become an image name.
+        env = {k: v for k, v in (os.environ if env is None else env).items() if v.strip()}
         d = cls()
         image = env.get("MODELOPS_IMAGE")
         return cls(

@@ -33,6 +33,19 @@ def kubectl(
 
 
 @pytest.fixture(scope="session")
+def trainer_role(cluster: Any) -> str:
+    """The trainer's ClusterRole from the install manifests; tests bind it per namespace as users do."""
+    kubectl(
+        str(cluster.kubeconfig),
+        "apply",
+        "--server-side",
+        "-f",
+        str(ROOT / "manifests/base/rbac/trainer.yaml"),
+    )
+    return "modelops-trainer"
+
+
+@pytest.fixture(scope="session")
 def crds(cluster: Any) -> None:
     kubectl(str(cluster.kubeconfig), "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(
@@ -53,7 +66,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
 
 
 @pytest.fixture
-def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path) -> str:
+def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path, trainer_role: str) -> str:
     """The artifact claim, bound to a hostPath PV, and the trainer's ServiceAccount."""
     core = client.CoreV1Api(api_client)
     pv = f"artifacts-{namespace}"
@@ -86,6 +99,14 @@ def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path) -> str
         },
     )
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "modelops-trainer"}})
+    client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "modelops-trainer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": trainer_role},
+            "subjects": [{"kind": "ServiceAccount", "name": "modelops-trainer", "namespace": namespace}],
+        },
+    )
     eventually(
         lambda: (
             core.read_namespaced_persistent_volume_claim("modelops-artifacts", namespace).status.phase

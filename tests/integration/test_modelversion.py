@@ -296,3 +296,14 @@ def test_metrics_endpoint_reports_phases_and_promotions(mvs, kubelet, operator):
     promo = {"namespace": mvs.ns, "model": "iris", "kind": "promotion"}
     assert samples[("modelops_promotions_total", tuple(sorted(promo.items())))] == 1
     assert samples[("modelops_reconciles_total", (("kind", "ModelVersion"), ("result", "ok")))] > 0
+
+
+def test_trainer_reports_only_with_its_own_least_privilege_role(mvs, kubelet, operator, api_client):
+    """The stand-in runs the trainer with a token for its ServiceAccount: without the binding it is refused."""
+    from kubernetes import client
+
+    client.RbacAuthorizationV1Api(api_client).delete_namespaced_role_binding("modelops-trainer", mvs.ns)
+    mvs.create("iris-v1", training={"dataset": {"uri": "sklearn:iris"},
+                                    "estimator": {"class": "LogisticRegression"}, "backoffLimit": 0})
+    st = mvs.wait_phase("iris-v1", "Failed")
+    assert "forbidden" in st["message"].lower() or "403" in st["message"], st["message"]

@@ -9,6 +9,7 @@ exit code and termination message, a server's readiness or crash.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from kubernetes import client
 
 HOLD_LABEL = "app.kubernetes.io/managed-by"
@@ -65,6 +67,8 @@ class Kubelet:
     hold_servers: set[str] = field(default_factory=set)
     trainings: list[str] = field(default_factory=list)
     on_targets: Any = None
+    pod_identity: bool = True
+    """Run containers as their pod's ServiceAccount (a bound token), as a kubelet would project it."""
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)
@@ -82,10 +86,13 @@ class Kubelet:
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> Kubelet:
+        atexit.register(self.stop)  # server processes must not outlive an interrupted run
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        if self._stop.is_set() and not self.servers:
+            return
         self._stop.set()
         self._thread.join(timeout=10)
         for s in list(self.servers.values()):
@@ -134,7 +141,7 @@ class Kubelet:
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(self.workdir),
-            "KUBECONFIG": self.kubeconfig,
+            "KUBECONFIG": self._identity(pod, mounts["/"].parent),
             "PYTHONUNBUFFERED": "1",
         }
         for var in container.env or []:
@@ -147,6 +154,46 @@ class Kubelet:
             argv = [sys.executable, "-m", "modelops.cli", *argv[1:]]
         return [self._map(a, mounts) for a in argv], env
 
+    def _identity(self, pod: Any, scratch: Path) -> str:
+        """A kubeconfig with a token for the pod's ServiceAccount, bound to the pod, so RBAC is real."""
+        sa = pod.spec.service_account_name
+        if not self.pod_identity or not sa or pod.spec.automount_service_account_token is False:
+            return str(scratch / "no-credentials")  # like a pod without a token: no API access
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 3600,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": pod.metadata.name,
+                    "uid": pod.metadata.uid,
+                },
+            },
+        }
+        token = self.core.create_namespaced_service_account_token(
+            sa, pod.metadata.namespace, request
+        ).status.token
+        admin = yaml.safe_load(Path(self.kubeconfig).read_text())
+        cluster = admin["clusters"][0]
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": sa, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": sa,
+                    "context": {"cluster": cluster["name"], "user": sa, "namespace": pod.metadata.namespace},
+                }
+            ],
+            "current-context": sa,
+        }
+        path = scratch / "kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
     @staticmethod
     def _field(pod: Any, path: str) -> str:
         if path == "metadata.namespace":
@@ -158,23 +205,34 @@ class Kubelet:
         raise ValueError(f"the kubelet stand-in does not resolve fieldRef {path}")
 
     def _mounts(self, pod: Any, container: Any, scratch: Path) -> dict[str, Path]:
+        """A per-pod root: each mount path is a link to its volume's folder, as the kubelet would bind it."""
         volumes = {v.name: v for v in pod.spec.volumes or []}
-        out: dict[str, Path] = {}
+        root = scratch / "root"
+        out: dict[str, Path] = {"/": root}
         for m in container.volume_mounts or []:
             v = volumes[m.name]
             if v.persistent_volume_claim:
-                out[m.mount_path] = self.volume(v.persistent_volume_claim.claim_name)
+                target = self.volume(v.persistent_volume_claim.claim_name)
             else:
-                (scratch / m.name).mkdir(parents=True, exist_ok=True)
-                out[m.mount_path] = scratch / m.name
+                target = scratch / m.name
+                target.mkdir(parents=True, exist_ok=True)
+            link = root / m.mount_path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target, target_is_directory=True)
+            out[m.mount_path] = link
         return out
 
     @staticmethod
     def _map(value: str, mounts: dict[str, Path]) -> str:
-        for mount in sorted(mounts, key=len, reverse=True):
-            if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                return str(mounts[mount]) + value[len(mount.rstrip("/")) :]
-        return value
+        """Rewrite an absolute path at, under or above a mount into the pod's root."""
+        if not value.startswith("/"):
+            return value
+        touches = any(
+            value == m or value.startswith(m.rstrip("/") + "/") or m.startswith(value.rstrip("/") + "/")
+            for m in mounts
+            if m != "/"
+        )
+        return str(mounts["/"]) + value if touches else value
 
     def _annotate(self, pod: Any, annotations: dict[str, str]) -> None:
         with contextlib.suppress(client.ApiException):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cluster.localcluster import _die_with_parent
+
 from .kubelet import free_port
 
 
@@ -43,6 +45,7 @@ class OperatorProcess:
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # started from the main thread: dies with the test process
         )
         return self
 

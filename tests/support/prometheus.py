@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.cluster.localcluster import _die_with_parent
+
 from .kubelet import free_port
 
 
@@ -64,6 +66,7 @@ class PrometheusServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -54,3 +54,11 @@ def test_crds_carry_short_names_status_and_columns():
 def test_cel_rules_reach_the_schema():
     text = yaml.safe_dump(crds())
     assert "spec.training is immutable" in text and "gate min must be less than or equal to max" in text
+
+
+def test_readme_field_reference_is_not_stale():
+    from modelops.api.reference import END, START, markdown
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(START) + len(START) : text.index(END)].strip()
+    assert section == markdown().strip(), "README field reference is stale: run `make crds` and commit"

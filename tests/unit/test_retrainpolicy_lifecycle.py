@@ -671,3 +671,16 @@ def test_plan_carries_retention():
     w = World(spec=policy(retention={"keepRetired": 0, "deleteArtifacts": True}), versions=versions)
     p = w.step()
     assert p.delete == ["v-1"] and p.delete_artifacts is True
+
+
+def test_retention_never_deletes_a_version_a_gitops_tool_manages():
+    from modelops.lifecycle.retrainpolicy import VersionView, retention_victims
+
+    t = "2026-11-0{}T00:00:00Z"
+    versions = [
+        VersionView("v1", "Superseded", timestamps={"superseded": t.format(1)}, gitops_managed=True),
+        VersionView("v2", "Superseded", timestamps={"superseded": t.format(2)}),
+        VersionView("v3", "Superseded", timestamps={"superseded": t.format(3)}),
+        VersionView("v4", "Serving", champion=True),
+    ]
+    assert retention_victims(versions, 0, "v4") == ["v2"]

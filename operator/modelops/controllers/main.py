@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 
 import kopf
 
@@ -20,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peering", default=None, help="peering object name for HA (needs kopf's peering CRDs)"
     )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; with --peering a random one is chosen so replicas never tie (Kopf pauses on a tie)",
+    )
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -29,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     from . import modelversion, operator, retrainpolicy  # noqa: F401  (registers the handlers)
 
+    priority = args.priority
+    if priority is None and args.peering:
+        priority = random.randint(1, 2**31 - 1)
     asyncio.run(
         kopf.operator(
+            priority=priority or 0,
             standalone=args.standalone or args.peering is None,
             peering_name=args.peering,
             namespaces=args.namespace or None,

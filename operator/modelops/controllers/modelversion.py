@@ -151,6 +151,7 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
     if p.events and p.events[-1][1] == "CanaryRolledBack":
         metrics.ROLLBACKS.labels(ns, mv.spec.model).inc()
+    metrics.seen_model(ns, mv.spec.model)
     metrics.set_phase(ns, mv.spec.model, name, p.phase, PHASES)
     metrics.CHAMPION.labels(ns, mv.spec.model, name).set(1 if p.champion else 0)
 

@@ -49,6 +49,16 @@ def _time(value: str | None) -> datetime | None:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+GITOPS_ANNOTATIONS = ("argocd.argoproj.io/tracking-id",)
+GITOPS_LABELS = ("argocd.argoproj.io/instance",)
+
+
+def gitops_managed(meta: dict[str, Any]) -> bool:
+    """Argo CD marks what it applies (annotation tracking by default, or a label)."""
+    ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    return any(a in ann for a in GITOPS_ANNOTATIONS) or any(label in labels for label in GITOPS_LABELS)
+
+
 def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionView]:
     out = []
     for mv in items:
@@ -65,6 +75,7 @@ def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionV
                 timestamps=st.get("timestamps") or {},
                 deleting=bool(meta.get("deletionTimestamp")),
                 promotion_requested=bool(token and token != st.get("handledPromotion")),
+                gitops_managed=gitops_managed(meta),
             )
         )
     return out
@@ -206,6 +217,7 @@ def collect(body: dict[str, Any], p: Plan, kube: Kube) -> None:
 
 
 def record_metrics(namespace: str, policy: RetrainPolicy, o: Observed) -> None:
+    metrics.seen_policy(namespace, policy.spec.model)
     ev = o.evaluation
     if ev is None:
         return

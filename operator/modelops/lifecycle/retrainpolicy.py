@@ -102,6 +102,8 @@ class VersionView:
     """metadata.deletionTimestamp is set."""
     promotion_requested: bool = False
     """An unhandled promotion (rollback) request is on it: retention keeps it."""
+    gitops_managed: bool = False
+    """Applied by a GitOps tool (Argo CD tracking): deleting it would only make the tool re-create and retrain it."""
 
 
 @dataclass(frozen=True)
@@ -324,13 +326,15 @@ def retention_victims(versions: Sequence[VersionView], keep_retired: int, champi
     way (the newest `keep_retired` of them stay for inspection), so failed retrains do not
     pile up; Rejected/Failed versions a person created are never touched. Never deleted: the
     champion (by name or by status), the rollback target, anything in flight, a version with
-    a promotion request, one already being deleted. No champion → nothing is deleted: a
+    a promotion request, one already being deleted, one a GitOps tool manages (remove it from Git). No champion → nothing is deleted: a
     model without a champion may need any of its old versions.
     """
     if champion is None:
         return []
     protected = {champion, rollback_target(versions, champion)}
-    protected |= {v.name for v in versions if v.champion or v.promotion_requested or v.deleting}
+    protected |= {
+        v.name for v in versions if v.champion or v.promotion_requested or v.deleting or v.gitops_managed
+    }
     victims: list[tuple[datetime, str]] = []
     groups = (
         ([v for v in versions if v.phase in RETIRED], ("superseded", "retired")),

@@ -1,0 +1,405 @@
+"""The ModelOps demo: one model's whole life on a local Kubernetes, narrated as it happens.
+
+  make demo            # or: python examples/demo.py [--keep]
+
+It builds or reuses the local control plane (tests/cluster), starts the real Prometheus,
+the operator and the kubelet stand-in that runs the trainer and model server for the pods
+kwok holds, applies examples/iris as written, then drives traffic: first drawn from the
+training data, then drifted. The RetrainPolicy notices, retrains on the new data, the
+challenger is validated against the champion and promoted, and retention collects the
+oldest version. Exits 0 only if that loop closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+from sklearn.datasets import load_iris  # noqa: E402
+
+from tests.cluster.localcluster import LocalCluster  # noqa: E402
+from tests.support.kubelet import Kubelet  # noqa: E402
+from tests.support.operator import OperatorProcess  # noqa: E402
+from tests.support.prometheus import PrometheusServer  # noqa: E402
+
+GROUP, VERSION, NS = "modelops.dev", "v1alpha1", "modelops-demo"
+SHIFT = {"petal length (cm)": 3.0, "petal width (cm)": 1.5}
+NEW_DATA = "datasets/iris-2026-q4.csv"
+T0 = time.monotonic()
+BOLD, DIM, RED, GREEN, YELLOW, RESET = (
+    ("\033[1m", "\033[2m", "\033[31m", "\033[32m", "\033[33m", "\033[0m")
+    if sys.stdout.isatty()
+    else ("",) * 6
+)
+
+
+def say(who: str, text: str, colour: str = "") -> None:
+    print(
+        f"{DIM}[{time.monotonic() - T0:6.1f}s]{RESET} {BOLD}{who:<16}{RESET} {colour}{text}{RESET}",
+        flush=True,
+    )
+
+
+def kubectl(kubeconfig: str, *args: str) -> str:
+    out = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+class Narrator:
+    """Polls the two kinds and tells every change once."""
+
+    def __init__(self, custom: client.CustomObjectsApi) -> None:
+        self.custom = custom
+        self.seen: dict[str, tuple[Any, ...]] = {}
+        self.evaluations: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, NS, "modelversions")["items"]
+        return {i["metadata"]["name"]: i for i in items}
+
+    def policy(self) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, "retrainpolicies", "iris")
+
+    def tick(self) -> None:
+        current = self.versions()
+        for name, mv in sorted(current.items(), key=lambda kv: kv[1]["metadata"]["creationTimestamp"]):
+            st = mv.get("status") or {}
+            key = (st.get("phase"), st.get("message"))
+            if self.seen.get(name) != key and st.get("phase"):
+                colour = {"Serving": GREEN, "Failed": RED, "Rejected": RED, "Superseded": YELLOW}.get(
+                    st["phase"], ""
+                )
+                say(name, f"{st['phase']:<11} {st.get('message', '')}", colour)
+                self.seen[name] = key
+        for name in [n for n in self.seen if n not in current and not n.startswith("policy")]:
+            say(name, "deleted by retention (artifacts removed first)", YELLOW)
+            self.deleted.append(name)
+            del self.seen[name]
+        st = self.policy().get("status") or {}
+        t = st.get("lastEvaluationTime")
+        if t and self.seen.get("policy/eval") != (t,):
+            self.seen["policy/eval"] = (t,)
+            feats = st.get("features") or {}
+            scores = ", ".join(
+                f"{f.split(' (')[0]} {v['score']:.2f}"
+                if v.get("score") is not None
+                else f"{f.split(' (')[0]} n/a"
+                for f, v in sorted(feats.items())
+            )
+            ev = next((c for c in st.get("conditions", []) if c["type"] == "Evaluated"), {})
+            colour = RED if ev.get("reason") == "Drifted" else ""
+            say(
+                "policy/iris",
+                f"psi [{scores}] → {ev.get('reason', '?')} ({st.get('consecutiveDrifted', 0)} in a row)",
+                colour,
+            )
+            self.evaluations.append(st)
+        trig = st.get("lastTrigger") or {}
+        if trig and self.seen.get("policy/trigger") != (trig.get("child"),):
+            self.seen["policy/trigger"] = (trig.get("child"),)
+            say(
+                "policy/iris",
+                f"retrain triggered by {trig['reason']}: {trig.get('detail', '')} → {trig['child']}",
+                BOLD,
+            )
+
+
+class Traffic(threading.Thread):
+    """Clients of the model: rows drawn from iris, shifted once drift is injected; sent to the champion."""
+
+    def __init__(self, core: client.CoreV1Api, kubelet: Kubelet) -> None:
+        super().__init__(daemon=True)
+        self.core, self.kubelet = core, kubelet
+        self.shift: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.sent = 0
+        iris = load_iris(as_frame=True)
+        self.rows = iris.data.to_dict("records")
+        self.labels = [int(y) for y in iris.target]
+
+    def champion_url(self) -> str | None:
+        try:
+            version = self.core.read_namespaced_service("iris", NS).spec.selector["modelops.dev/version"]
+        except Exception:  # no champion yet, or the cluster is going away
+            return None
+        srv = self.kubelet.server_for(version)
+        return srv.url if srv else None
+
+    def run(self) -> None:
+        rnd = random.Random(7)
+        with httpx.Client(timeout=5) as c:
+            while not self.stop.is_set() and self.sent < 200_000:
+                url = self.champion_url()
+                if url is None:
+                    self.stop.wait(0.5)
+                    continue
+                idx = [rnd.randrange(len(self.rows)) for _ in range(10)]
+                rows = [{k: v + self.shift.get(k, 0.0) for k, v in self.rows[i].items()} for i in idx]
+                try:
+                    r = c.post(f"{url}/predict", json={"instances": rows})
+                    if r.status_code == 200:
+                        self.sent += len(rows)
+                        c.post(
+                            f"{url}/feedback",
+                            json={"id": r.json()["id"], "labels": [self.labels[i] for i in idx]},
+                        )
+                except httpx.HTTPError:
+                    pass
+                self.stop.wait(0.03)
+
+
+def wait(narrator: Narrator, what: str, check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        narrator.tick()
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def setup_storage(core: client.CoreV1Api, kubelet: Kubelet) -> None:
+    """The local cluster has no storage provisioner: bind the example's claim to a folder."""
+    core.create_persistent_volume(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{NS}-artifacts"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(kubelet.volume("modelops-artifacts"))},
+                "claimRef": {"namespace": NS, "name": "modelops-artifacts"},
+            },
+        }
+    )
+
+
+def write_new_data(kubelet: Kubelet) -> str:
+    """Fresh labelled data in the new distribution, as a data team would land it on the claim."""
+    iris = load_iris(as_frame=True)
+    frame = iris.data.copy()
+    for k, v in SHIFT.items():
+        frame[k] = frame[k] + v
+    frame["species"] = iris.target
+    path = kubelet.volume("modelops-artifacts") / NEW_DATA
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return f"pvc://modelops-artifacts/{NEW_DATA}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the cluster, Prometheus and operator running"
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    args = parser.parse_args(argv)
+    print(f"{BOLD}ModelOps demo{RESET}: one model's whole life on a local Kubernetes\n")
+    work = Path(tempfile.mkdtemp(prefix="modelops-demo-"))
+    say("cluster", "building or reusing kube-apiserver, controller-manager, scheduler, etcd and kwok …")
+    cluster = LocalCluster(directory=work / "cluster").start()
+    kc = str(cluster.kubeconfig)
+    say("cluster", f"ready: {kubectl(kc, 'get', 'nodes', '-o', 'name').split()} (kubeconfig {kc})")
+    prom = PrometheusServer(work / "prometheus").start()
+    say("prometheus", f"ready at {prom.url}, scraping every 1s")
+    api = config.new_client_from_config(config_file=kc)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl(
+        kc,
+        "wait",
+        "--for=condition=Established",
+        "crd/modelversions.modelops.dev",
+        "crd/retrainpolicies.modelops.dev",
+    )
+    kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml"))
+    core.create_namespace({"metadata": {"name": NS}})
+    kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
+    setup_storage(core, kubelet)
+    op = OperatorProcess(
+        kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url, MODELOPS_RECONCILE_INTERVAL="1"
+    ).start()
+    say("operator", f"started (modelops run -n {NS}); log {op.log}")
+    traffic = Traffic(core, kubelet)
+    narrator = Narrator(custom)
+    ok = False
+    try:
+        kubectl(kc, "apply", "-n", NS, "-k", str(ROOT / "examples" / "iris"))
+        say("kubectl", f"applied examples/iris (ModelVersion iris-v1, RetrainPolicy iris) to {NS}")
+        speed = {
+            "spec": {
+                "interval": "3s",
+                "window": "30s",
+                "cooldown": "20s",
+                "triggers": {"drift": {"minSamples": 100}},
+                "retention": {"keepRetired": 1},
+            }
+        }
+        custom.patch_namespaced_custom_object(GROUP, VERSION, NS, "retrainpolicies", "iris", speed)
+        say("kubectl", "demo speed: policy interval 3s, window 30s, cooldown 20s, keepRetired 1")
+        wait(
+            narrator,
+            "iris-v1 to serve",
+            lambda: narrator.versions().get("iris-v1", {}).get("status", {}).get("phase") == "Serving",
+            args.timeout,
+        )
+        traffic.start()
+        say(
+            "traffic", "clients send rows drawn from the training data to the champion (with feedback labels)"
+        )
+        start = len(narrator.evaluations)
+        wait(
+            narrator,
+            "drift-free evaluations",
+            lambda: len([e for e in narrator.evaluations[start:] if e.get("features")]) >= 4,
+            args.timeout,
+        )
+        assert len(narrator.versions()) == 1, "a retrain without drift would be a false alarm"
+        say("traffic", "no retrain on drift-free traffic: 0 false alarms", GREEN)
+
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NS,
+            "retrainpolicies",
+            "iris",
+            {"metadata": {"annotations": {"modelops.dev/retrain": "demo-1"}}},
+        )
+        say("kubectl", "a person asks for a retrain: annotate retrainpolicy iris modelops.dev/retrain=demo-1")
+        r1 = wait(
+            narrator,
+            "the manual retrain to be promoted",
+            lambda: next(
+                (
+                    n
+                    for n, m in narrator.versions().items()
+                    if n != "iris-v1" and (m.get("status") or {}).get("phase") == "Serving"
+                ),
+                None,
+            ),
+            args.timeout,
+        )
+
+        uri = write_new_data(kubelet)
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NS,
+            "retrainpolicies",
+            "iris",
+            {
+                "spec": {
+                    "template": {"datasetUri": uri, "spec": {"training": {"dataset": {"target": "species"}}}}
+                }
+            },
+        )
+        say("data", f"new labelled data landed at {uri}; the policy's template now trains on it")
+        traffic.shift = SHIFT
+        say("traffic", "DRIFT: clients now send petal length +3.0cm, petal width +1.5cm", RED)
+        r2 = wait(
+            narrator,
+            "a drift retrain to be promoted",
+            lambda: next(
+                (
+                    n
+                    for n, m in narrator.versions().items()
+                    if n not in ("iris-v1", r1) and (m.get("status") or {}).get("phase") == "Serving"
+                ),
+                None,
+            ),
+            args.timeout,
+        )
+        wait(narrator, "retention to collect iris-v1", lambda: "iris-v1" in narrator.deleted, args.timeout)
+        v1_files = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v1")
+        start = len(narrator.evaluations)
+        settled = wait(
+            narrator,
+            "drift to resolve against the new champion",
+            lambda: next(
+                (
+                    e
+                    for e in narrator.evaluations[start:]
+                    if e.get("champion") == r2
+                    and e.get("features")
+                    and all(f.get("result") == "Stable" for f in e["features"].values())
+                ),
+                None,
+            ),
+            args.timeout,
+        )
+        trig = (narrator.policy().get("status") or {}).get("history", [])
+        ok = (
+            not v1_files.exists()
+            and any(t["reason"] == "drift" and t["child"] == r2 for t in trig)
+            and bool(settled)
+        )
+        summary(kc, narrator, traffic, trig)
+    except (TimeoutError, AssertionError, RuntimeError) as e:
+        say("demo", f"FAILED: {e}", RED)
+        print(f"\noperator log tail ({op.log}):\n{op.tail(40)}")
+    finally:
+        traffic.stop.set()
+        if traffic.is_alive():
+            traffic.join(timeout=10)
+        if args.keep:
+            print(
+                f"\nkept running: export KUBECONFIG={kc}   (stop: python -m tests.cluster down --dir {work / 'cluster'}"
+                f"; kill {op.proc.pid if op.proc else ''} {prom.proc.pid if prom.proc else ''})"
+            )
+        else:
+            op.stop()
+            kubelet.stop()
+            prom.stop()
+            cluster.stop()
+    print(f"\n{GREEN if ok else RED}{BOLD}{'the loop closed' if ok else 'the loop did not close'}{RESET}")
+    return 0 if ok else 1
+
+
+def summary(kc: str, narrator: Narrator, traffic: Traffic, history: list[dict[str, Any]]) -> None:
+    print(f"\n{BOLD}kubectl get modelversions,retrainpolicies{RESET}")
+    print(kubectl(kc, "-n", NS, "get", "mv,rp", "-o", "wide"))
+    print(f"{BOLD}{'version':<16}{'parent':<16}{'phase':<12}{'accuracy':>9}  {'trained on':<40}{RESET}")
+    for name, mv in sorted(
+        narrator.versions().items(), key=lambda kv: kv[1]["metadata"]["creationTimestamp"]
+    ):
+        st = mv.get("status") or {}
+        acc = (st.get("training") or {}).get("metrics", {}).get("accuracy")
+        print(
+            f"{name:<16}{mv['spec'].get('parent') or '-':<16}{st.get('phase', '?'):<12}"
+            f"{acc if acc is None else f'{acc:.4f}':>9}  {mv['spec']['training']['dataset']['uri']:<40}"
+        )
+    for name in narrator.deleted:
+        print(f"{name:<16}{'-':<16}{'(deleted)':<12}{'':>9}  artifacts removed by retention")
+    print(
+        f"\n{BOLD}retrains{RESET}: " + "; ".join(f"{t['reason']} → {t['child']}" for t in reversed(history))
+    )
+    print(
+        f"{BOLD}traffic{RESET}: {traffic.sent} rows predicted, {len(narrator.evaluations)} policy evaluations"
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
