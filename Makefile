@@ -41,14 +41,13 @@ crds: venv ## Regenerate crds/ and the README's field reference from the pydanti
 	$(PY) -m modelops.cli crds --write crds/ --readme README.md
 
 lint: venv ## ruff check and format check
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench examples
+	$(VENV)/bin/ruff format --check operator tests bench examples
 
 unit: venv ## Fast tests of pure code, no cluster
 	$(VENV)/bin/pytest tests/unit -q
 
-test: deps venv cluster-binaries ## The whole suite: lint, unit, integration against a local cluster, e2e
-	$(VENV)/bin/ruff check operator tests bench
+test: deps venv cluster-binaries lint ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/pytest -q
 
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)

@@ -32,9 +32,12 @@ def kubectl(
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def trainer_role(cluster: Any) -> str:
-    """The trainer's ClusterRole from the install manifests; tests bind it per namespace as users do."""
+    """The trainer's ClusterRole from the install manifests, bound per namespace as users do.
+
+    Applied for every test (idempotent): another test's clean-up may remove the installed one.
+    """
     kubectl(
         str(cluster.kubeconfig),
         "apply",

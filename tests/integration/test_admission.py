@@ -55,39 +55,63 @@ INVALID = [
     ("no training", mv(training=DELETE), "spec.training: Required value"),
     ("estimator not allowed", mv(training__estimator__class="os.system"), 'Unsupported value: "os.system"'),
     ("dataset over http", mv(training__dataset__uri="http://example.com/x.csv"), "spec.training.dataset.uri"),
-    ("dataset of an unknown format", mv(training__dataset__uri="pvc://data/x.txt"), "spec.training.dataset.uri"),
+    (
+        "dataset of an unknown format",
+        mv(training__dataset__uri="pvc://data/x.txt"),
+        "spec.training.dataset.uri",
+    ),
     ("test size above 1", mv(training__split__testSize=1.5), "spec.training.split.testSize"),
     ("test size zero", mv(training__split__testSize=0), "spec.training.split.testSize"),
     ("one reference bin", mv(training__referenceBins=1), "spec.training.referenceBins"),
     ("negative backoff", mv(training__backoffLimit=-1), "spec.training.backoffLimit"),
-    ("gate min above max", mv(validation={"gates": [{"metric": "accuracy", "min": 0.9, "max": 0.5}]}),
-     "gate min must be less than or equal to max"),
-    ("gate without bounds", mv(validation={"gates": [{"metric": "accuracy"}]}), "a gate needs min, max or both"),
+    (
+        "gate min above max",
+        mv(validation={"gates": [{"metric": "accuracy", "min": 0.9, "max": 0.5}]}),
+        "gate min must be less than or equal to max",
+    ),
+    (
+        "gate without bounds",
+        mv(validation={"gates": [{"metric": "accuracy"}]}),
+        "a gate needs min, max or both",
+    ),
     ("gate on an unknown metric", mv(validation={"gates": [{"metric": "latency", "min": 1}]}), "latency"),
     ("champion metric unknown", mv(validation={"champion": {"metric": "speed"}}), "speed"),
     ("unknown rollout", mv(serving={"rollout": {"strategy": "BlueGreen"}}), "BlueGreen"),
-    ("canary without its settings", mv(serving={"rollout": {"strategy": "Canary"}}),
-     "rollout.canary is required for Canary"),
-    ("canary error rate above 1", mv(serving={"rollout": {"strategy": "Canary", "canary": {"maxErrorRate": 2}}}),
-     "maxErrorRate"),
+    (
+        "canary without its settings",
+        mv(serving={"rollout": {"strategy": "Canary"}}),
+        "rollout.canary is required for Canary",
+    ),
+    (
+        "canary error rate above 1",
+        mv(serving={"rollout": {"strategy": "Canary", "canary": {"maxErrorRate": 2}}}),
+        "maxErrorRate",
+    ),
     ("negative replicas", mv(serving={"replicas": -1}), "spec.serving.replicas"),
     ("unknown promotion mode", mv(promotion={"mode": "Sometimes"}), "Sometimes"),
     ("bad claim name", mv(storage={"pvc": "Bad_Claim"}), "spec.storage.pvc"),
     ("unknown field", mv(trainng={"typo": True}), "unknown field"),
     ("policy: unknown drift method", rp(triggers={"drift": {"method": "chi2"}}), "chi2"),
     ("policy: interval not a duration", rp(interval="5 minutes"), "spec.interval"),
-    ("policy: schedule with every and cron", rp(triggers={"schedule": {"every": "1h", "cron": "0 * * * *"}}),
-     "schedule needs exactly one of every, cron"),
-    ("policy: performance floor and ceiling", rp(triggers={"performance": {"floor": 0.9, "ceiling": 0.1}}),
-     "performance needs exactly one of floor, ceiling"),
+    (
+        "policy: schedule with every and cron",
+        rp(triggers={"schedule": {"every": "1h", "cron": "0 * * * *"}}),
+        "schedule needs exactly one of every, cron",
+    ),
+    (
+        "policy: performance floor and ceiling",
+        rp(triggers={"performance": {"floor": 0.9, "ceiling": 0.1}}),
+        "performance needs exactly one of floor, ceiling",
+    ),
     ("policy: zero concurrency", rp(maxConcurrent=0), "spec.maxConcurrent"),
 ]
 
 
 @pytest.mark.parametrize(("case", "body", "message"), INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_object_is_refused_with_a_clear_message(cluster, crds, namespace, case, body, message):
-    out = kubectl(str(cluster.kubeconfig), "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body),
-                  check=False)
+    out = kubectl(
+        str(cluster.kubeconfig), "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body), check=False
+    )
     assert out.returncode != 0, f"{case}: accepted, but should be refused\n{out.stdout}"
     assert message in out.stderr, f"{case}: unclear refusal: {out.stderr}"
 
@@ -102,7 +126,9 @@ def test_training_and_model_are_immutable(cluster, crds, namespace):
     changed = mv(training__split={"seed": 7})
     out = kubectl(kc, "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(changed), check=False)
     assert out.returncode != 0 and "spec.training is immutable" in out.stderr, out.stderr
-    out = kubectl(kc, "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(mv(model="other")), check=False)
+    out = kubectl(
+        kc, "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(mv(model="other")), check=False
+    )
     assert out.returncode != 0 and "spec.model is immutable" in out.stderr, out.stderr
     # what may change does change: serving and promotion are not part of the trained model
     ok = mv(serving={"replicas": 2})

@@ -303,7 +303,13 @@ def test_trainer_reports_only_with_its_own_least_privilege_role(mvs, kubelet, op
     from kubernetes import client
 
     client.RbacAuthorizationV1Api(api_client).delete_namespaced_role_binding("modelops-trainer", mvs.ns)
-    mvs.create("iris-v1", training={"dataset": {"uri": "sklearn:iris"},
-                                    "estimator": {"class": "LogisticRegression"}, "backoffLimit": 0})
+    mvs.create(
+        "iris-v1",
+        training={
+            "dataset": {"uri": "sklearn:iris"},
+            "estimator": {"class": "LogisticRegression"},
+            "backoffLimit": 0,
+        },
+    )
     st = mvs.wait_phase("iris-v1", "Failed")
     assert "forbidden" in st["message"].lower() or "403" in st["message"], st["message"]

@@ -36,7 +36,10 @@ def golden(name: str, obj) -> None:
     ("name", "build"),
     [
         ("job", lambda: resources.training_job("churn-v3", "ml", "uid-1", SPEC, SETTINGS)),
-        ("deployment", lambda: resources.server_deployment("churn-v3", "ml", SPEC, ARTIFACT, "ab" * 32, 2, SETTINGS)),
+        (
+            "deployment",
+            lambda: resources.server_deployment("churn-v3", "ml", SPEC, ARTIFACT, "ab" * 32, 2, SETTINGS),
+        ),
         ("version-service", lambda: resources.version_service("churn-v3", "ml", SPEC, SETTINGS)),
         ("stable-service", lambda: resources.stable_service("churn", "ml", "churn-v3")),
     ],

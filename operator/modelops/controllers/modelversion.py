@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import kopf
@@ -162,8 +161,7 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return None
-    started = time.monotonic()
-    try:
+    with runtime.measured("ModelVersion"):
         try:
             mv = ModelVersion.model_validate(body)
         except ValidationError as e:
@@ -182,16 +180,7 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
             p = plan(observe(body, mv, kube))
             act(body, mv, p, kube)
         record(body, mv, p, kube)
-        metrics.RECONCILES.labels("ModelVersion", "ok").inc()
         return p
-    except kopf.TemporaryError:
-        metrics.RECONCILES.labels("ModelVersion", "retry").inc()
-        raise
-    except Exception:
-        metrics.RECONCILES.labels("ModelVersion", "error").inc()
-        raise
-    finally:
-        metrics.RECONCILE_SECONDS.labels("ModelVersion").observe(time.monotonic() - started)
 
 
 def reject_invalid(body: dict[str, Any], error: ValidationError, kube: Kube) -> None:
@@ -214,26 +203,16 @@ def reject_invalid(body: dict[str, Any], error: ValidationError, kube: Kube) -> 
     kopf.warn(body, reason="InvalidSpec", message=msg)
 
 
-def _locked(body: dict[str, Any], *, wait: bool) -> None:
-    lock = runtime.lock_for(body["metadata"]["uid"])
-    if not lock.acquire(blocking=wait, timeout=60 if wait else -1):
-        return
-    try:
-        reconcile(body)
-    finally:
-        lock.release()
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
 def on_change(body: kopf.Body, **_: Any) -> None:
-    _locked(dict(body), wait=True)
+    runtime.run_locked(dict(body), reconcile, wait=True)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="converge", interval=runtime.RECONCILE_INTERVAL, initial_delay=1)
 def on_timer(body: kopf.Body, **_: Any) -> None:
-    _locked(dict(body), wait=False)
+    runtime.run_locked(dict(body), reconcile, wait=False)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup")

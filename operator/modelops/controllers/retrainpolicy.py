@@ -8,7 +8,6 @@ operator re-creates the same name and adopts it instead of making a second child
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -239,8 +238,7 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return None
-    started = time.monotonic()
-    try:
+    with runtime.measured("RetrainPolicy"):
         fresh = kube.custom.get_namespaced_custom_object(
             GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
         )
@@ -274,36 +272,17 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
                 kopf.event(fresh, type=type_, reason=reason, message=message)
             if p2.child is not None:
                 create_child(fresh, p2.child, kube)
-        metrics.RECONCILES.labels("RetrainPolicy", "ok").inc()
         return p
-    except kopf.PermanentError:
-        metrics.RECONCILES.labels("RetrainPolicy", "error").inc()
-        raise
-    except Exception:
-        metrics.RECONCILES.labels("RetrainPolicy", "error").inc()
-        raise
-    finally:
-        metrics.RECONCILE_SECONDS.labels("RetrainPolicy").observe(time.monotonic() - started)
-
-
-def _locked(body: dict[str, Any], *, wait: bool) -> None:
-    lock = runtime.lock_for(body["metadata"]["uid"])
-    if not lock.acquire(blocking=wait, timeout=60 if wait else -1):
-        return
-    try:
-        reconcile(body)
-    finally:
-        lock.release()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
 def on_change(body: kopf.Body, **_: Any) -> None:
-    _locked(dict(body), wait=True)
+    runtime.run_locked(dict(body), reconcile, wait=True)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="evaluate", interval=runtime.RECONCILE_INTERVAL, initial_delay=1)
 def on_timer(body: kopf.Body, **_: Any) -> None:
     """Frequent wake-ups; `evaluation_due` keeps Prometheus queries to one per spec.interval."""
-    _locked(dict(body), wait=False)
+    runtime.run_locked(dict(body), reconcile, wait=False)

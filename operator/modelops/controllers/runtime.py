@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
+import kopf
+
+from modelops import metrics
 from modelops.k8s.kube import Kube, load_config
 from modelops.settings import Settings
 
@@ -38,6 +45,35 @@ def lock_for(uid: str) -> threading.Lock:
     """Handlers and timers of one object never run at the same time (they share a plan)."""
     with _guard:
         return _locks[uid]
+
+
+@contextmanager
+def measured(kind: str) -> Iterator[None]:
+    """Count a reconcile by result (ok, retry, error) and time it."""
+    started = time.monotonic()
+    try:
+        yield
+    except kopf.TemporaryError:
+        metrics.RECONCILES.labels(kind, "retry").inc()
+        raise
+    except Exception:
+        metrics.RECONCILES.labels(kind, "error").inc()
+        raise
+    else:
+        metrics.RECONCILES.labels(kind, "ok").inc()
+    finally:
+        metrics.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+
+
+def run_locked(body: dict[str, Any], reconcile: Callable[[dict[str, Any]], object], *, wait: bool) -> None:
+    """Run one object's reconcile under its lock; a timer that finds it busy just skips this tick."""
+    lock = lock_for(body["metadata"]["uid"])
+    if not lock.acquire(blocking=wait, timeout=60 if wait else -1):
+        return
+    try:
+        reconcile(body)
+    finally:
+        lock.release()
 
 
 def crash_point(name: str) -> None:

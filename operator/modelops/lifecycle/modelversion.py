@@ -546,16 +546,7 @@ def plan(o: Observed) -> Plan:
             )
         return done(
             _promote_when_ready(
-                o,
-                [*base],
-                ready,
-                dep,
-                want,
-                None,
-                ts,
-                phase="Canary",
-                why=f"canary passed: {why}",
-                replicas=replicas,
+                o, [*base], ready, dep, want, None, ts, phase="Canary", why=f"canary passed: {why}"
             )
         )
 
@@ -571,15 +562,10 @@ def plan(o: Observed) -> Plan:
                     Cond("Ready", "False", "AwaitingPromotion", msg),
                 ],
                 message=msg,
-                replicas=replicas,
             )
         )
     why = f"promotion requested ({request})" if request else "gates passed; automatic promotion"
-    return done(
-        _promote_when_ready(
-            o, base, ready, dep, want, request, {}, phase="Deploying", why=why, replicas=replicas
-        )
-    )
+    return done(_promote_when_ready(o, base, ready, dep, want, request, {}, phase="Deploying", why=why))
 
 
 def _promote_when_ready(
@@ -593,44 +579,31 @@ def _promote_when_ready(
     *,
     phase: Phase,
     why: str,
-    replicas: int | None = None,
 ) -> Plan:
     """Scale to the serving size, and once ready take the stable Service."""
-    replicas = want if replicas is None else replicas
     full = ready and dep is not None and dep.replicas >= want
-    if not full:
-        msg = f"{why}; scaling to {want} replica(s) before promotion"
-        return Plan(
-            phase=phase,
-            conditions=[
-                *base,
-                Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, want)),
-                Cond("Promoted", "False", "Promoting", msg),
-                Cond("Ready", "False", "Promoting", msg),
-                Cond("Reconciling", "True", "Promoting", msg),
-            ],
-            message=msg,
-            replicas=want,
-            timestamps=ts,
-            requeue_after=5,
-        )
-    msg = f"promoting: {why}"
+    msg = f"promoting: {why}" if full else f"{why}; scaling to {want} replica(s) before promotion"
+    deployed = (
+        Cond("Deployed", "True", "ReplicasReady", _replica_text(dep, want))
+        if full
+        else Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, want))
+    )
     return Plan(
         phase=phase,
         conditions=[
             *base,
-            Cond("Deployed", "True", "ReplicasReady", _replica_text(dep, want)),
+            deployed,
             Cond("Promoted", "False", "Promoting", msg),
             Cond("Ready", "False", "Promoting", msg),
             Cond("Reconciling", "True", "Promoting", msg),
         ],
         message=msg,
         replicas=want,
-        promote=True,
-        handled_promotion=request,
+        promote=full,
+        handled_promotion=request if full else None,
         timestamps=ts,
-        events=[("Normal", "Promoting", msg)],
-        requeue_after=1,
+        events=[("Normal", "Promoting", msg)] if full else [],
+        requeue_after=1 if full else 5,
     )
 
 
