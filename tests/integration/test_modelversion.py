@@ -313,3 +313,45 @@ def test_trainer_reports_only_with_its_own_least_privilege_role(mvs, kubelet, op
     )
     st = mvs.wait_phase("iris-v1", "Failed")
     assert "forbidden" in st["message"].lower() or "403" in st["message"], st["message"]
+
+
+def test_a_report_for_a_recreated_version_is_refused_by_the_api_server(mvs, api_client):
+    """The trainer's patch carries the version's uid: the API server refuses it for a same-named new object."""
+    from kubernetes import client
+
+    from modelops.api.modelversion import TrainingResult
+    from modelops.trainer.errors import ReportError
+    from modelops.trainer.report import Target, patch_body, send
+
+    old_uid = mvs.create("iris-v1")["metadata"]["uid"]
+    mvs.delete("iris-v1")
+    eventually(
+        lambda: (
+            "iris-v1"
+            not in [
+                m["metadata"]["name"]
+                for m in mvs.custom.list_namespaced_custom_object(
+                    "modelops.dev", "v1alpha1", mvs.ns, "modelversions"
+                )["items"]
+            ]
+        ),
+        timeout=30,
+        what="deletion",
+    )
+    new_uid = mvs.create("iris-v1")["metadata"]["uid"]
+    api = client.CustomObjectsApi(api_client)
+    result = TrainingResult(metrics={"accuracy": 0.5})
+    with pytest.raises(ReportError, match="replaced"):
+        send(
+            patch_body(result, Target("iris-v1", mvs.ns, old_uid, "job-1")),
+            Target("iris-v1", mvs.ns, old_uid),
+            api=api,
+            attempts=1,
+        )
+    assert "training" not in mvs.status("iris-v1")
+    send(
+        patch_body(result, Target("iris-v1", mvs.ns, new_uid, "job-1")),
+        Target("iris-v1", mvs.ns, new_uid),
+        api=api,
+    )
+    assert mvs.status("iris-v1")["training"]["metrics"] == {"accuracy": 0.5}

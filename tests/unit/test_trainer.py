@@ -425,6 +425,11 @@ class FakeApi:
         self.outcomes = list(outcomes)
         self.calls: list[tuple] = []
 
+    uid = "mv-uid"
+
+    def get_namespaced_custom_object_status(self, *args):
+        return {"metadata": {"uid": self.uid, "resourceVersion": "7"}}
+
     def patch_namespaced_custom_object_status(self, *args):
         self.calls.append(args)
         outcome = self.outcomes.pop(0) if self.outcomes else None
@@ -443,7 +448,7 @@ TARGET = report.Target("iris-v1", "ml", uid="mv-uid", job_uid="job-uid")
 
 def test_patch_body_binds_the_result_to_the_run():
     body = report.patch_body(TrainingResult(succeeded=False, message="bad"), TARGET)
-    assert body["metadata"] == {"uid": "mv-uid"}
+    assert set(body) == {"status"}
     training_status = body["status"]["training"]
     assert training_status["jobUid"] == "job-uid"
     assert training_status["succeeded"] is False and training_status["message"] == "bad"
@@ -466,10 +471,17 @@ def test_send_retries_transient_errors_then_gives_up_on_404():
     report.send({"status": {}}, TARGET, api=api, sleep=sleeps.append)
     assert len(api.calls) == 3 and sleeps == [0.5, 1.0]
     assert api.calls[0][:5] == ("modelops.dev", "v1alpha1", "ml", "modelversions", "iris-v1")
+    assert api.calls[-1][5]["metadata"] == {"resourceVersion": "7"}, "the patch is a compare-and-swap"
     with pytest.raises(ReportError, match="not found: it was deleted"):
         report.send({}, TARGET, api=FakeApi(api_error(404)), sleep=sleeps.append)
+    replaced = FakeApi()
+    replaced.uid = "another-uid"
     with pytest.raises(ReportError, match="was replaced"):
-        report.send({}, TARGET, api=FakeApi(api_error(409)), sleep=sleeps.append)
+        report.send({}, TARGET, api=replaced, sleep=sleeps.append)
+    assert replaced.calls == [], "nothing is written to a re-created version"
+    raced = FakeApi(api_error(409), None)
+    report.send({}, TARGET, api=raced, sleep=sleeps.append)
+    assert len(raced.calls) == 2, "a lost compare-and-swap is read again and retried"
     with pytest.raises(ReportError, match="HTTP 403"):
         report.send({}, TARGET, api=FakeApi(api_error(403)), sleep=sleeps.append)
 
