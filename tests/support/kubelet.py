@@ -78,6 +78,7 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"kubelet-{self.namespace}", daemon=True)
         self._lock = threading.Lock()
+        self._jobs: set[subprocess.Popen[str]] = set()
 
     def volume(self, claim: str) -> Path:
         path = self.volumes / claim
@@ -91,13 +92,18 @@ class Kubelet:
         return self
 
     def stop(self) -> None:
-        if self._stop.is_set() and not self.servers:
+        if self._stop.is_set() and not self.servers and not self._jobs:
             return
         self._stop.set()
         self._thread.join(timeout=10)
         for s in list(self.servers.values()):
             self._kill(s)
         self.servers.clear()
+        with self._lock:
+            jobs = list(self._jobs)
+        for proc in jobs:  # a training run outliving its test would write into the next one's volumes
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -249,8 +255,20 @@ class Kubelet:
         env["MODELOPS_TERMINATION_LOG"] = str(term)
         if (pod.metadata.labels or {}).get("app.kubernetes.io/component") == "trainer":
             self.trainings.append(pod.metadata.name)
-        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        with self._lock:
+            self._jobs.add(proc)
+        try:
+            stdout, stderr = proc.communicate(timeout=600)
+        finally:
+            with self._lock:
+                self._jobs.discard(proc)
+        out = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
         (self.workdir / f"{pod.metadata.name}.log").write_text(out.stdout + out.stderr)
+        if self._stop.is_set():
+            return
         if out.returncode == 0:
             self._annotate(pod, {RESULT: "Succeeded"})
         else:

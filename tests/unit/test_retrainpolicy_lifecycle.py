@@ -684,3 +684,17 @@ def test_retention_never_deletes_a_version_a_gitops_tool_manages():
         VersionView("v4", "Serving", champion=True),
     ]
     assert retention_victims(versions, 0, "v4") == ["v2"]
+
+
+def test_failed_evaluations_back_off_and_success_resets():
+    from modelops.api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus
+    from modelops.lifecycle.retrainpolicy import evaluation_due, evaluation_period
+
+    spec = RetrainPolicySpec.model_validate({"model": "iris", "interval": "10s"})
+    periods = [evaluation_period(spec, RetrainPolicyStatus(evaluation_failures=n)) for n in range(6)]
+    assert periods == [10, 20, 40, 80, 80, 80]
+    st = RetrainPolicyStatus(evaluation_failures=2, last_evaluation_time="2026-11-26T00:00:00Z")
+    from datetime import UTC, datetime
+
+    assert not evaluation_due(spec, st, datetime(2026, 11, 26, 0, 0, 30, tzinfo=UTC))
+    assert evaluation_due(spec, st, datetime(2026, 11, 26, 0, 0, 40, tzinfo=UTC))

@@ -131,6 +131,9 @@ class RetrainPolicyStatus(StatusModel):
     pending: Trigger | None = None
     sequence: int = Field(default=0, description="Triggers so far; numbers the children's names.")
     last_schedule_time: str | None = None
+    evaluation_failures: int = Field(
+        default=0, description="Failed evaluations in a row; retries back off (interval x 2^n, at most 8x)."
+    )
 
 
 class RetrainPolicy(ApiModel):

@@ -64,6 +64,8 @@ IN_FLIGHT = ("Pending", "Training", "Validating", "Deploying", "Canary")
 RETIRED = ("Superseded", "Retired")
 FAILED = ("Rejected", "Failed")
 EVALUATION_SLACK = 1.0
+MAX_BACKOFF_EXPONENT = 3
+"""After failed evaluations, the next one waits interval x 2^n, n at most this (8x)."""
 """Seconds of timer jitter tolerated when deciding that an evaluation is due."""
 
 Reason = Literal["manual", "drift", "performance", "schedule"]
@@ -195,13 +197,18 @@ def sequence(status: RetrainPolicyStatus) -> int:
     return max(value, len(status.history))
 
 
+def evaluation_period(spec: RetrainPolicySpec, status: RetrainPolicyStatus) -> float:
+    """The interval, doubled for each failed evaluation in a row: an unreachable Prometheus is not hammered."""
+    return seconds(spec.interval) * 2 ** min(status.evaluation_failures, MAX_BACKOFF_EXPONENT)
+
+
 def evaluation_due(spec: RetrainPolicySpec, status: RetrainPolicyStatus, now: datetime) -> bool:
-    """Whether to query Prometheus in this pass: once per `interval`, whatever woke the handler."""
+    """Whether to query Prometheus in this pass: once per period, whatever woke the handler."""
     last = _try_time(status.last_evaluation_time)
     if last is None:
         return True
-    interval = seconds(spec.interval)
-    return (now - last).total_seconds() >= interval - min(EVALUATION_SLACK, 0.05 * interval)
+    period = evaluation_period(spec, status)
+    return (now - last).total_seconds() >= period - min(EVALUATION_SLACK, 0.05 * period)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -393,12 +400,19 @@ def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
             out.prom_error = str(prev_eval.get("message") or "Prometheus unreachable")
     elif ev.error:
         out.status["lastEvaluationTime"] = _ts(o.now)
+        out.status["evaluationFailures"] = st.evaluation_failures + 1
         out.prom_error = ev.error
-        out.conditions.append(Cond("Evaluated", "False", PROMETHEUS_UNREACHABLE, ev.error))
+        retry = evaluation_period(
+            spec, st.model_copy(update={"evaluation_failures": st.evaluation_failures + 1})
+        )
+        out.conditions.append(
+            Cond("Evaluated", "False", PROMETHEUS_UNREACHABLE, f"{ev.error} (next try in {retry:.0f}s)")
+        )
         if not was_down:
             out.events.append(("Warning", PROMETHEUS_UNREACHABLE, f"Cannot evaluate {model}: {ev.error}"))
     else:
         out.status["lastEvaluationTime"] = _ts(o.now)
+        out.status["evaluationFailures"] = 0
         if was_down:
             out.events.append(("Normal", "PrometheusReachable", f"Evaluating {model} again"))
         parts: list[str] = []
