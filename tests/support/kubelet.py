@@ -155,10 +155,12 @@ class Kubelet:
                 env[var.name] = self._map(var.value, mounts)
             elif var.value_from and var.value_from.field_ref:
                 env[var.name] = self._field(pod, var.value_from.field_ref.field_path)
-        argv = [*(container.command or []), *(container.args or [])]
+        # Map the container's own paths first; the host's interpreter (which may live under a path
+        # the pod also mounts, such as /tmp) is substituted afterwards and never remapped.
+        argv = [self._map(a, mounts) for a in [*(container.command or []), *(container.args or [])]]
         if argv and argv[0] == "modelops":
             argv = [sys.executable, "-m", "modelops.cli", *argv[1:]]
-        return [self._map(a, mounts) for a in argv], env
+        return argv, env
 
     def _identity(self, pod: Any, scratch: Path) -> str:
         """A kubeconfig with a token for the pod's ServiceAccount, bound to the pod, so RBAC is real."""
