@@ -50,8 +50,8 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
     champion = kube.champion(ns, spec.model)
     canary = None
     if mv.status.phase == "Canary" and spec.serving.rollout.canary:
-        started = mv.status.timestamps.get("canaryStarted")
-        elapsed = (runtime.now() - _parse(started)).total_seconds() if started else 0
+        started = runtime.parse_ts(mv.status.timestamps.get("canaryStarted"))
+        elapsed = (runtime.now() - started).total_seconds() if started else 0
         window = min(int(elapsed) + 1, spec.serving.rollout.canary.analysis_seconds)
         canary = observe_canary(runtime.settings().prometheus_url, spec.model, name, window)
     return Observed(
@@ -66,12 +66,6 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         promotion_request=promotion_token(body),
         canary=canary,
     )
-
-
-def _parse(ts: str):
-    from datetime import UTC, datetime
-
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:

@@ -8,7 +8,6 @@ operator re-creates the same name and adopts it instead of making a second child
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -42,12 +41,6 @@ PLURAL = "retrainpolicies"
 log = logging.getLogger(__name__)
 
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 GITOPS_ANNOTATIONS = ("argocd.argoproj.io/tracking-id",)
 GITOPS_LABELS = ("argocd.argoproj.io/instance",)
 
@@ -67,7 +60,7 @@ def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionV
             VersionView(
                 name=meta["name"],
                 phase=st.get("phase", "Pending"),
-                created=_time(meta.get("creationTimestamp")),
+                created=runtime.parse_ts(meta.get("creationTimestamp")),
                 parent=mv.get("spec", {}).get("parent"),
                 owned=any(o.get("uid") == policy_uid for o in meta.get("ownerReferences") or []),
                 champion=bool(st.get("champion")),
@@ -134,7 +127,7 @@ def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_ev
         spec=policy.spec,
         status=policy.status,
         now=now,
-        created=_time(meta.get("creationTimestamp")) or now,
+        created=runtime.parse_ts(meta.get("creationTimestamp")) or now,
         champion=champion,
         versions=version_views(kube.list_modelversions(ns, policy.spec.model), meta["uid"]),
         evaluation=evaluation,

@@ -86,5 +86,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_ts(value: str | None) -> datetime | None:
+    """A status timestamp (RFC 3339, UTC, second precision) as an aware datetime."""
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
 def ts(when: datetime | None = None) -> str:
     return (when or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
