@@ -7,12 +7,35 @@ types) travel in `json_schema_extra` and are kept by the generator in `crdgen.py
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(t: datetime) -> str:
+    """A status timestamp: RFC 3339 in UTC with second precision, as Kubernetes writes its own."""
+    return t.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp from status or metadata, as an aware datetime; naive means UTC."""
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def try_parse_time(value: str | None) -> datetime | None:
+    """`parse_time`, or None for a missing or malformed value (status written by hand)."""
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
 
 
 class ApiModel(BaseModel):

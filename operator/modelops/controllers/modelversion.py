@@ -9,6 +9,7 @@ import kopf
 from pydantic import ValidationError
 
 from modelops import GROUP, VERSION, metrics
+from modelops.api.base import try_parse_time
 from modelops.api.modelversion import PHASES, ModelVersion
 from modelops.drift import promql
 from modelops.k8s.kube import Conflict, Kube
@@ -50,7 +51,7 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
     champion = kube.champion(ns, spec.model)
     canary = None
     if mv.status.phase == "Canary" and spec.serving.rollout.canary:
-        started = runtime.parse_ts(mv.status.timestamps.get("canaryStarted"))
+        started = try_parse_time(mv.status.timestamps.get("canaryStarted"))
         elapsed = (runtime.now() - started).total_seconds() if started else 0
         window = min(int(elapsed) + 1, spec.serving.rollout.canary.analysis_seconds)
         canary = observe_canary(runtime.settings().prometheus_url, spec.model, name, window)

@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelops import GROUP, VERSION, metrics
+from modelops.api.base import try_parse_time
 from modelops.api.modelversion import ModelVersion, ModelVersionSpec
 from modelops.api.retrainpolicy import RetrainPolicy
 from modelops.drift import promql
@@ -60,7 +61,7 @@ def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionV
             VersionView(
                 name=meta["name"],
                 phase=st.get("phase", "Pending"),
-                created=runtime.parse_ts(meta.get("creationTimestamp")),
+                created=try_parse_time(meta.get("creationTimestamp")),
                 parent=mv.get("spec", {}).get("parent"),
                 owned=any(o.get("uid") == policy_uid for o in meta.get("ownerReferences") or []),
                 champion=bool(st.get("champion")),
@@ -127,7 +128,7 @@ def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_ev
         spec=policy.spec,
         status=policy.status,
         now=now,
-        created=runtime.parse_ts(meta.get("creationTimestamp")) or now,
+        created=try_parse_time(meta.get("creationTimestamp")) or now,
         champion=champion,
         versions=version_views(kube.list_modelversions(ns, policy.spec.model), meta["uid"]),
         evaluation=evaluation,

@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from modelops import metrics
+from modelops.api.base import format_time
 from modelops.k8s.kube import Kube, load_config
 from modelops.settings import Settings
 
@@ -86,12 +87,5 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_ts(value: str | None) -> datetime | None:
-    """A status timestamp (RFC 3339, UTC, second precision) as an aware datetime."""
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def ts(when: datetime | None = None) -> str:
-    return (when or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(when or now())

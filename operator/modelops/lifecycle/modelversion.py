@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from modelops.api.base import format_time, parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
@@ -97,15 +98,8 @@ class Plan:
     query_canary: bool = False
 
 
-def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _elapsed(since: str | None, now: datetime) -> float:
-    if not since:
-        return 0.0
-    start = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now.tzinfo)
-    return max(0.0, (now - start).total_seconds())
+    return max(0.0, (now - parse_time(since)).total_seconds()) if since else 0.0
 
 
 def primary_metric(spec: ModelVersionSpec, metrics: dict[str, float]) -> str | None:
@@ -222,7 +216,7 @@ def plan(o: Observed) -> Plan:
                 ],
                 message="training",
                 ensure_job=True,
-                timestamps={"trainingStarted": _ts(now)},
+                timestamps={"trainingStarted": format_time(now)},
                 events=[
                     (
                         "Normal",
@@ -251,7 +245,7 @@ def plan(o: Observed) -> Plan:
                     Cond("Stalled", "True", "TrainingFailed", msg),
                 ],
                 message=msg,
-                timestamps={"failed": _ts(now)},
+                timestamps={"failed": format_time(now)},
                 events=[("Warning", "TrainingFailed", msg)],
             )
         if result is None:
@@ -281,7 +275,7 @@ def plan(o: Observed) -> Plan:
     timestamps: dict[str, str] = {}
     if trained_now:
         events.append(("Normal", "Trained", f"Trained {spec.model}: {metric_text}"))
-        timestamps["trained"] = _ts(now)
+        timestamps["trained"] = format_time(now)
 
     # --- validation -----------------------------------------------------------------------
     validated = is_true(conds, "Validated")
@@ -310,13 +304,13 @@ def plan(o: Observed) -> Plan:
                 ],
                 message=msg,
                 accept_result=trained_now,
-                timestamps={**timestamps, "rejected": _ts(now)},
+                timestamps={**timestamps, "rejected": format_time(now)},
                 events=[*events, ("Warning", "Rejected", msg)],
             )
         passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
         validated_cond = Cond("Validated", "True", "GatesPassed", passed)
         events.append(("Normal", "Validated", passed))
-        timestamps["validated"] = _ts(now)
+        timestamps["validated"] = format_time(now)
     else:
         validated_cond = Cond("Validated", "True", "GatesPassed", _cond_message(conds, "Validated"))
 
@@ -349,7 +343,7 @@ def plan(o: Observed) -> Plan:
                 ],
                 message=msg,
                 replicas=None,
-                timestamps={} if s.timestamps.get("retired") else {"retired": _ts(now)},
+                timestamps={} if s.timestamps.get("retired") else {"retired": format_time(now)},
                 events=[] if s.phase == "Retired" else [("Normal", "Retired", f"Retired {o.name}")],
             )
         )
@@ -385,7 +379,7 @@ def plan(o: Observed) -> Plan:
                 replicas=want,
                 champion=True,
                 handled_promotion=request or s.handled_promotion,
-                timestamps={} if s.timestamps.get("promoted") else {"promoted": _ts(now)},
+                timestamps={} if s.timestamps.get("promoted") else {"promoted": format_time(now)},
                 requeue_after=None if ready else 5,
             )
         )
@@ -393,7 +387,7 @@ def plan(o: Observed) -> Plan:
     # --- a former champion: superseded, kept for rollback ----------------------------------
     if s.timestamps.get("promoted"):
         since = s.timestamps.get("superseded")
-        ts = {} if since else {"superseded": _ts(now)}
+        ts = {} if since else {"superseded": format_time(now)}
         champ = o.champion.name if o.champion else "nobody"
         if request:
             return done(
@@ -453,7 +447,7 @@ def plan(o: Observed) -> Plan:
                 ],
                 message=msg,
                 replicas=None,
-                timestamps={"failed": _ts(now)},
+                timestamps={"failed": format_time(now)},
                 events=[("Warning", "ServerFailed", msg)],
             )
         )
@@ -474,7 +468,7 @@ def plan(o: Observed) -> Plan:
                 ],
                 message=msg,
                 replicas=replicas,
-                timestamps={} if s.timestamps.get("deploying") else {"deploying": _ts(now)},
+                timestamps={} if s.timestamps.get("deploying") else {"deploying": format_time(now)},
                 requeue_after=5,
             )
         )
@@ -482,12 +476,12 @@ def plan(o: Observed) -> Plan:
         "Deployed", "True", "ReplicasReady", f"{dep.ready_replicas if dep else 0}/{replicas} replicas ready"
     )
     if not s.timestamps.get("deployed"):
-        timestamps["deployed"] = _ts(now)
+        timestamps["deployed"] = format_time(now)
         events.append(("Normal", "Deployed", f"Deployment ready with {replicas} replica(s)"))
 
     if in_canary and canary is not None:
         started = s.timestamps.get("canaryStarted")
-        ts = {} if started else {"canaryStarted": _ts(now)}
+        ts = {} if started else {"canaryStarted": format_time(now)}
         verdict, why = canary_verdict(canary, o.canary, _elapsed(started, now) if started else 0.0)
         if verdict == "fail":
             msg = f"canary rolled back: {why}"
@@ -503,7 +497,7 @@ def plan(o: Observed) -> Plan:
                     ],
                     message=msg,
                     replicas=None,
-                    timestamps={**ts, "rolledBack": _ts(now), "rejected": _ts(now)},
+                    timestamps={**ts, "rolledBack": format_time(now), "rejected": format_time(now)},
                     events=[("Warning", "CanaryRolledBack", msg)],
                 )
             )

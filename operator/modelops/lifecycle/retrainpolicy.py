@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from croniter import croniter
 
+from modelops.api.base import format_time, try_parse_time
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.retrainpolicy import (
     RetrainPolicySpec,
@@ -168,25 +169,6 @@ class Plan:
 # --- small pure helpers -------------------------------------------------------------------------
 
 
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 timestamp as written in status/metadata; naive means UTC."""
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _try_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
-def _ts(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sequence(status: RetrainPolicyStatus) -> int:
     """Triggers so far (status.sequence); never decreases, unlike the bounded history."""
     raw = status.sequence
@@ -204,7 +186,7 @@ def evaluation_period(spec: RetrainPolicySpec, status: RetrainPolicyStatus) -> f
 
 def evaluation_due(spec: RetrainPolicySpec, status: RetrainPolicyStatus, now: datetime) -> bool:
     """Whether to query Prometheus in this pass: once per period, whatever woke the handler."""
-    last = _try_time(status.last_evaluation_time)
+    last = try_parse_time(status.last_evaluation_time)
     if last is None:
         return True
     period = evaluation_period(spec, status)
@@ -282,11 +264,11 @@ def _triggers(status: RetrainPolicyStatus) -> list[Trigger]:
 def schedule_anchor(status: RetrainPolicyStatus, created: datetime) -> datetime:
     """When the schedule last counted as satisfied: status.lastScheduleTime, else the newest
     schedule trigger on record, else the policy's creation."""
-    t = _try_time(status.last_schedule_time)
+    t = try_parse_time(status.last_schedule_time)
     if t is not None:
         return t
     for trig in _triggers(status):
-        if trig.reason == "schedule" and (t := _try_time(trig.time)) is not None:
+        if trig.reason == "schedule" and (t := try_parse_time(trig.time)) is not None:
             return t
     return created
 
@@ -301,10 +283,10 @@ def cooldown_until(
 ) -> datetime | None:
     """End of the cooldown: `cooldown` after the later of the last trigger and the last child
     of this policy that was Rejected or Failed. None when nothing ever happened."""
-    times = [t for trig in _triggers(status)[:2] if (t := _try_time(trig.time)) is not None]
+    times = [t for trig in _triggers(status)[:2] if (t := try_parse_time(trig.time)) is not None]
     for v in versions:
         if v.owned and v.phase in FAILED:
-            times += [t for k in ("rejected", "failed") if (t := _try_time(v.timestamps.get(k)))]
+            times += [t for k in ("rejected", "failed") if (t := try_parse_time(v.timestamps.get(k)))]
     if not times:
         return None
     return max(times) + timedelta(seconds=seconds(spec.cooldown))
@@ -312,7 +294,7 @@ def cooldown_until(
 
 def _version_time(v: VersionView, keys: Sequence[str]) -> datetime:
     for k in keys:
-        if (t := _try_time(v.timestamps.get(k))) is not None:
+        if (t := try_parse_time(v.timestamps.get(k))) is not None:
             return t
     return v.created or datetime.min.replace(tzinfo=UTC)
 
@@ -399,7 +381,7 @@ def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
         elif was_down and prev_eval is not None:
             out.prom_error = str(prev_eval.get("message") or "Prometheus unreachable")
     elif ev.error:
-        out.status["lastEvaluationTime"] = _ts(o.now)
+        out.status["lastEvaluationTime"] = format_time(o.now)
         out.status["evaluationFailures"] = st.evaluation_failures + 1
         out.prom_error = ev.error
         retry = evaluation_period(
@@ -411,7 +393,7 @@ def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
         if not was_down:
             out.events.append(("Warning", PROMETHEUS_UNREACHABLE, f"Cannot evaluate {model}: {ev.error}"))
     else:
-        out.status["lastEvaluationTime"] = _ts(o.now)
+        out.status["lastEvaluationTime"] = format_time(o.now)
         out.status["evaluationFailures"] = 0
         if was_down:
             out.events.append(("Normal", "PrometheusReachable", f"Evaluating {model} again"))
@@ -520,7 +502,7 @@ def plan(o: Observed) -> Plan:
         schedule_due = schedule is not None and next_scheduled is not None and next_scheduled <= now
         if schedule is not None and next_scheduled is not None and next_scheduled <= now:
             every = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
-            due.append(("schedule", f"schedule ({every}) was due at {_ts(next_scheduled)}"))
+            due.append(("schedule", f"schedule ({every}) was due at {format_time(next_scheduled)}"))
         if due:
             reason, detail = due[0]
             hold = _hold(o, reason, champ, config_error, flying)
@@ -535,14 +517,14 @@ def plan(o: Observed) -> Plan:
                 others = [r for r, _ in due[1:]]
                 if others:
                     detail += f" (also due: {', '.join(others)})"
-                trigger = Trigger(time=_ts(now), reason=reason, child=name, detail=_clip(detail))
+                trigger = Trigger(time=format_time(now), reason=reason, child=name, detail=_clip(detail))
                 assert spec_for_child is not None
                 child = Child(name, spec_for_child, trigger)
                 patch.update(pending=trigger.wire(), sequence=seq)
                 if request:
                     patch["handledRequest"] = request
                 if schedule is not None and schedule_due:
-                    patch["lastScheduleTime"] = _ts(now)
+                    patch["lastScheduleTime"] = format_time(now)
                     next_scheduled = next_schedule_time(schedule, now)
                 counter = 0
                 notes.append(f"retraining ({reason}): creating {name}")
@@ -562,7 +544,7 @@ def plan(o: Observed) -> Plan:
     if flying:
         notes.append("in flight: " + ", ".join(f"{v.name} {v.phase}" for v in flying))
     if next_scheduled is not None and next_scheduled > now:
-        notes.append(f"next scheduled retrain {_ts(next_scheduled)}")
+        notes.append(f"next scheduled retrain {format_time(next_scheduled)}")
     tail = f"; {'; '.join(notes)}" if notes else ""
     if config_error:
         reason_, msg = config_error
@@ -620,7 +602,7 @@ def _hold(
     if reason != "manual":
         until = cooldown_until(spec, o.status, o.versions)
         if until is not None and o.now < until:
-            return f"cooldown until {_ts(until)}"
+            return f"cooldown until {format_time(until)}"
     return None
 
 
@@ -634,7 +616,7 @@ def _requeue(
     """When to look again: soon after acting, else at the next evaluation, cooldown end or schedule."""
     if child is not None or committed is not None:
         return 1.0
-    last = _try_time(patch.get("lastEvaluationTime") or o.status.last_evaluation_time)
+    last = try_parse_time(patch.get("lastEvaluationTime") or o.status.last_evaluation_time)
     interval = seconds(o.spec.interval)
     candidates = [interval if last is None else (last - o.now).total_seconds() + interval]
     until = cooldown_until(o.spec, o.status, o.versions)

@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from modelops import artifacts
+from modelops.api.base import format_time
 from modelops.api.estimators import ALLOWED, task_of
 from modelops.api.modelversion import Artifact, Bin, Training, TrainingResult
 
@@ -93,7 +94,7 @@ def load_spec(path: str | None, env: dict[str, str] | None = None) -> Training:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(dt.datetime.now(dt.UTC))
 
 
 def _library_versions() -> dict[str, str]:
