@@ -121,9 +121,11 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
         "champion": p.champion,
         "primaryMetric": primary_metric(mv.spec, metrics_),
     }
-    if p.timestamps:
-        patch["timestamps"] = p.timestamps
-    if p.handled_promotion and p.handled_promotion != status.handled_promotion:
+    recorded = (body.get("status") or {}).get("timestamps") or {}
+    new_times = {k: v for k, v in p.timestamps.items() if recorded.get(k) != v}
+    if new_times:
+        patch["timestamps"] = new_times  # a merge patch: the earlier steps' times stay
+    if p.handled_promotion:
         patch["handledPromotion"] = p.handled_promotion
     if p.replicas is not None:
         svc = naming.version_service_name(name)
@@ -135,14 +137,8 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
         }
     else:
         patch["serving"] = None
-    current = body.get("status") or {}
-    changed = {k: v for k, v in patch.items() if current.get(k) != v or k == "timestamps"}
-    if p.timestamps and all((current.get("timestamps") or {}).get(k) == v for k, v in p.timestamps.items()):
-        changed.pop("timestamps", None)
-    if changed:
-        kube.patch_status(PLURAL, ns, name, changed)
-    for type_, reason, message in p.events:
-        kopf.event(body, type=type_, reason=reason, message=message)
+    kube.patch_status_changes(PLURAL, body, patch)
+    runtime.post_events(body, p.events)
     if p.events and p.events[-1][1] == "CanaryRolledBack":
         metrics.ROLLBACKS.labels(ns, mv.spec.model).inc()
     metrics.seen_model(ns, mv.spec.model)

@@ -75,14 +75,13 @@ def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionV
 
 
 def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None, ModelVersion | None]:
-    view = kube.champion(namespace, model)
-    if view is None:
+    found = kube.champion_version(namespace, model)
+    if found is None or found[1] is None:
         return None, None
-    body = kube.get_modelversion(namespace, view.name)
-    if body is None:
-        return None, None
+    name, body = found
     mv = ModelVersion.model_validate(body)
-    return Champion(name=view.name, spec=mv.spec, metrics=view.metrics), mv
+    metrics_ = mv.status.training.metrics if mv.status.training else {}
+    return Champion(name=name, spec=mv.spec, metrics=metrics_), mv
 
 
 def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str) -> Evaluation:
@@ -145,7 +144,7 @@ def write_status(body: dict[str, Any], p: Plan, kube: Kube) -> None:
         now=runtime.ts(),
     )
     patch = {**p.status, "conditions": conds, "observedGeneration": meta.get("generation")}
-    kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
+    kube.patch_status_changes(PLURAL, body, patch)
 
 
 def create_child(body: dict[str, Any], child: Child, kube: Kube) -> None:
@@ -199,11 +198,7 @@ def collect(body: dict[str, Any], p: Plan, kube: Kube) -> None:
                 name,
                 {"metadata": {"annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"}}},
             )
-        try:
-            kube.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        if not kube.delete(f"{GROUP}/{VERSION}", "ModelVersion", ns, name):
             continue
         what = " and its artifacts" if p.delete_artifacts else ""
         kopf.info(body, reason="GarbageCollected", message=f"Deleted ModelVersion {name}{what} (retention)")
@@ -233,9 +228,9 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
     if meta.get("deletionTimestamp"):
         return None
     with runtime.measured("RetrainPolicy"):
-        fresh = kube.custom.get_namespaced_custom_object(
-            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
-        )
+        fresh = kube.get(PLURAL, meta["namespace"], meta["name"])
+        if fresh is None:
+            return None
         try:
             policy = RetrainPolicy.model_validate(fresh)
         except ValidationError as e:
@@ -247,8 +242,7 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
         p = plan(o)
         write_status(fresh, p, kube)
         record_metrics(meta["namespace"], policy, o)
-        for type_, reason, message in p.events:
-            kopf.event(fresh, type=type_, reason=reason, message=message)
+        runtime.post_events(fresh, p.events)
         if p.child is not None:
             runtime.crash_point("before-child")
             create_child(fresh, p.child, kube)
@@ -256,14 +250,11 @@ def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
             collect(fresh, p, kube)
         if p.child is not None or (policy.status.pending is not None):
             # Commit the pending trigger now that its child exists (lastTrigger, history).
-            fresh = kube.custom.get_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
-            )
+            fresh = kube.get(PLURAL, meta["namespace"], meta["name"]) or fresh
             policy = RetrainPolicy.model_validate(fresh)
             p2 = plan(observe(fresh, policy, kube, fresh_evaluation=False))
             write_status(fresh, p2, kube)
-            for type_, reason, message in p2.events:
-                kopf.event(fresh, type=type_, reason=reason, message=message)
+            runtime.post_events(fresh, p2.events)
             if p2.child is not None:
                 create_child(fresh, p2.child, kube)
         return p

@@ -77,6 +77,12 @@ def run_locked(body: dict[str, Any], reconcile: Callable[[dict[str, Any]], objec
         lock.release()
 
 
+def post_events(body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+    """Every decision a plan made, as Kubernetes Events on the object."""
+    for type_, reason, message in events:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+
 def crash_point(name: str) -> None:
     """Fault injection for tests: die like a SIGKILL at a named point when MODELOPS_CRASH_AT says so."""
     if os.environ.get("MODELOPS_CRASH_AT") == name:

@@ -7,8 +7,9 @@ object is a no-op and a restarted operator adopts what it made before.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -20,6 +21,19 @@ from modelops.lifecycle.modelversion import ChampionView, DeploymentView, JobVie
 
 FIELD_MANAGER = "modelops"
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def _or_none(read: Callable[[], T]) -> T | None:
+    """A read whose 404 means "not there (yet)", which every view treats as an answer, not an error."""
+    try:
+        return read()
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
 
 
 class Conflict(Exception):
@@ -76,23 +90,19 @@ class Kube:
         return out.to_dict()
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete in the background; False when it was already gone."""
         res = self.dyn.resources.get(api_version=api_version, kind=kind)
-        try:
-            self.dyn.delete(res, name=name, namespace=namespace, body={"propagationPolicy": "Background"})
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
+        body = {"propagationPolicy": "Background"}
+        return _or_none(lambda: self.dyn.delete(res, name=name, namespace=namespace, body=body)) is not None
 
-    # --- ModelVersion ----------------------------------------------------------------------
+    # --- our kinds -------------------------------------------------------------------------
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return _or_none(
+            lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        )
+
     def get_modelversion(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", name)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return self.get("modelversions", namespace, name)
 
     def list_modelversions(self, namespace: str, model: str | None = None) -> list[dict[str, Any]]:
         items = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions")["items"]
@@ -103,14 +113,18 @@ class Kube:
             GROUP, VERSION, namespace, plural, name, {"status": status}
         )
 
+    def patch_status_changes(self, plural: str, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Merge-patch only the status fields that differ from `body`: timers re-run often, most runs change nothing."""
+        current = body.get("status") or {}
+        changed = {k: v for k, v in status.items() if current.get(k) != v}
+        if changed:
+            self.patch_status(plural, body["metadata"]["namespace"], body["metadata"]["name"], changed)
+
     # --- views ----------------------------------------------------------------------------
     def job_view(self, namespace: str, name: str) -> JobView | None:
-        try:
-            job = self.batch.read_namespaced_job(name, namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        job = _or_none(lambda: self.batch.read_namespaced_job(name, namespace))
+        if job is None:
+            return None
         st = job.status
         failed = any(c.type == "Failed" and c.status == "True" for c in (st.conditions or []))
         complete = any(c.type == "Complete" and c.status == "True" for c in (st.conditions or []))
@@ -143,12 +157,9 @@ class Kube:
         return None
 
     def deployment_view(self, namespace: str, name: str, model: str, version: str) -> DeploymentView | None:
-        try:
-            dep = self.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        dep = _or_none(lambda: self.apps.read_namespaced_deployment(name, namespace))
+        if dep is None:
+            return None
         st = dep.status
         selector = ",".join(f"{k}={v}" for k, v in naming.server_selector(model, version).items())
         failure = self._pod_termination_message(namespace, selector)
@@ -159,18 +170,22 @@ class Kube:
             pod_failure=failure,
         )
 
-    def champion(self, namespace: str, model: str) -> ChampionView | None:
-        """Who the stable Service points at, with the metrics the challenger must beat."""
-        try:
-            svc = self.core.read_namespaced_service(naming.stable_service_name(model), namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        name = (svc.spec.selector or {}).get(naming.LABEL_VERSION)
+    def champion_version(self, namespace: str, model: str) -> tuple[str, dict[str, Any] | None] | None:
+        """The champion's name, from the stable Service's selector, and its ModelVersion if it still exists."""
+        svc = _or_none(
+            lambda: self.core.read_namespaced_service(naming.stable_service_name(model), namespace)
+        )
+        name = (svc.spec.selector or {}).get(naming.LABEL_VERSION) if svc is not None else None
         if not name:
             return None
-        mv = self.get_modelversion(namespace, name)
+        return name, self.get_modelversion(namespace, name)
+
+    def champion(self, namespace: str, model: str) -> ChampionView | None:
+        """Who the stable Service points at, with the metrics the challenger must beat."""
+        found = self.champion_version(namespace, model)
+        if found is None:
+            return None
+        name, mv = found
         metrics = ((mv or {}).get("status", {}).get("training") or {}).get("metrics") or {}
         return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()})
 
@@ -182,38 +197,30 @@ class Kube:
         """
         ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         ref = owner_reference(owner, controller=False)
-        try:
-            svc = self.core.read_namespaced_service(name, ns).to_dict()
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        found = _or_none(lambda: self.core.read_namespaced_service(name, ns))
+        if found is None:
             body = {**desired, "metadata": {**desired["metadata"], "ownerReferences": [ref]}}
             try:
                 self.core.create_namespaced_service(ns, body)
-            except ApiException as e2:
-                if e2.status == 409:
-                    raise Conflict(f"stable Service {name} was created concurrently") from e2
+            except ApiException as e:
+                if e.status == 409:
+                    raise Conflict(f"stable Service {name} was created concurrently") from e
                 raise
             return None
+        svc = self.api.sanitize_for_serialization(found)  # the wire form: camelCase, like our manifests
         previous = (svc["spec"].get("selector") or {}).get(naming.LABEL_VERSION)
-        owners = [o for o in (svc["metadata"].get("owner_references") or []) if o["uid"] != ref["uid"]]
-        owners_wire = [
-            {
-                "apiVersion": o["api_version"],
-                "kind": o["kind"],
-                "name": o["name"],
-                "uid": o["uid"],
-                "controller": False,
-                "blockOwnerDeletion": True,
-            }
-            for o in owners
+        # Every version that was ever champion stays an owner, so deleting one never takes the Service.
+        owners = [
+            {**o, "controller": False, "blockOwnerDeletion": True}
+            for o in svc["metadata"].get("ownerReferences") or []
+            if o["uid"] != ref["uid"]
         ] + [ref]
         patch = {
             "metadata": {
-                "resourceVersion": svc["metadata"]["resource_version"],
+                "resourceVersion": svc["metadata"]["resourceVersion"],
                 "annotations": desired["metadata"]["annotations"],
                 "labels": desired["metadata"]["labels"],
-                "ownerReferences": owners_wire,
+                "ownerReferences": owners,
             },
             "spec": {"selector": desired["spec"]["selector"]},
         }
