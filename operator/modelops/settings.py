@@ -17,7 +17,6 @@ class Settings:
     server_port: int = 8080
     metrics_port: int = 8000
     health_port: int = 8081
-    history_limit: int = 20
     namespaces: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
