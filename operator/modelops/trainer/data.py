@@ -6,7 +6,6 @@ that message is what the user finally reads in `kubectl describe modelversion`.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from modelops.api.modelversion import Dataset, Split
+from modelops.artifacts import sha256_bytes
 
 from .errors import BadInput
 
@@ -96,7 +96,7 @@ def load(uri: str, pvc_root: str | None = None) -> RawDataset:
         raise BadInput(f"cannot parse dataset {path}: {first}") from None
     if frame.empty:
         raise BadInput(f"dataset {path} has no rows")
-    return RawDataset(frame=frame, digest=hashlib.sha256(data).hexdigest())
+    return RawDataset(frame=frame, digest=sha256_bytes(data))
 
 
 def _load_bundled(name: str) -> RawDataset:
@@ -107,7 +107,7 @@ def _load_bundled(name: str) -> RawDataset:
 
     bunch = getattr(sklearn.datasets, loader)(as_frame=True)
     frame = bunch.frame
-    digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+    digest = sha256_bytes(frame.to_csv(index=False).encode())
     return RawDataset(frame=frame, digest=digest, default_target="target")
 
 
