@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,14 +24,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
-from tests.support.kubelet import Kubelet  # noqa: E402
+from tests.support.kubelet import Kubelet, local_persistent_volume  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 from tests.support.prometheus import PrometheusServer  # noqa: E402
+from tests.support.traffic import IrisTraffic  # noqa: E402
 
 GROUP, VERSION, NS = "modelops.dev", "v1alpha1", "modelops-demo"
 SHIFT = {"petal length (cm)": 3.0, "petal width (cm)": 1.5}
@@ -120,48 +118,14 @@ class Narrator:
             )
 
 
-class Traffic(threading.Thread):
-    """Clients of the model: rows drawn from iris, shifted once drift is injected; sent to the champion."""
-
-    def __init__(self, core: client.CoreV1Api, kubelet: Kubelet) -> None:
-        super().__init__(daemon=True)
-        self.core, self.kubelet = core, kubelet
-        self.shift: dict[str, float] = {}
-        self.stop = threading.Event()
-        self.sent = 0
-        iris = load_iris(as_frame=True)
-        self.rows = iris.data.to_dict("records")
-        self.labels = [int(y) for y in iris.target]
-
-    def champion_url(self) -> str | None:
-        try:
-            version = self.core.read_namespaced_service("iris", NS).spec.selector["modelops.dev/version"]
-        except Exception:  # no champion yet, or the cluster is going away
-            return None
-        srv = self.kubelet.server_for(version)
-        return srv.url if srv else None
-
-    def run(self) -> None:
-        rnd = random.Random(7)
-        with httpx.Client(timeout=5) as c:
-            while not self.stop.is_set() and self.sent < 200_000:
-                url = self.champion_url()
-                if url is None:
-                    self.stop.wait(0.5)
-                    continue
-                idx = [rnd.randrange(len(self.rows)) for _ in range(10)]
-                rows = [{k: v + self.shift.get(k, 0.0) for k, v in self.rows[i].items()} for i in idx]
-                try:
-                    r = c.post(f"{url}/predict", json={"instances": rows})
-                    if r.status_code == 200:
-                        self.sent += len(rows)
-                        c.post(
-                            f"{url}/feedback",
-                            json={"id": r.json()["id"], "labels": [self.labels[i] for i in idx]},
-                        )
-                except httpx.HTTPError:
-                    pass
-                self.stop.wait(0.03)
+def champion_url(core: client.CoreV1Api, kubelet: Kubelet) -> str | None:
+    """Clients call the model's champion; the stand-in knows where its server listens."""
+    try:
+        version = core.read_namespaced_service("iris", NS).spec.selector["modelops.dev/version"]
+    except Exception:  # no champion yet, or the cluster is going away
+        return None
+    srv = kubelet.server_for(version)
+    return srv.url if srv else None
 
 
 def wait(narrator: Narrator, what: str, check: Any, timeout: float) -> Any:
@@ -173,25 +137,6 @@ def wait(narrator: Narrator, what: str, check: Any, timeout: float) -> Any:
             return result
         time.sleep(0.5)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def setup_storage(core: client.CoreV1Api, kubelet: Kubelet) -> None:
-    """The local cluster has no storage provisioner: bind the example's claim to a folder."""
-    core.create_persistent_volume(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{NS}-artifacts"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(kubelet.volume("modelops-artifacts"))},
-                "claimRef": {"namespace": NS, "name": "modelops-artifacts"},
-            },
-        }
-    )
 
 
 def write_new_data(kubelet: Kubelet) -> str:
@@ -237,12 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml"))
     core.create_namespace({"metadata": {"name": NS}})
     kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
-    setup_storage(core, kubelet)
+    # The local cluster has no storage provisioner: bind the example's claim to the stand-in's folder.
+    claim = "modelops-artifacts"
+    core.create_persistent_volume(
+        local_persistent_volume(f"{NS}-artifacts", NS, claim, kubelet.volume(claim))
+    )
     op = OperatorProcess(
         kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url, MODELOPS_RECONCILE_INTERVAL="1"
     ).start()
     say("operator", f"started (modelops run -n {NS}); log {op.log}")
-    traffic = Traffic(core, kubelet)
+    traffic = IrisTraffic(lambda: champion_url(core, kubelet), limit=200_000, pause=0.03, seed=7)
     narrator = Narrator(custom)
     ok = False
     try:
@@ -360,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         say("demo", f"FAILED: {e}", RED)
         print(f"\noperator log tail ({op.log}):\n{op.tail(40)}")
     finally:
-        traffic.stop.set()
-        if traffic.is_alive():
-            traffic.join(timeout=10)
+        traffic.stop()
         if args.keep:
             print(
                 f"\nkept running: export KUBECONFIG={kc}   (stop: python -m tests.cluster down --dir {work / 'cluster'}"
@@ -377,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def summary(kc: str, narrator: Narrator, traffic: Traffic, history: list[dict[str, Any]]) -> None:
+def summary(kc: str, narrator: Narrator, traffic: IrisTraffic, history: list[dict[str, Any]]) -> None:
     print(f"\n{BOLD}kubectl get modelversions,retrainpolicies{RESET}")
     print(kubectl(kc, "-n", NS, "get", "mv,rp", "-o", "wide"))
     print(f"{BOLD}{'version':<16}{'parent':<16}{'phase':<12}{'accuracy':>9}  {'trained on':<40}{RESET}")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support.kubelet import Kubelet
+from tests.support.kubelet import Kubelet, local_persistent_volume
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
 from tests.support.wait import eventually
@@ -74,18 +74,7 @@ def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path, traine
     core = client.CoreV1Api(api_client)
     pv = f"artifacts-{namespace}"
     core.create_persistent_volume(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": str(tmp_path / "pv")},
-                "claimRef": {"namespace": namespace, "name": "modelops-artifacts"},
-            },
-        }
+        local_persistent_volume(pv, namespace, "modelops-artifacts", tmp_path / "pv")
     )
     core.create_namespaced_persistent_volume_claim(
         namespace,

@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-import random
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from sklearn.datasets import load_iris
 
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
+from tests.support.traffic import IrisTraffic
 from tests.support.wait import eventually
 
 GROUP, VERSION = "modelops.dev", "v1alpha1"
-IRIS = load_iris(as_frame=True)
-ROWS = IRIS.data.to_dict("records")
-LABELS = [int(y) for y in IRIS.target]
-
-
-class Traffic:
-    """Requests to a model server: rows drawn from the training data, optionally shifted, with feedback."""
-
-    def __init__(
-        self, url: str, *, shift: dict[str, float] | None = None, wrong_labels: bool = False
-    ) -> None:
-        self.url, self.shift, self.wrong_labels = url, shift or {}, wrong_labels
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._rnd = random.Random(1)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as c:
-            while not self._stop.is_set() and self.sent < 20000:
-                idx = [self._rnd.randrange(len(ROWS)) for _ in range(10)]
-                rows = [{k: v + self.shift.get(k, 0.0) for k, v in ROWS[i].items()} for i in idx]
-                try:
-                    r = c.post(f"{self.url}/predict", json={"instances": rows})
-                    if r.status_code == 200:
-                        self.sent += len(rows)
-                        labels = [(LABELS[i] + 1) % 3 if self.wrong_labels else LABELS[i] for i in idx]
-                        c.post(f"{self.url}/feedback", json={"id": r.json()["id"], "labels": labels})
-                except httpx.HTTPError:
-                    pass
-                self._stop.wait(0.05)
 
 
 class Policies:
@@ -143,14 +101,14 @@ def test_closed_loop_drift_retrain_validate_promote_collect(mvs, kubelet, operat
     url = serve_champion(mvs, kubelet, "iris-v1")
     mvs.wait_phase("iris-v0", "Superseded")
     policies.create("iris", triggers={"drift": DRIFT}, retention={"keepRetired": 0, "deleteArtifacts": True})
-    with Traffic(url) as t:
+    with IrisTraffic(url) as t:
         eventually(lambda: t.sent > 300, timeout=60, what="traffic")
         wait_evaluations(policies, "iris", 5)
         st = policies.status("iris")
         assert policies.children("iris") == [], "drift-free traffic must not retrain (false alarm)"
         assert all(f["result"] == "Stable" for f in st["features"].values()), st["features"]
         assert st["lastDriftScore"] < 0.25
-    with Traffic(url, shift={"petal length (cm)": 3.0, "petal width (cm)": 1.5}):
+    with IrisTraffic(url, shift={"petal length (cm)": 3.0, "petal width (cm)": 1.5}):
         child = eventually(lambda: policies.children("iris"), timeout=90, what="a retrain on drift")[0]
     name = child["metadata"]["name"]
     st = policies.committed("iris")
@@ -183,7 +141,7 @@ def test_closed_loop_drift_retrain_validate_promote_collect(mvs, kubelet, operat
 def test_performance_decay_from_feedback_triggers_a_retrain(mvs, kubelet, operator, policies):
     url = serve_champion(mvs, kubelet)
     policies.create("iris", triggers={"performance": {"metric": "accuracy", "floor": 0.8, "minLabels": 50}})
-    with Traffic(url, wrong_labels=True):
+    with IrisTraffic(url, wrong_labels=True):
         child = eventually(lambda: policies.children("iris"), timeout=90, what="a retrain on decay")[0]
     st = policies.committed("iris")
     assert st["lastTrigger"]["reason"] == "performance", st["lastTrigger"]
@@ -231,7 +189,7 @@ def test_prometheus_outage_is_reported_and_never_retrains(
     try:
         url = serve_champion(mvs, kubelet)
         policies.create("iris", triggers={"drift": DRIFT})
-        with Traffic(url, shift={"petal length (cm)": 3.0}):
+        with IrisTraffic(url, shift={"petal length (cm)": 3.0}):
             wait_evaluations(policies, "iris", 1)
             own_prometheus.stop()
             cond = eventually(

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -63,7 +61,6 @@ class Kubelet:
     kubeconfig: str
     workdir: Path
     servers: dict[str, ServerProc] = field(default_factory=dict)
-    hold_training: bool = False
     hold_servers: set[str] = field(default_factory=set)
     trainings: list[str] = field(default_factory=list)
     on_targets: Any = None
@@ -125,8 +122,6 @@ class Kubelet:
             if name in self._started or pod.spec.node_name is None:
                 continue
             if component != "server":
-                if component == "trainer" and self.hold_training:
-                    continue
                 self._started.add(name)
                 threading.Thread(target=self._run_to_completion, args=(pod,), daemon=True).start()
             else:
@@ -355,13 +350,18 @@ class Kubelet:
         return self.volume(claim) / model / version
 
 
-def copy_dataset(src: Path, kubelet: Kubelet, claim: str, rel: str) -> str:
-    """Put a dataset file on a claim; returns its pvc:// URI."""
-    dest = kubelet.volume(claim) / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src, dest)
-    return f"pvc://{claim}/{rel}"
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=1, default=str)
+def local_persistent_volume(name: str, namespace: str, claim: str, folder: Path) -> dict[str, Any]:
+    """A PV pre-bound to `claim`: the simulated cluster has no provisioner, and the stand-in mounts a folder."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(folder)},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
