@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from modelops.api.modelversion import ModelVersionSpec, ModelVersionStatus
-from modelops.lifecycle.conditions import apply_conditions
 from modelops.lifecycle.modelversion import (
+    CANARY_POLL_SECONDS,
     CanaryView,
     ChampionView,
     DeploymentView,
@@ -17,7 +17,9 @@ from modelops.lifecycle.modelversion import (
     champion_verdict,
     gate_failures,
     plan,
+    status_patch,
 )
+from modelops.lifecycle.patches import merge_patch
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -54,15 +56,10 @@ class World:
                 name=self.name, generation=1, spec=self.spec, status=self.status, now=self.now, **observed
             )
         )
-        d = self.status.model_dump(by_alias=True)
-        d["phase"] = p.phase
-        d["message"] = p.message
-        d["conditions"] = apply_conditions(d["conditions"], p.conditions, generation=1, now="t")
-        d["timestamps"] = {**d["timestamps"], **p.timestamps}
-        d["champion"] = p.champion
-        if p.handled_promotion:
-            d["handledPromotion"] = p.handled_promotion
-        self.status = ModelVersionStatus.model_validate(d)
+        d = self.status.model_dump(by_alias=True, exclude_none=True)
+        patch = status_patch(p, d, namespace="ns", name=self.name, generation=1, now="t")
+        self.status = ModelVersionStatus.model_validate(merge_patch(d, patch))
+        self.last_patch = patch
         return p
 
     def with_result(self, **kw):
@@ -83,7 +80,7 @@ def test_happy_path_train_validate_deploy_promote_serve():
     assert p.phase == "Training" and not p.ensure_job
     w.with_result()
     p = w.step(job=JobView(uid="job-1", succeeded=1))
-    assert p.phase == "Deploying" and p.replicas == 1 and p.accept_result
+    assert p.phase == "Deploying" and p.replicas == 1 and "trained" in p.timestamps
     assert cond(w.status, "Trained").status == "True" and cond(w.status, "Validated").status == "True"
     p = w.step(job=JobView(uid="job-1", succeeded=1), deployment=DeploymentView(1, 1))
     assert p.promote and p.phase == "Deploying"
@@ -203,7 +200,7 @@ def test_canary_breach_rolls_back():
     w = served_world(name="v2", serving=canary_spec())
     champ = ChampionView("v1", {"accuracy": 0.9})
     p = w.step(deployment=DeploymentView(1, 1), champion=champ)
-    assert p.phase == "Canary" and p.query_canary and not p.promote
+    assert p.phase == "Canary" and p.requeue_after == CANARY_POLL_SECONDS and not p.promote
     w.now = NOW + timedelta(seconds=10)
     p = w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(50, 0.2, 0.01))
     assert p.phase == "Rejected" and p.replicas is None and "error rate 20.00%" in p.message

@@ -248,7 +248,6 @@ class ModelVersionStatus(StatusModel):
     champion: bool = False
     timestamps: dict[str, str] = Field(default_factory=dict)
     handled_promotion: str | None = None
-    canary: dict[str, Any] | None = None
     message: str | None = None
 
 

@@ -8,9 +8,10 @@ status conditions and timestamps, which are themselves part of what is observed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from modelops.api.base import format_time, parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
@@ -23,44 +24,26 @@ from modelops.api.modelversion import (
     TrainingResult,
 )
 
-from .conditions import Cond, is_true
+from . import naming
+from .conditions import Cond, apply_conditions, is_true
+from .observed import CanaryView, ChampionView, DeploymentView, JobView
+from .patches import merge_diff
+
+__all__ = [
+    "CanaryView",
+    "ChampionView",
+    "DeploymentView",
+    "JobView",
+    "Observed",
+    "Plan",
+    "plan",
+    "status_patch",
+]
 
 NO_RESULT_GRACE_SECONDS = 120.0
 """How long after its Job succeeded a trainer's report may still arrive (API retries)."""
 INCONCLUSIVE_FACTOR = 3
 """A canary without enough traffic is rolled back after this many analysis windows."""
-
-
-@dataclass(frozen=True)
-class JobView:
-    uid: str
-    active: int = 0
-    succeeded: int = 0
-    failed: bool = False
-    failure_message: str | None = None
-    finished_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class DeploymentView:
-    replicas: int
-    ready_replicas: int
-    up_to_date: bool = True
-    pod_failure: str | None = None
-
-
-@dataclass(frozen=True)
-class ChampionView:
-    name: str
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CanaryView:
-    requests: float = 0.0
-    error_rate: float | None = None
-    p99_seconds: float | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,16 +69,22 @@ class Plan:
     conditions: list[Cond]
     message: str
     ensure_job: bool = False
+    """The training Job must exist."""
     replicas: int | None = None
     """Desired server replicas; None means no Deployment (and no version Service)."""
     promote: bool = False
+    """Take the model's stable Service now."""
     champion: bool = False
-    accept_result: bool = False
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
+    """Events to post, each a decision made in this pass."""
     timestamps: dict[str, str] = field(default_factory=dict)
+    """Transition times to add to status.timestamps (never moved once set)."""
     handled_promotion: str | None = None
     requeue_after: float | None = None
-    query_canary: bool = False
+    """Seconds until a time-based step is due; None when only a change in the world can move it."""
+    primary_metric: str | None = None
+    ready_replicas: int = 0
+    """Ready server pods, as the Deployment reports them (status.serving.readyReplicas)."""
 
 
 def _elapsed(since: str | None, now: datetime) -> float:
@@ -183,50 +172,82 @@ def _result_for_job(status: ModelVersionStatus, job: JobView | None) -> Training
     return r
 
 
-def _terminal(o: Observed, phase: Phase) -> Plan:
-    """Failed and Rejected stay put: nothing is served, the conditions keep their reasons."""
-    msg = o.status.message or phase
+# --- shared shapes ------------------------------------------------------------------------------
+
+
+def _stalled(
+    phase: Phase,
+    reason: str,
+    msg: str,
+    *before: Cond,
+    ts: str | None = None,
+    event: str | None = None,
+    now: datetime | None = None,
+) -> Plan:
+    """A version that stopped for good (Failed, Rejected): not Ready, Stalled, one Warning Event."""
     return Plan(
         phase=phase,
-        conditions=[Cond("Ready", "False", phase, msg), Cond("Stalled", "True", phase, msg)],
+        conditions=[*before, Cond("Ready", "False", phase, msg), Cond("Stalled", "True", reason, msg)],
         message=msg,
-        replicas=None,
+        timestamps={ts: format_time(now)} if ts and now else {},
+        events=[("Warning", event, msg)] if event else [],
     )
 
 
-def plan(o: Observed) -> Plan:
+def _progressing(phase: Phase, reason: str, msg: str, *before: Cond, **kw: object) -> Plan:
+    """A version on its way: not Ready yet, Reconciling (kstatus: in progress)."""
+    return Plan(
+        phase=phase,
+        conditions=[*before, Cond("Ready", "False", reason, msg), Cond("Reconciling", "True", reason, msg)],
+        message=msg,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _once(status: ModelVersionStatus, key: str, now: datetime) -> dict[str, str]:
+    """A timestamp set when its step first happens, never moved afterwards."""
+    return {} if status.timestamps.get(key) else {key: format_time(now)}
+
+
+# --- the stages -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Trained:
+    """What the training stage hands on: the accepted result and what it said."""
+
+    status: ModelVersionStatus
+    cond: Cond
+    events: list[tuple[EventType, str, str]]
+    timestamps: dict[str, str]
+
+
+def _training(o: Observed) -> Plan | _Trained:
+    """Create the Job, wait for it, accept the trainer's report bound to this Job's uid, or fail."""
     s, spec, now = o.status, o.spec, o.now
     conds = [c.model_dump(by_alias=True) for c in s.conditions]
-    is_champion = o.champion is not None and o.champion.name == o.name
-
-    if s.phase in ("Failed", "Rejected") and not is_champion:
-        return _terminal(o, s.phase)
-
-    # --- training -------------------------------------------------------------------------
-    trained = is_true(conds, "Trained") and s.training is not None and s.training.succeeded
-    if not trained:
+    events: list[tuple[EventType, str, str]] = []
+    timestamps: dict[str, str] = {}
+    if not (is_true(conds, "Trained") and s.training is not None and s.training.succeeded):
         result = _result_for_job(s, o.job)
         if o.job is None:
-            return Plan(
-                phase="Training",
-                conditions=[
-                    Cond("Trained", "False", "JobCreated", f"creating training Job for {spec.model}"),
-                    Cond("Ready", "False", "Training", "training"),
-                    Cond("Reconciling", "True", "Training", "training"),
-                ],
-                message="training",
+            what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+            return _progressing(
+                "Training",
+                "Training",
+                "training",
+                Cond("Trained", "False", "JobCreated", f"creating training Job for {spec.model}"),
                 ensure_job=True,
                 timestamps={"trainingStarted": format_time(now)},
-                events=[
-                    (
-                        "Normal",
-                        "TrainingStarted",
-                        f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}",
-                    )
-                ],
-                requeue_after=10,
+                events=[("Normal", "TrainingStarted", what)],
             )
+        if not s.timestamps.get("trainingStarted"):
+            # Level-based: the Job's own creation time, even if the pass that created it lost its write.
+            timestamps["trainingStarted"] = format_time(o.job.created or now)
+            what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+            events.append(("Normal", "TrainingStarted", what))
         failure: str | None = None
+        requeue: float | None = None
         if result is not None and not result.succeeded:
             failure = result.message or "trainer reported failure"
         elif o.job.failed:
@@ -235,242 +256,199 @@ def plan(o: Observed) -> Plan:
             waited = (now - o.job.finished_at).total_seconds() if o.job.finished_at else 0.0
             if waited > NO_RESULT_GRACE_SECONDS:
                 failure = f"training Job succeeded but the trainer reported no result for {waited:.0f}s"
+            requeue = max(1.0, NO_RESULT_GRACE_SECONDS - waited + 1)
+        stop: Plan | None = None
         if failure:
             msg = f"training failed: {failure}"
-            return Plan(
-                phase="Failed",
-                conditions=[
-                    Cond("Trained", "False", "TrainingFailed", failure),
-                    Cond("Ready", "False", "Failed", msg),
-                    Cond("Stalled", "True", "TrainingFailed", msg),
-                ],
-                message=msg,
-                timestamps={"failed": format_time(now)},
-                events=[("Warning", "TrainingFailed", msg)],
+            stop = _stalled(
+                "Failed",
+                "TrainingFailed",
+                msg,
+                Cond("Trained", "False", "TrainingFailed", failure),
+                ts="failed",
+                now=now,
+                event="TrainingFailed",
             )
-        if result is None:
+        elif result is None:
             wait = (
                 "training Job finished; waiting for the trainer's report" if o.job.succeeded else "training"
             )
-            return Plan(
-                phase="Training",
-                conditions=[
-                    Cond("Trained", "False", "Training", wait),
-                    Cond("Ready", "False", "Training", wait),
-                    Cond("Reconciling", "True", "Training", wait),
-                ],
-                message=wait,
-                requeue_after=5,
+            stop = _progressing(
+                "Training",
+                "Training",
+                wait,
+                Cond("Trained", "False", "Training", wait),
+                requeue_after=requeue,
             )
-        # A result bound to our Job: accept it and fall through to validation.
+        if stop is not None:
+            stop.events = [*events, *stop.events]
+            stop.timestamps = {**timestamps, **stop.timestamps}
+            return stop
         s = s.model_copy(update={"training": result})
-        trained_now = True
-    else:
-        trained_now = False
-
-    metrics = s.training.metrics if s.training else {}
-    metric_text = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-    trained_cond = Cond("Trained", "True", "Succeeded", metric_text or "trained")
-    events: list[tuple[EventType, str, str]] = []
-    timestamps: dict[str, str] = {}
-    if trained_now:
-        events.append(("Normal", "Trained", f"Trained {spec.model}: {metric_text}"))
+        events.append(("Normal", "Trained", f"Trained {spec.model}: {_metric_text(s)}"))
         timestamps["trained"] = format_time(now)
+    return _Trained(s, Cond("Trained", "True", "Succeeded", _metric_text(s) or "trained"), events, timestamps)
 
-    # --- validation -----------------------------------------------------------------------
-    validated = is_true(conds, "Validated")
-    if not validated:
-        problems = gate_failures(spec.validation.gates, metrics)
-        verdict = ""
-        if not problems and spec.validation.champion and o.champion and not is_champion:
-            ok, verdict = champion_verdict(
-                spec.validation.champion.metric,
-                spec.validation.champion.min_improvement,
-                metrics,
-                o.champion.metrics,
-            )
-            if not ok:
-                problems.append(f"champion {o.champion.name} is better: {verdict}")
-        if problems:
-            msg = "rejected: " + "; ".join(problems)
-            reason = "ChampionBetter" if any(p.startswith("champion ") for p in problems) else "GateFailed"
-            return Plan(
-                phase="Rejected",
-                conditions=[
-                    trained_cond,
-                    Cond("Validated", "False", reason, msg),
-                    Cond("Ready", "False", "Rejected", msg),
-                    Cond("Stalled", "True", reason, msg),
-                ],
-                message=msg,
-                accept_result=trained_now,
-                timestamps={**timestamps, "rejected": format_time(now)},
-                events=[*events, ("Warning", "Rejected", msg)],
-            )
-        passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
-        validated_cond = Cond("Validated", "True", "GatesPassed", passed)
-        events.append(("Normal", "Validated", passed))
-        timestamps["validated"] = format_time(now)
-    else:
-        validated_cond = Cond("Validated", "True", "GatesPassed", _cond_message(conds, "Validated"))
 
-    base = [trained_cond, validated_cond]
-    request = (
-        o.promotion_request if o.promotion_request and o.promotion_request != s.handled_promotion else None
-    )
-    want = spec.serving.replicas
-    dep = o.deployment
-    ready = dep is not None and dep.up_to_date and dep.ready_replicas >= max(1, min(want, dep.replicas))
-    pm = primary_metric(spec, metrics)
+def _metric_text(s: ModelVersionStatus) -> str:
+    metrics = s.training.metrics if s.training else {}
+    return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
-    def done(p: Plan) -> Plan:
-        p.events = [*events, *p.events]
-        p.timestamps = {**timestamps, **p.timestamps}
-        p.accept_result = trained_now
+
+def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
+    """Metric gates, then the champion comparison; once Validated, it stays so (the result is immutable)."""
+    spec, now = o.spec, o.now
+    conds = [c.model_dump(by_alias=True) for c in o.status.conditions]
+    if is_true(conds, "Validated"):
+        return Cond("Validated", "True", "GatesPassed", _cond_message(conds, "Validated"))
+    metrics = t.status.training.metrics if t.status.training else {}
+    problems = gate_failures(spec.validation.gates, metrics)
+    verdict = ""
+    if not problems and spec.validation.champion and o.champion and not is_champion:
+        ok, verdict = champion_verdict(
+            spec.validation.champion.metric,
+            spec.validation.champion.min_improvement,
+            metrics,
+            o.champion.metrics,
+        )
+        if not ok:
+            problems.append(f"champion {o.champion.name} is better: {verdict}")
+    if problems:
+        msg = "rejected: " + "; ".join(problems)
+        reason = "ChampionBetter" if any(p.startswith("champion ") for p in problems) else "GateFailed"
+        p = _stalled(
+            "Rejected",
+            reason,
+            msg,
+            t.cond,
+            Cond("Validated", "False", reason, msg),
+            ts="rejected",
+            now=now,
+            event="Rejected",
+        )
+        p.events = [*t.events, *p.events]
+        p.timestamps = {**t.timestamps, **p.timestamps}
         return p
+    passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
+    t.events.append(("Normal", "Validated", passed))
+    t.timestamps["validated"] = format_time(now)
+    return Cond("Validated", "True", "GatesPassed", passed)
 
-    # --- retirement -----------------------------------------------------------------------
-    if spec.retired and not is_champion:
-        msg = "retired"
-        return done(
-            Plan(
-                phase="Retired",
-                conditions=[
-                    *base,
-                    Cond("Deployed", "False", "Retired", msg),
-                    Cond("Promoted", "False", "Retired", msg),
-                    Cond("Ready", "True", "Retired", msg),
-                ],
-                message=msg,
-                replicas=None,
-                timestamps={} if s.timestamps.get("retired") else {"retired": format_time(now)},
-                events=[] if s.phase == "Retired" else [("Normal", "Retired", f"Retired {o.name}")],
-            )
-        )
 
-    # --- the champion ---------------------------------------------------------------------
-    if is_champion:
-        notes = []
-        if spec.retired:
-            notes.append("cannot retire the champion: promote another version first")
-        deployed = (
-            Cond("Deployed", "True", "ReplicasReady", f"{dep.ready_replicas}/{want} replicas ready")
-            if (ready and dep)
-            else Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, want))
-        )
-        msg = "; ".join(["champion" + (f", {pm}" if pm else ""), *notes])
-        return done(
-            Plan(
-                phase="Serving",
-                conditions=[
-                    *base,
-                    deployed,
-                    Cond("Promoted", "True", "Champion", f"{o.name} is the champion"),
-                    Cond(
-                        "Ready", "True" if ready else "False", "Serving" if ready else "ReplicasNotReady", msg
-                    ),
-                ]
-                + (
-                    []
-                    if ready
-                    else [Cond("Reconciling", "True", "ReplicasNotReady", _replica_text(dep, want))]
-                ),
-                message=msg,
-                replicas=want,
-                champion=True,
-                handled_promotion=request or s.handled_promotion,
-                timestamps={} if s.timestamps.get("promoted") else {"promoted": format_time(now)},
-                requeue_after=None if ready else 5,
-            )
-        )
+def _retired(o: Observed, base: list[Cond]) -> Plan:
+    msg = "retired"
+    return Plan(
+        phase="Retired",
+        conditions=[
+            *base,
+            Cond("Deployed", "False", "Retired", msg),
+            Cond("Promoted", "False", "Retired", msg),
+            Cond("Ready", "True", "Retired", msg),
+        ],
+        message=msg,
+        replicas=None,
+        timestamps=_once(o.status, "retired", o.now),
+        events=[] if o.status.phase == "Retired" else [("Normal", "Retired", f"Retired {o.name}")],
+    )
 
-    # --- a former champion: superseded, kept for rollback ----------------------------------
-    if s.timestamps.get("promoted"):
-        since = s.timestamps.get("superseded")
-        ts = {} if since else {"superseded": format_time(now)}
-        champ = o.champion.name if o.champion else "nobody"
-        if request:
-            return done(
-                _promote_when_ready(
-                    o,
-                    base,
-                    ready,
-                    dep,
-                    want,
-                    request,
-                    ts,
-                    phase="Superseded",
-                    why=f"rollback requested ({request})",
-                )
-            )
-        drained = (
-            _elapsed(since, now) >= spec.serving.drain_seconds if since else spec.serving.drain_seconds == 0
-        )
-        replicas = 0 if drained else want
-        msg = f"superseded by {champ}" + ("; scaled down" if drained else "; draining")
-        events_ = [] if since else [("Normal", "Superseded", f"Superseded by {champ}")]
-        return done(
-            Plan(
-                phase="Superseded",
-                conditions=[
-                    *base,
-                    Cond(
-                        "Deployed",
-                        "False" if drained else "True",
-                        "ScaledDown" if drained else "Draining",
-                        msg,
-                    ),
-                    Cond("Promoted", "False", "Superseded", msg),
-                    Cond("Ready", "True", "Superseded", msg),
-                ],
-                message=msg,
-                replicas=replicas,
-                timestamps=ts,
-                events=events_,
-                requeue_after=None
-                if drained
-                else max(1.0, spec.serving.drain_seconds - _elapsed(since, now)),
-            )
-        )
 
-    # --- a new version on its way to champion ----------------------------------------------
+def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm: str | None) -> Plan:
+    """The champion: serve at full size; it cannot be retired while it is the champion."""
+    dep, want = o.deployment, o.spec.serving.replicas
+    notes = ["cannot retire the champion: promote another version first"] if o.spec.retired else []
+    deployed = (
+        Cond("Deployed", "True", "ReplicasReady", f"{dep.ready_replicas}/{want} replicas ready")
+        if (ready and dep)
+        else Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, want))
+    )
+    msg = "; ".join(["champion" + (f", {pm}" if pm else ""), *notes])
+    conditions = [
+        *base,
+        deployed,
+        Cond("Promoted", "True", "Champion", f"{o.name} is the champion"),
+        Cond("Ready", "True" if ready else "False", "Serving" if ready else "ReplicasNotReady", msg),
+    ]
+    if not ready:
+        conditions.append(Cond("Reconciling", "True", "ReplicasNotReady", _replica_text(dep, want)))
+    return Plan(
+        phase="Serving",
+        conditions=conditions,
+        message=msg,
+        replicas=want,
+        champion=True,
+        handled_promotion=request or o.status.handled_promotion,
+        timestamps=_once(o.status, "promoted", o.now),
+    )
+
+
+def _superseded(o: Observed, base: list[Cond], ready: bool, request: str | None) -> Plan:
+    """A former champion: keeps serving for drainSeconds, then scales to 0 and waits as rollback target."""
+    s, spec, now = o.status, o.spec, o.now
+    want, since = spec.serving.replicas, s.timestamps.get("superseded")
+    ts = _once(s, "superseded", now)
+    champ = o.champion.name if o.champion else "nobody"
+    if request:
+        return _promote_when_ready(
+            o, base, ready, want, request, ts, phase="Superseded", why=f"rollback requested ({request})"
+        )
+    left = spec.serving.drain_seconds - _elapsed(since, now) if since else float(spec.serving.drain_seconds)
+    drained = left <= 0 if since else spec.serving.drain_seconds == 0
+    msg = f"superseded by {champ}" + ("; scaled down" if drained else "; draining")
+    return Plan(
+        phase="Superseded",
+        conditions=[
+            *base,
+            Cond("Deployed", "False" if drained else "True", "ScaledDown" if drained else "Draining", msg),
+            Cond("Promoted", "False", "Superseded", msg),
+            Cond("Ready", "True", "Superseded", msg),
+        ],
+        message=msg,
+        replicas=0 if drained else want,
+        timestamps=ts,
+        events=[] if since else [("Normal", "Superseded", f"Superseded by {champ}")],
+        requeue_after=None if drained else max(1.0, left),
+    )
+
+
+def _rollout(
+    o: Observed,
+    base: list[Cond],
+    ready: bool,
+    request: str | None,
+    events: list[tuple[EventType, str, str]],
+    timestamps: dict[str, str],
+) -> Plan:
+    """A new version on its way to champion: deploy, optionally canary, then promote."""
+    s, spec, now, dep = o.status, o.spec, o.now, o.deployment
+    want = spec.serving.replicas
     if dep is not None and dep.pod_failure:
         msg = f"server failed: {dep.pod_failure}"
-        return done(
-            Plan(
-                phase="Failed",
-                conditions=[
-                    *base,
-                    Cond("Deployed", "False", "ServerFailed", msg),
-                    Cond("Ready", "False", "Failed", msg),
-                    Cond("Stalled", "True", "ServerFailed", msg),
-                ],
-                message=msg,
-                replicas=None,
-                timestamps={"failed": format_time(now)},
-                events=[("Warning", "ServerFailed", msg)],
-            )
+        p = _stalled(
+            "Failed",
+            "ServerFailed",
+            msg,
+            *base,
+            Cond("Deployed", "False", "ServerFailed", msg),
+            ts="failed",
+            now=now,
+            event="ServerFailed",
         )
+        p.replicas = None
+        return p
     canary = spec.serving.rollout.canary if spec.serving.rollout.strategy == "Canary" else None
     in_canary = canary is not None and o.champion is not None and not request
     replicas = canary.replicas if in_canary and canary else want
     if not ready:
         msg = f"deploying: {_replica_text(dep, replicas)}"
-        return done(
-            Plan(
-                phase="Deploying",
-                conditions=[
-                    *base,
-                    Cond("Deployed", "False", "ReplicasNotReady", msg),
-                    Cond("Promoted", "False", "NotYet", "waiting for the deployment"),
-                    Cond("Ready", "False", "Deploying", msg),
-                    Cond("Reconciling", "True", "Deploying", msg),
-                ],
-                message=msg,
-                replicas=replicas,
-                timestamps={} if s.timestamps.get("deploying") else {"deploying": format_time(now)},
-                requeue_after=5,
-            )
+        return _progressing(
+            "Deploying",
+            "Deploying",
+            msg,
+            *base,
+            Cond("Deployed", "False", "ReplicasNotReady", msg),
+            Cond("Promoted", "False", "NotYet", "waiting for the deployment"),
+            replicas=replicas,
+            timestamps=_once(s, "deploying", now),
         )
     deployed = Cond(
         "Deployed", "True", "ReplicasReady", f"{dep.ready_replicas if dep else 0}/{replicas} replicas ready"
@@ -478,95 +456,122 @@ def plan(o: Observed) -> Plan:
     if not s.timestamps.get("deployed"):
         timestamps["deployed"] = format_time(now)
         events.append(("Normal", "Deployed", f"Deployment ready with {replicas} replica(s)"))
-
     if in_canary and canary is not None:
-        started = s.timestamps.get("canaryStarted")
-        ts = {} if started else {"canaryStarted": format_time(now)}
-        verdict, why = canary_verdict(canary, o.canary, _elapsed(started, now) if started else 0.0)
-        if verdict == "fail":
-            msg = f"canary rolled back: {why}"
-            return done(
-                Plan(
-                    phase="Rejected",
-                    conditions=[
-                        *base,
-                        Cond("Deployed", "False", "RolledBack", msg),
-                        Cond("Promoted", "False", "CanaryFailed", msg),
-                        Cond("Ready", "False", "Rejected", msg),
-                        Cond("Stalled", "True", "CanaryFailed", msg),
-                    ],
-                    message=msg,
-                    replicas=None,
-                    timestamps={**ts, "rolledBack": format_time(now), "rejected": format_time(now)},
-                    events=[("Warning", "CanaryRolledBack", msg)],
-                )
-            )
-        if verdict == "wait" or spec.promotion.mode == "Manual":
-            msg = (
-                f"canary: {why}"
-                if verdict == "wait"
-                else f"canary passed ({why}); waiting for manual promotion"
-            )
-            return done(
-                Plan(
-                    phase="Canary",
-                    conditions=[
-                        *base,
-                        deployed,
-                        Cond(
-                            "Promoted",
-                            "False",
-                            "Analysing" if verdict == "wait" else "AwaitingPromotion",
-                            msg,
-                        ),
-                        Cond("Ready", "False", "Canary", msg),
-                        Cond("Reconciling", "True", "Canary", msg),
-                    ],
-                    message=msg,
-                    replicas=replicas,
-                    timestamps=ts,
-                    events=[]
-                    if started
-                    else [
-                        (
-                            "Normal",
-                            "CanaryStarted",
-                            f"Canary beside champion {o.champion.name}" if o.champion else "Canary started",
-                        )
-                    ],
-                    requeue_after=5,
-                    query_canary=True,
-                )
-            )
-        return done(
-            _promote_when_ready(
-                o, [*base], ready, dep, want, None, ts, phase="Canary", why=f"canary passed: {why}"
-            )
-        )
-
+        return _canary(o, canary, base, deployed, replicas, ready, want)
     if spec.promotion.mode == "Manual" and not request:
         msg = "deployed; waiting for manual promotion (annotate modelops.dev/promote or set spec.promotion.request)"
-        return done(
-            Plan(
-                phase="Deploying",
-                conditions=[
-                    *base,
-                    deployed,
-                    Cond("Promoted", "False", "AwaitingPromotion", msg),
-                    Cond("Ready", "False", "AwaitingPromotion", msg),
-                ],
-                message=msg,
-            )
+        return Plan(
+            phase="Deploying",
+            conditions=[
+                *base,
+                deployed,
+                Cond("Promoted", "False", "AwaitingPromotion", msg),
+                Cond("Ready", "False", "AwaitingPromotion", msg),
+            ],
+            message=msg,
         )
     why = f"promotion requested ({request})" if request else "gates passed; automatic promotion"
-    return done(_promote_when_ready(o, base, ready, dep, want, request, {}, phase="Deploying", why=why))
+    return _promote_when_ready(o, base, ready, want, request, {}, phase="Deploying", why=why)
+
+
+CANARY_POLL_SECONDS = 5.0
+"""How often a canary's metrics are read while it is analysed."""
+
+
+def _canary(
+    o: Observed, canary: Canary, base: list[Cond], deployed: Cond, replicas: int, ready: bool, want: int
+) -> Plan:
+    s, now = o.status, o.now
+    started = s.timestamps.get("canaryStarted")
+    ts = _once(s, "canaryStarted", now)
+    verdict, why = canary_verdict(canary, o.canary, _elapsed(started, now) if started else 0.0)
+    if verdict == "fail":
+        msg = f"canary rolled back: {why}"
+        p = _stalled(
+            "Rejected",
+            "CanaryFailed",
+            msg,
+            *base,
+            Cond("Deployed", "False", "RolledBack", msg),
+            Cond("Promoted", "False", "CanaryFailed", msg),
+            event="CanaryRolledBack",
+        )
+        p.replicas = None
+        p.timestamps = {**ts, "rolledBack": format_time(now), "rejected": format_time(now)}
+        return p
+    if verdict == "wait" or o.spec.promotion.mode == "Manual":
+        waiting = verdict == "wait"
+        msg = f"canary: {why}" if waiting else f"canary passed ({why}); waiting for manual promotion"
+        champ = o.champion.name if o.champion else None
+        return _progressing(
+            "Canary",
+            "Canary",
+            msg,
+            *base,
+            deployed,
+            Cond("Promoted", "False", "Analysing" if waiting else "AwaitingPromotion", msg),
+            replicas=replicas,
+            timestamps=ts,
+            events=[]
+            if started
+            else [
+                ("Normal", "CanaryStarted", f"Canary beside champion {champ}" if champ else "Canary started")
+            ],
+            requeue_after=CANARY_POLL_SECONDS if waiting else None,
+        )
+    return _promote_when_ready(o, [*base], ready, want, None, ts, phase="Canary", why=f"canary passed: {why}")
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+
+
+def plan(o: Observed) -> Plan:
+    """Everything the version should look like now, from what is observed; the stages in order."""
+    p = _plan(o)
+    p.primary_metric = primary_metric(o.spec, o.status.training.metrics if o.status.training else {})
+    p.ready_replicas = o.deployment.ready_replicas if o.deployment else 0
+    return p
+
+
+def _plan(o: Observed) -> Plan:
+    s, spec = o.status, o.spec
+    is_champion = o.champion is not None and o.champion.name == o.name
+    if s.phase in ("Failed", "Rejected") and not is_champion:
+        msg = s.message or s.phase
+        return _stalled(s.phase, s.phase, msg)
+
+    trained = _training(o)
+    if isinstance(trained, Plan):
+        return trained
+    validated = _validation(o, trained, is_champion)
+    if isinstance(validated, Plan):
+        return validated
+
+    base = [trained.cond, validated]
+    request = (
+        o.promotion_request if o.promotion_request and o.promotion_request != s.handled_promotion else None
+    )
+    dep, want = o.deployment, spec.serving.replicas
+    ready = dep is not None and dep.up_to_date and dep.ready_replicas >= max(1, min(want, dep.replicas))
+    metrics = trained.status.training.metrics if trained.status.training else {}
+
+    if spec.retired and not is_champion:
+        p = _retired(o, base)
+    elif is_champion:
+        p = _serving(o, base, ready, request, primary_metric(spec, metrics))
+    elif s.timestamps.get("promoted"):
+        p = _superseded(o, base, ready, request)
+    else:
+        p = _rollout(o, base, ready, request, trained.events, trained.timestamps)
+    p.events = [*trained.events, *p.events]
+    p.timestamps = {**trained.timestamps, **p.timestamps}
+    return p
 
 
 def _promote_when_ready(
     o: Observed,
     base: list[Cond],
     ready: bool,
-    dep: DeploymentView | None,
     want: int,
     request: str | None,
     ts: dict[str, str],
@@ -575,6 +580,7 @@ def _promote_when_ready(
     why: str,
 ) -> Plan:
     """Scale to the serving size, and once ready take the stable Service."""
+    dep = o.deployment
     full = ready and dep is not None and dep.replicas >= want
     msg = f"promoting: {why}" if full else f"{why}; scaling to {want} replica(s) before promotion"
     deployed = (
@@ -582,22 +588,18 @@ def _promote_when_ready(
         if full
         else Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, want))
     )
-    return Plan(
-        phase=phase,
-        conditions=[
-            *base,
-            deployed,
-            Cond("Promoted", "False", "Promoting", msg),
-            Cond("Ready", "False", "Promoting", msg),
-            Cond("Reconciling", "True", "Promoting", msg),
-        ],
-        message=msg,
+    return _progressing(
+        phase,
+        "Promoting",
+        msg,
+        *base,
+        deployed,
+        Cond("Promoted", "False", "Promoting", msg),
         replicas=want,
         promote=full,
         handled_promotion=request if full else None,
         timestamps=ts,
         events=[("Normal", "Promoting", msg)] if full else [],
-        requeue_after=1 if full else 5,
     )
 
 
@@ -610,3 +612,48 @@ def _replica_text(dep: DeploymentView | None, want: int) -> str:
 def _cond_message(conds: list[dict[str, object]], type_: str) -> str:
     c = next((c for c in conds if c.get("type") == type_), None)
     return str(c.get("message", "")) if c else ""
+
+
+# --- the status the plan describes ------------------------------------------------------------------
+
+
+def status_patch(
+    p: Plan,
+    current: Mapping[str, Any],
+    *,
+    namespace: str,
+    name: str,
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """The minimal merge patch of status that records `p`; empty when nothing changed.
+
+    Conditions keep their lastTransitionTime unless their status flips; timestamps only
+    ever gain keys; the serving block is removed when nothing serves.
+    """
+    conds = apply_conditions(current.get("conditions") or [], p.conditions, generation=generation, now=now)
+    desired: dict[str, Any] = {
+        "phase": p.phase,
+        "message": p.message,
+        "observedGeneration": generation,
+        "conditions": conds,
+        "champion": p.champion,
+        "primaryMetric": p.primary_metric,
+        "timestamps": p.timestamps or None,
+        "handledPromotion": p.handled_promotion,
+        "serving": None,
+    }
+    if not p.timestamps:
+        del desired["timestamps"]
+    if p.handled_promotion is None:
+        del desired["handledPromotion"]
+    if p.replicas is not None:
+        svc = naming.version_service_name(name)
+        desired["serving"] = {
+            "deployment": naming.deployment_name(name),
+            "service": svc,
+            "endpoint": f"http://{svc}.{namespace}.svc",
+            "replicas": p.replicas,
+            "readyReplicas": p.ready_replicas,
+        }
+    return merge_diff(current, desired)

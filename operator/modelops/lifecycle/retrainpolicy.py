@@ -58,6 +58,7 @@ from modelops.drift.promql import seconds
 
 from .conditions import Cond, find
 from .naming import child_name
+from .patches import merge_patch
 
 HISTORY_LIMIT = 20
 IN_FLIGHT = ("Pending", "Training", "Validating", "Deploying", "Canary")
@@ -191,19 +192,6 @@ def evaluation_due(spec: RetrainPolicySpec, status: RetrainPolicyStatus, now: da
         return True
     period = evaluation_period(spec, status)
     return (now - last).total_seconds() >= period - min(EVALUATION_SLACK, 0.05 * period)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else replaces."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def child_spec(champion: Champion, template: Template) -> ModelVersionSpec:

@@ -1,0 +1,132 @@
+"""What the planners see of the world, and how each view is built from an API object.
+
+The views are small and frozen: the watch cache keeps them (not whole Pods or Jobs), so
+memory stays flat per object, and the planners never see a raw Kubernetes dictionary.
+The builders take the wire form (camelCase dictionaries, as a watch delivers them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelops.api.base import try_parse_time
+
+from . import naming
+
+
+@dataclass(frozen=True)
+class PodView:
+    """Only what decides a failure: the last non-zero exit of any container, with its message."""
+
+    name: str
+    created: str = ""
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    uid: str
+    active: int = 0
+    succeeded: int = 0
+    failed: bool = False
+    failure_message: str | None = None
+    finished_at: datetime | None = None
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    replicas: int
+    ready_replicas: int
+    up_to_date: bool = True
+    pod_failure: str | None = None
+
+
+@dataclass(frozen=True)
+class ChampionView:
+    name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CanaryView:
+    requests: float = 0.0
+    error_rate: float | None = None
+    p99_seconds: float | None = None
+    error: str | None = None
+
+
+def pod_view(pod: Mapping[str, Any]) -> PodView:
+    """The one-line reason a container left with a non-zero code, as the kubelet recorded it."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    failure = None
+    for cs in status.get("containerStatuses") or []:
+        for state in (cs.get("state"), cs.get("lastState")):
+            term = (state or {}).get("terminated")
+            if term and term.get("exitCode"):
+                text = str(term.get("message") or term.get("reason") or "").strip()
+                failure = text.splitlines()[-1] if text else f"exit code {term['exitCode']}"
+                break
+        if failure:
+            break
+    return PodView(name=meta.get("name", ""), created=meta.get("creationTimestamp") or "", failure=failure)
+
+
+def newest_failure(pods: Iterable[PodView]) -> str | None:
+    for pod in sorted(pods, key=lambda p: p.created, reverse=True):
+        if pod.failure:
+            return pod.failure
+    return None
+
+
+def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return c
+    return None
+
+
+def job_view(job: Mapping[str, Any], pods: Iterable[PodView] = ()) -> JobView:
+    st = job.get("status") or {}
+    failed = _condition(job, "Failed")
+    complete = _condition(job, "Complete")
+    finished = try_parse_time(st.get("completionTime"))
+    message = None
+    if failed:
+        finished = try_parse_time(failed.get("lastTransitionTime"))
+        message = newest_failure(pods) or f"{failed.get('reason')}: {failed.get('message')}"
+    return JobView(
+        uid=(job.get("metadata") or {}).get("uid", ""),
+        active=st.get("active") or 0,
+        succeeded=1 if complete else 0,
+        failed=failed is not None,
+        failure_message=message,
+        finished_at=finished,
+        created=try_parse_time((job.get("metadata") or {}).get("creationTimestamp")),
+    )
+
+
+def deployment_view(dep: Mapping[str, Any], pods: Iterable[PodView] = ()) -> DeploymentView:
+    st, meta = dep.get("status") or {}, dep.get("metadata") or {}
+    return DeploymentView(
+        replicas=(dep.get("spec") or {}).get("replicas") or 0,
+        ready_replicas=st.get("readyReplicas") or 0,
+        up_to_date=(st.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+        pod_failure=newest_failure(pods),
+    )
+
+
+def selected_version(service: Mapping[str, Any] | None) -> str | None:
+    """The version a model's stable Service selects: who the champion is."""
+    if not service:
+        return None
+    return ((service.get("spec") or {}).get("selector") or {}).get(naming.LABEL_VERSION) or None
+
+
+def champion_view(name: str, champion: Mapping[str, Any] | None) -> ChampionView:
+    """The champion with the metrics a challenger must beat (none when its object is gone)."""
+    metrics = (((champion or {}).get("status") or {}).get("training") or {}).get("metrics") or {}
+    return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()})

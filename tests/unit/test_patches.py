@@ -1,0 +1,94 @@
+"""Desired vs observed: the comparisons that keep the operator at 0 writes in a steady state."""
+
+from __future__ import annotations
+
+from modelops.k8s.cache import Cache, newer, strip
+from modelops.lifecycle.patches import contains, merge_diff, merge_patch
+
+
+def test_merge_diff_is_empty_when_everything_desired_is_there():
+    current = {"phase": "Serving", "serving": {"replicas": 1, "readyReplicas": 1}, "timestamps": {"a": "1"}}
+    assert (
+        merge_diff(current, {"phase": "Serving", "serving": {"replicas": 1}, "timestamps": {"a": "1"}}) == {}
+    )
+
+
+def test_merge_diff_sends_only_what_changed_and_deletes_with_null():
+    current = {"phase": "Deploying", "serving": {"replicas": 1}, "timestamps": {"a": "1"}, "x": 1}
+    desired = {"phase": "Serving", "serving": None, "timestamps": {"a": "1", "b": "2"}, "y": None}
+    patch = merge_diff(current, desired)
+    assert patch == {"phase": "Serving", "serving": None, "timestamps": {"b": "2"}}
+    assert merge_diff(merge_patch(current, patch), desired) == {}
+
+
+def test_merge_diff_replaces_lists_whole():
+    assert merge_diff({"c": [1, 2]}, {"c": [1, 2]}) == {}
+    assert merge_diff({"c": [1, 2]}, {"c": [2, 1]}) == {"c": [2, 1]}
+
+
+def test_contains_ignores_what_the_api_server_defaults():
+    desired = {
+        "spec": {
+            "replicas": 2,
+            "template": {"spec": {"containers": [{"name": "s", "ports": [{"containerPort": 8080}]}]}},
+        }
+    }
+    observed = {
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 10,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "s", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
+                    "dnsPolicy": "ClusterFirst",
+                }
+            },
+        },
+        "status": {"readyReplicas": 2},
+    }
+    assert contains(observed, desired)
+
+
+def test_contains_sees_a_changed_value_or_a_list_of_another_length():
+    observed = {"spec": {"replicas": 2, "selector": {"a": "1"}, "ports": [{"port": 80}]}}
+    assert not contains(observed, {"spec": {"replicas": 0}})
+    assert not contains(observed, {"spec": {"selector": {"a": "2"}}})
+    assert not contains(observed, {"spec": {"ports": [{"port": 80}, {"port": 81}]}})
+    assert not contains(observed, {"spec": {"paused": False}})
+    assert contains({"x": 1.0}, {"x": 1}) and not contains({"x": True}, {"x": 1})
+
+
+def _obj(name: str, rv: str, uid: str = "u1", **extra: object) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": uid}, **extra}
+
+
+class FakeStore(list):
+    """Kopf's index store: an iterable of values."""
+
+
+def test_cache_shows_our_write_until_the_watch_catches_up():
+    index = {("ns", "a"): FakeStore([_obj("a", "10", spec={"v": 1})])}
+    cache = Cache()
+    cache.bind({"modelops_versions": index})
+    cache.wrote("versions", _obj("a", "12", spec={"v": 2}))
+    assert cache.get("versions", "ns", "a")["spec"] == {"v": 2}
+    index[("ns", "a")] = FakeStore([_obj("a", "12", spec={"v": 2}, status={"watch": True})])
+    assert cache.get("versions", "ns", "a")["status"] == {"watch": True}
+    cache.caught_up("versions", "ns", "a", index[("ns", "a")][0])
+    assert cache.overlay_size() == 0
+
+
+def test_cache_hides_what_we_deleted_but_not_a_new_object_of_the_same_name():
+    index = {("ns", "a"): FakeStore([_obj("a", "10", uid="old")])}
+    cache = Cache()
+    cache.bind({"modelops_deployments": index})
+    cache.deleted("deployments", "ns", "a", "old")
+    assert cache.get("deployments", "ns", "a") is None
+    index[("ns", "a")] = FakeStore([_obj("a", "20", uid="new")])
+    assert cache.get("deployments", "ns", "a")["metadata"]["uid"] == "new"
+
+
+def test_resource_versions_and_stripping():
+    assert newer("12", "10") and newer("10", "10") and not newer("9", "10") and not newer(None, "1")
+    body = {"metadata": {"name": "a", "managedFields": [{"manager": "x"}]}, "spec": {}}
+    assert "managedFields" not in strip(body)["metadata"] and "managedFields" in body["metadata"]
