@@ -1,33 +1,51 @@
-"""Thin Kubernetes I/O around the pure lifecycle: read views, apply manifests, write status.
+"""Thin Kubernetes I/O around the pure lifecycle: views from the watch caches, writes only for differences.
 
-Writes use server-side apply with our field manager, so re-applying the same desired
-object is a no-op and a restarted operator adopts what it made before.
+Reads come from `Cache` (watch-fed, with our own writes visible at once); nothing here
+GETs or LISTs per object. Writes happen only when the desired state differs from the
+cached one: server-side apply with our field manager for owned objects (so a restarted
+operator adopts what it made), merge patches of status carrying the resourceVersion they
+were computed from (a stale plan never overwrites newer state), and deletes only of what
+the cache says exists. Every request passes a client-side token bucket (QPS and burst).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from modelops import GROUP, VERSION
+from modelops import GROUP, VERSION, __version__
 from modelops.lifecycle import naming
-from modelops.lifecycle.modelversion import ChampionView, DeploymentView, JobView
+from modelops.lifecycle.observed import (
+    ChampionView,
+    DeploymentView,
+    JobView,
+    champion_view,
+    deployment_view,
+    job_view,
+    selected_version,
+)
+from modelops.lifecycle.patches import contains
+
+from .cache import Cache, Obj
 
 FIELD_MANAGER = "modelops"
+USER_AGENT = f"modelops-operator/{__version__}"
+"""How the operator's own requests show in audit logs (Kopf's watches say `kopf/<version>`)."""
 log = logging.getLogger(__name__)
 
-
 T = TypeVar("T")
+PLURAL_KIND = {"modelversions": "versions", "retrainpolicies": "policies"}
 
 
 def _or_none(read: Callable[[], T]) -> T | None:
-    """A read whose 404 means "not there (yet)", which every view treats as an answer, not an error."""
+    """A call whose 404 means "not there", which callers treat as an answer, not an error."""
     try:
         return read()
     except ApiException as e:
@@ -37,7 +55,7 @@ def _or_none(read: Callable[[], T]) -> T | None:
 
 
 class Conflict(Exception):
-    """Someone else changed the object first; re-read and decide again."""
+    """Someone else changed the object first; the watch will bring the news, then decide again."""
 
 
 def load_config() -> None:
@@ -58,12 +76,53 @@ def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[st
     }
 
 
+class TokenBucket:
+    """Client-side rate limit, as client-go's QPS/Burst: `burst` at once, then `qps` per second."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps, self.burst = qps, max(1, burst)
+        self._tokens = float(self.burst)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        if self.qps <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+            self._stamp = now
+            self._tokens -= 1
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait:
+            time.sleep(wait)
+
+
+class RateLimitedApiClient(client.ApiClient):
+    limiter: TokenBucket | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if self.limiter is not None:
+            self.limiter.take()
+        return super().request(*args, **kwargs)
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient | None = None) -> None:
-        self.api = api or client.ApiClient()
+    def __init__(
+        self,
+        api: client.ApiClient | None = None,
+        cache: Cache | None = None,
+        *,
+        qps: float = 0,
+        burst: int = 1,
+    ) -> None:
+        if api is None:
+            api = RateLimitedApiClient()
+            api.limiter = TokenBucket(qps, burst)
+            api.user_agent = USER_AGENT
+        self.api = api
+        self.cache = cache or Cache()
         self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.batch = client.BatchV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self._dyn: DynamicClient | None = None
 
@@ -73,12 +132,10 @@ class Kube:
             self._dyn = DynamicClient(self.api)
         return self._dyn
 
-    # --- generic -------------------------------------------------------------------------
-    def apply(self, manifest: dict[str, Any], owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    # --- writes --------------------------------------------------------------------------------
+    def apply(self, manifest: dict[str, Any], owner: dict[str, Any] | None = None) -> Obj:
         """Create or adopt-and-update through server-side apply."""
-        body = dict(manifest)
-        if owner is not None:
-            body["metadata"] = {**body["metadata"], "ownerReferences": [owner_reference(owner)]}
+        body = _owned(manifest, owner)
         res = self.dyn.resources.get(api_version=body["apiVersion"], kind=body["kind"])
         out = self.dyn.server_side_apply(
             res,
@@ -89,146 +146,136 @@ class Kube:
         )
         return out.to_dict()
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        """Delete in the background; False when it was already gone."""
-        res = self.dyn.resources.get(api_version=api_version, kind=kind)
+    def ensure(self, kind: str, manifest: dict[str, Any], owner: dict[str, Any] | None = None) -> bool:
+        """Apply `manifest` unless the cached object already holds it; True when a write was made."""
+        meta = manifest["metadata"]
+        observed = self.cache.get(kind, meta["namespace"], meta["name"])
+        desired = _owned(manifest, owner)
+        if observed is not None and contains(observed, desired):
+            return False
+        self.cache.wrote(kind, self.apply(desired))
+        return True
+
+    def delete(self, kind: str, api_version: str, type_: str, namespace: str, name: str) -> bool:
+        """Delete in the background what the cache says exists; False (and no request) otherwise."""
+        observed = self.cache.get(kind, namespace, name)
+        if observed is None or observed["metadata"].get("deletionTimestamp"):
+            return False
+        res = self.dyn.resources.get(api_version=api_version, kind=type_)
         body = {"propagationPolicy": "Background"}
-        return _or_none(lambda: self.dyn.delete(res, name=name, namespace=namespace, body=body)) is not None
+        _or_none(lambda: self.dyn.delete(res, name=name, namespace=namespace, body=body))
+        self.cache.deleted(kind, namespace, name, observed["metadata"].get("uid"))
+        return True
 
-    # --- our kinds -------------------------------------------------------------------------
-    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return _or_none(
-            lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    def patch_status(self, plural: str, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Merge-patch status, valid only against the resourceVersion the patch was computed from."""
+        meta = body["metadata"]
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+        try:
+            out = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], plural, meta["name"], patch
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{plural}/{meta['name']} changed since it was read") from e
+            raise
+        self.cache.wrote(PLURAL_KIND[plural], out)
+
+    def patch_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        out = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, {"metadata": metadata}
         )
+        self.cache.wrote(PLURAL_KIND[plural], out)
 
-    def get_modelversion(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get("modelversions", namespace, name)
+    def create_modelversion(self, namespace: str, manifest: dict[str, Any]) -> Obj | None:
+        """Create, or None when the name is taken (the caller decides whether to adopt)."""
+        try:
+            out = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "modelversions", manifest
+            )
+        except ApiException as e:
+            if e.status == 409:
+                return None
+            raise
+        self.cache.wrote("versions", out)
+        return out
 
-    def list_modelversions(self, namespace: str, model: str | None = None) -> list[dict[str, Any]]:
-        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions")["items"]
-        return [i for i in items if model is None or i.get("spec", {}).get("model") == model]
+    # --- reads (from the caches) ---------------------------------------------------------------
+    def modelversion(self, namespace: str, name: str) -> Obj | None:
+        return self.cache.get("versions", namespace, name)
 
-    def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, {"status": status}
-        )
+    def policy(self, namespace: str, name: str) -> Obj | None:
+        return self.cache.get("policies", namespace, name)
 
-    def patch_status_changes(self, plural: str, body: dict[str, Any], status: dict[str, Any]) -> None:
-        """Merge-patch only the status fields that differ from `body`: timers re-run often, most runs change nothing."""
-        current = body.get("status") or {}
-        changed = {k: v for k, v in status.items() if current.get(k) != v}
-        if changed:
-            self.patch_status(plural, body["metadata"]["namespace"], body["metadata"]["name"], changed)
+    def modelversions(self, namespace: str, model: str) -> list[Obj]:
+        return self.cache.versions_of(namespace, model)
 
-    # --- views ----------------------------------------------------------------------------
-    def job_view(self, namespace: str, name: str) -> JobView | None:
-        job = _or_none(lambda: self.batch.read_namespaced_job(name, namespace))
+    def job_view(self, namespace: str, name: str, version: str, component: str = "trainer") -> JobView | None:
+        job = self.cache.get("jobs", namespace, name)
         if job is None:
             return None
-        st = job.status
-        failed = any(c.type == "Failed" and c.status == "True" for c in (st.conditions or []))
-        complete = any(c.type == "Complete" and c.status == "True" for c in (st.conditions or []))
-        finished: datetime | None = st.completion_time
-        message = None
-        if failed:
-            cond = next(c for c in st.conditions if c.type == "Failed")
-            finished = cond.last_transition_time
-            message = self._pod_termination_message(namespace, f"batch.kubernetes.io/job-name={name}")
-            message = message or f"{cond.reason}: {cond.message}"
-        return JobView(
-            uid=job.metadata.uid,
-            active=st.active or 0,
-            succeeded=1 if complete else 0,
-            failed=failed,
-            failure_message=message,
-            finished_at=finished,
-        )
+        return job_view(job, self.cache.values("pods", namespace, f"{version}/{component}"))
 
-    def _pod_termination_message(self, namespace: str, selector: str) -> str | None:
-        """The one-line reason a container left, as the kubelet recorded it."""
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
-        for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp, reverse=True):
-            for cs in pod.status.container_statuses or []:
-                for state in (cs.state, cs.last_state):
-                    term = state.terminated if state else None
-                    if term and term.exit_code:
-                        text = (term.message or term.reason or f"exit code {term.exit_code}").strip()
-                        return text.splitlines()[-1] if text else f"exit code {term.exit_code}"
-        return None
-
-    def deployment_view(self, namespace: str, name: str, model: str, version: str) -> DeploymentView | None:
-        dep = _or_none(lambda: self.apps.read_namespaced_deployment(name, namespace))
+    def deployment_view(self, namespace: str, name: str, version: str) -> DeploymentView | None:
+        dep = self.cache.get("deployments", namespace, name)
         if dep is None:
             return None
-        st = dep.status
-        selector = ",".join(f"{k}={v}" for k, v in naming.server_selector(model, version).items())
-        failure = self._pod_termination_message(namespace, selector)
-        return DeploymentView(
-            replicas=dep.spec.replicas or 0,
-            ready_replicas=st.ready_replicas or 0,
-            up_to_date=(st.observed_generation or 0) >= (dep.metadata.generation or 0),
-            pod_failure=failure,
-        )
+        return deployment_view(dep, self.cache.values("pods", namespace, f"{version}/server"))
 
-    def champion_version(self, namespace: str, model: str) -> tuple[str, dict[str, Any] | None] | None:
+    def champion_version(self, namespace: str, model: str) -> tuple[str, Obj | None] | None:
         """The champion's name, from the stable Service's selector, and its ModelVersion if it still exists."""
-        svc = _or_none(
-            lambda: self.core.read_namespaced_service(naming.stable_service_name(model), namespace)
-        )
-        name = (svc.spec.selector or {}).get(naming.LABEL_VERSION) if svc is not None else None
+        name = selected_version(self.cache.get("services", namespace, naming.stable_service_name(model)))
         if not name:
             return None
-        return name, self.get_modelversion(namespace, name)
+        return name, self.modelversion(namespace, name)
 
     def champion(self, namespace: str, model: str) -> ChampionView | None:
-        """Who the stable Service points at, with the metrics the challenger must beat."""
         found = self.champion_version(namespace, model)
-        if found is None:
-            return None
-        name, mv = found
-        metrics = ((mv or {}).get("status", {}).get("training") or {}).get("metrics") or {}
-        return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()})
+        return None if found is None else champion_view(*found)
 
-    # --- promotion ------------------------------------------------------------------------
+    # --- promotion -------------------------------------------------------------------------------
     def take_stable_service(self, desired: dict[str, Any], owner: dict[str, Any]) -> str | None:
-        """Point the model's stable Service at `owner`; optimistic concurrency makes racing promotions safe.
+        """Point the model's stable Service at `owner`, as a compare-and-swap on the cached version.
 
-        Returns the previous champion. Raises Conflict when another promotion won the race.
+        Returns the previous champion. Raises Conflict when another promotion won the race
+        (or the cache is behind: either way, decide again once the watch catches up).
         """
         ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         ref = owner_reference(owner, controller=False)
-        found = _or_none(lambda: self.core.read_namespaced_service(name, ns))
-        if found is None:
-            body = {**desired, "metadata": {**desired["metadata"], "ownerReferences": [ref]}}
-            try:
-                self.core.create_namespaced_service(ns, body)
-            except ApiException as e:
-                if e.status == 409:
-                    raise Conflict(f"stable Service {name} was created concurrently") from e
-                raise
-            return None
-        svc = self.api.sanitize_for_serialization(found)  # the wire form: camelCase, like our manifests
-        previous = (svc["spec"].get("selector") or {}).get(naming.LABEL_VERSION)
-        # Every version that was ever champion stays an owner, so deleting one never takes the Service.
-        owners = [
-            {**o, "controller": False, "blockOwnerDeletion": True}
-            for o in svc["metadata"].get("ownerReferences") or []
-            if o["uid"] != ref["uid"]
-        ] + [ref]
-        patch = {
-            "metadata": {
-                "resourceVersion": svc["metadata"]["resourceVersion"],
-                "annotations": desired["metadata"]["annotations"],
-                "labels": desired["metadata"]["labels"],
-                "ownerReferences": owners,
-            },
-            "spec": {"selector": desired["spec"]["selector"]},
-        }
+        svc = self.cache.get("services", ns, name)
         try:
+            if svc is None:
+                body = {**desired, "metadata": {**desired["metadata"], "ownerReferences": [ref]}}
+                out = self.core.create_namespaced_service(ns, body)
+                self.cache.wrote("services", self.api.sanitize_for_serialization(out))
+                return None
+            previous = selected_version(svc)
+            # Every version that was ever champion stays an owner, so deleting one never takes the Service.
+            owners = [
+                {**o, "controller": False, "blockOwnerDeletion": True}
+                for o in svc["metadata"].get("ownerReferences") or []
+                if o["uid"] != ref["uid"]
+            ] + [ref]
+            patch = {
+                "metadata": {
+                    "resourceVersion": svc["metadata"]["resourceVersion"],
+                    "annotations": desired["metadata"]["annotations"],
+                    "labels": desired["metadata"]["labels"],
+                    "ownerReferences": owners,
+                },
+                "spec": {"selector": desired["spec"]["selector"]},
+            }
             # A merge patch carrying resourceVersion is a compare-and-swap: 409 if it moved.
-            self.core.patch_namespaced_service(name, ns, patch)
+            out = self.core.patch_namespaced_service(name, ns, patch)
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"stable Service {name} changed while promoting") from e
             raise
+        self.cache.wrote("services", self.api.sanitize_for_serialization(out))
         return previous
+
+
+def _owned(manifest: dict[str, Any], owner: dict[str, Any] | None) -> dict[str, Any]:
+    if owner is None:
+        return manifest
+    return {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner_reference(owner)]}}

@@ -1,0 +1,140 @@
+"""Reads from the watch caches, with the operator's own writes visible at once.
+
+The caches are Kopf indexes (`controllers/watches.py` feeds them from watch streams, and
+Kopf calls no other handler until every index holds its initial listing, the equivalent
+of controller-runtime's WaitForCacheSync). A reconcile reads only from here.
+
+A watch delivers our own writes a moment later; meanwhile a reconcile woken by another
+event would plan from stale data and write again. So every write's answer is kept in an
+overlay until the watch catches up with it ("read your writes"): the overlay wins while
+its resourceVersion is newer than the cached one, and is dropped once the cache has it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str]
+"""(kind, namespace, name); kind is one of KINDS."""
+
+KINDS = ("versions", "policies", "jobs", "deployments", "services")
+INDEX_PREFIX = "modelops_"
+"""Kopf index handler ids are INDEX_PREFIX + kind (and `…_by_model`, `pods`)."""
+
+
+def strip(body: Mapping[str, Any]) -> Obj:
+    """A plain copy without managedFields (often half of an object's size) or Kopf's bookkeeping."""
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
+
+
+def newer(a: str | None, b: str | None) -> bool:
+    """Whether resourceVersion `a` is at least `b` (etcd revisions; equality when not numeric)."""
+    if not a or not b:
+        return False
+    if a.isdigit() and b.isdigit():
+        return int(a) >= int(b)
+    return a == b
+
+
+def _first(store: Iterable[Any] | None) -> Any:
+    if store is None:
+        return None
+    for value in list(store):  # list() copies in one step: Kopf updates the store from another thread
+        return value
+    return None
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._indexes: dict[str, Mapping[Any, Any]] = {}
+        self._overlay: dict[Key, tuple[str | None, str | None, Obj | None]] = {}
+        """key → (resourceVersion, uid, object or None for a deletion we made)."""
+        self._lock = threading.Lock()
+
+    @property
+    def bound(self) -> bool:
+        return bool(self._indexes)
+
+    def bind(self, indexes: Mapping[str, Any]) -> None:
+        """Take the Kopf indexes from a handler's kwargs (they live as long as the operator)."""
+        found = {k[len(INDEX_PREFIX) :]: v for k, v in indexes.items() if k.startswith(INDEX_PREFIX)}
+        if found:
+            self._indexes = found
+
+    def _index(self, name: str) -> Mapping[Any, Any]:
+        return self._indexes.get(name) or {}
+
+    # --- reads ---------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        cached: Obj | None = _first(self._index(kind).get((namespace, name)))
+        key = (kind, namespace, name)
+        with self._lock:
+            entry = self._overlay.get(key)
+        if entry is None:
+            return cached
+        rv, uid, obj = entry
+        if obj is None:  # our deletion: hidden until the watch drops it, unless it came back anew
+            if cached is None or cached["metadata"].get("uid") != uid:
+                return cached
+            return None
+        if cached is not None and newer(cached["metadata"].get("resourceVersion"), rv):
+            return cached
+        return obj
+
+    def names(self, index: str, namespace: str, key: str) -> list[str]:
+        """Names from a secondary index (e.g. versions_by_model) under (namespace, key)."""
+        store = self._index(index).get((namespace, key))
+        return sorted(set(list(store))) if store is not None else []
+
+    def values(self, index: str, namespace: str, key: str) -> list[Any]:
+        store = self._index(index).get((namespace, key))
+        return list(store) if store is not None else []
+
+    def versions_of(self, namespace: str, model: str) -> list[Obj]:
+        names = set(self.names("versions_by_model", namespace, model))
+        with self._lock:
+            names |= {
+                k[2]
+                for k, (_, _, obj) in self._overlay.items()
+                if k[0] == "versions" and k[1] == namespace and obj and obj["spec"].get("model") == model
+            }
+        return [mv for n in sorted(names) if (mv := self.get("versions", namespace, n)) is not None]
+
+    # --- writes --------------------------------------------------------------------------------
+    def wrote(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """Remember the API server's answer to our write until the watch delivers it."""
+        meta = obj["metadata"]
+        key = (kind, meta["namespace"], meta["name"])
+        with self._lock:
+            self._overlay[key] = (meta.get("resourceVersion"), meta.get("uid"), strip(obj))
+
+    def deleted(self, kind: str, namespace: str, name: str, uid: str | None) -> None:
+        with self._lock:
+            self._overlay[(kind, namespace, name)] = (None, uid, None)
+
+    def caught_up(self, kind: str, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
+        """The watch delivered `body` (None: the object is gone): drop what it supersedes."""
+        key = (kind, namespace, name)
+        with self._lock:
+            entry = self._overlay.get(key)
+            if entry is None:
+                return
+            rv, uid, obj = entry
+            meta = (body or {}).get("metadata") or {}
+            if body is None:
+                if obj is None or meta.get("uid") in (None, uid):
+                    self._overlay.pop(key, None)
+            elif obj is None:
+                if meta.get("uid") != uid:
+                    self._overlay.pop(key, None)
+            elif newer(meta.get("resourceVersion"), rv):
+                self._overlay.pop(key, None)
+
+    def overlay_size(self) -> int:
+        with self._lock:
+            return len(self._overlay)
