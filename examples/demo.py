@@ -187,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     core.create_persistent_volume(
         local_persistent_volume(f"{NS}-artifacts", NS, claim, kubelet.volume(claim))
     )
-    op = OperatorProcess(
-        kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url, MODELOPS_RECONCILE_INTERVAL="1"
-    ).start()
+    op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url).start()
     say("operator", f"started (modelops run -n {NS}); log {op.log}")
     traffic = IrisTraffic(lambda: champion_url(core, kubelet), limit=200_000, pause=0.03, seed=7)
     narrator = Narrator(custom)

@@ -18,6 +18,14 @@ class Settings:
     metrics_port: int = 8000
     health_port: int = 8081
     namespaces: tuple[str, ...] = field(default_factory=tuple)
+    """Watched namespaces when `modelops run` is given neither -n nor -A (empty: all)."""
+    resync_seconds: float = 300.0
+    """Safety-net reconcile of every object when nothing woke it; events and plans wake it sooner."""
+    workers: int = 8
+    """Reconciles at most at once (per kind): the bounded worker pool."""
+    api_qps: float = 50.0
+    api_burst: int = 100
+    """Client-side rate limit of the operator's own API requests (watches excluded), like client-go's."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -33,5 +41,9 @@ class Settings:
             trainer_service_account=env.get("MODELOPS_TRAINER_SERVICE_ACCOUNT", d.trainer_service_account),
             metrics_port=int(env.get("MODELOPS_METRICS_PORT", d.metrics_port)),
             health_port=int(env.get("MODELOPS_HEALTH_PORT", d.health_port)),
-            namespaces=tuple(n for n in env.get("MODELOPS_NAMESPACES", "").split(",") if n),
+            namespaces=tuple(n.strip() for n in env.get("MODELOPS_NAMESPACES", "").split(",") if n.strip()),
+            resync_seconds=float(env.get("MODELOPS_RESYNC_SECONDS", d.resync_seconds)),
+            workers=int(env.get("MODELOPS_WORKERS", d.workers)),
+            api_qps=float(env.get("MODELOPS_API_QPS", d.api_qps)),
+            api_burst=int(env.get("MODELOPS_API_BURST", d.api_burst)),
         )

@@ -30,7 +30,6 @@ class OperatorProcess:
         env = {
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
-            "MODELOPS_RECONCILE_INTERVAL": "1",
             "MODELOPS_METRICS_PORT": str(self.metrics_port),
             "MODELOPS_IMAGE": "modelops:test",
             "PYTHONUNBUFFERED": "1",

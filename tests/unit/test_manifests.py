@@ -287,7 +287,9 @@ def test_settings_reach_the_operator_and_agree_with_the_code() -> None:
     parsed = Settings.from_env(data)
     assert parsed.trainer_service_account == "modelops-trainer"
     assert parsed.trainer_image == parsed.server_image == c["image"]
-    float(data["MODELOPS_RECONCILE_INTERVAL"])
+    assert (
+        parsed.resync_seconds >= 60 and parsed.workers >= 1 and parsed.api_qps > 0 and parsed.api_burst >= 1
+    )
     assert set(data) <= {
         "MODELOPS_IMAGE",
         "MODELOPS_TRAINER_IMAGE",
@@ -297,7 +299,10 @@ def test_settings_reach_the_operator_and_agree_with_the_code() -> None:
         "MODELOPS_TRAINER_SERVICE_ACCOUNT",
         "MODELOPS_METRICS_PORT",
         "MODELOPS_HEALTH_PORT",
-        "MODELOPS_RECONCILE_INTERVAL",
+        "MODELOPS_RESYNC_SECONDS",
+        "MODELOPS_WORKERS",
+        "MODELOPS_API_QPS",
+        "MODELOPS_API_BURST",
         "MODELOPS_NAMESPACES",
     }
 

@@ -10,6 +10,13 @@ import random
 import kopf
 
 
+class _QuietWakeups(logging.Filter):
+    """Every watch event runs the `wake` handler (it only queues keys): one log line per event is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Handler 'wake' succeeded."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelops run", description="Run the ModelOps operator.")
     scope = parser.add_mutually_exclusive_group()
@@ -34,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    from . import modelversion, operator, retrainpolicy  # noqa: F401  (registers the handlers)
+    logging.getLogger("kopf.objects").addFilter(_QuietWakeups())
+    from . import modelversion, operator, retrainpolicy, watches  # noqa: F401  (registers the handlers)
 
     priority = args.priority
     if priority is None and args.peering:

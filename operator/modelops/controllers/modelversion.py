@@ -1,8 +1,12 @@
-"""ModelVersion controller: observe, plan (pure), act, record. The same path for every trigger."""
+"""ModelVersion controller: observe (caches), plan (pure), act and record (only differences).
+
+One reconcile per key, run by the work queue whenever the version, one of its children
+(Job, Deployment, Service, Pods) or its model's stable Service changes, or when the plan
+asked to be woken; nothing polls.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -15,13 +19,17 @@ from modelops.drift import promql
 from modelops.k8s.kube import Conflict, Kube
 from modelops.lifecycle import naming, resources
 from modelops.lifecycle.conditions import Cond, apply_conditions
-from modelops.lifecycle.modelversion import CanaryView, Observed, Plan, plan, primary_metric
+from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch
+from modelops.lifecycle.observed import CanaryView
+from modelops.lifecycle.patches import merge_diff
 from modelops.prometheus import PrometheusError, scalar
 
 from . import runtime
+from .workqueue import GONE, WorkQueue
 
 PLURAL = "modelversions"
-log = logging.getLogger(__name__)
+CONFLICT_RETRY = 0.5
+"""A write lost to a newer version of the object: the watch brings it, then decide again."""
 
 
 def promotion_token(body: dict[str, Any]) -> str | None:
@@ -48,7 +56,6 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     spec = mv.spec
-    champion = kube.champion(ns, spec.model)
     canary = None
     if mv.status.phase == "Canary" and spec.serving.rollout.canary:
         started = try_parse_time(mv.status.timestamps.get("canaryStarted"))
@@ -61,83 +68,62 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         spec=spec,
         status=mv.status,
         now=runtime.now(),
-        job=kube.job_view(ns, naming.job_name(name)),
-        deployment=kube.deployment_view(ns, naming.deployment_name(name), spec.model, name),
-        champion=champion,
+        job=kube.job_view(ns, naming.job_name(name), name),
+        deployment=kube.deployment_view(ns, naming.deployment_name(name), name),
+        champion=kube.champion(ns, spec.model),
         promotion_request=promotion_token(body),
         canary=canary,
     )
 
 
 def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
-    """Make the world match the plan. Returns True when this version took the stable Service."""
+    """Make the owned objects match the plan, writing only what differs. True when this version
+    took the stable Service (decide again at once: it is the champion now)."""
     meta = body["metadata"]
-    ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    ns, name = meta["namespace"], meta["name"]
     spec, st = mv.spec, runtime.settings()
-    if p.ensure_job:
-        kube.apply(resources.training_job(name, ns, uid, spec, st), owner=body)
+    log = runtime.logger(body)
+    if p.ensure_job and kube.ensure(
+        "jobs", resources.training_job(name, ns, meta["uid"], spec, st), owner=body
+    ):
+        log.info("created Job %s", naming.job_name(name))
         kopf.info(body, reason="Created", message=f"Created Job {naming.job_name(name)}")
     artifact = mv.status.training.artifact if mv.status.training else None
     if p.replicas is not None and artifact is not None:
         dep = resources.server_deployment(name, ns, spec, artifact.uri, artifact.sha256, p.replicas, st)
-        kube.apply(dep, owner=body)
-        kube.apply(resources.version_service(name, ns, spec, st), owner=body)
+        if kube.ensure("deployments", dep, owner=body):
+            log.info("applied Deployment %s with %d replica(s)", naming.deployment_name(name), p.replicas)
+        if kube.ensure("services", resources.version_service(name, ns, spec, st), owner=body):
+            log.info("applied Service %s", naming.version_service_name(name))
     elif p.replicas is None:
-        if kube.delete("apps/v1", "Deployment", ns, naming.deployment_name(name)):
+        if kube.delete("deployments", "apps/v1", "Deployment", ns, naming.deployment_name(name)):
+            log.info("deleted Deployment %s", naming.deployment_name(name))
             kopf.info(body, reason="Deleted", message=f"Deleted Deployment {naming.deployment_name(name)}")
-        kube.delete("v1", "Service", ns, naming.version_service_name(name))
-    if p.promote:
-        try:
-            previous = kube.take_stable_service(resources.stable_service(spec.model, ns, name), owner=body)
-        except Conflict as e:
-            raise kopf.TemporaryError(f"lost a promotion race ({e}); deciding again", delay=1) from e
-        kind = "rollback" if mv.status.timestamps.get("promoted") else "promotion"
-        metrics.PROMOTIONS.labels(ns, spec.model, kind).inc()
-        text = f"Promoted {name} to champion of {spec.model}" + (
-            f", replacing {previous}" if previous else ""
-        )
-        kopf.info(body, reason="Promoted", message=text)
-        return True
-    return False
+        if kube.delete("services", "v1", "Service", ns, naming.version_service_name(name)):
+            log.info("deleted Service %s", naming.version_service_name(name))
+    if not p.promote:
+        return False
+    previous = kube.take_stable_service(resources.stable_service(spec.model, ns, name), owner=body)
+    kind = "rollback" if mv.status.timestamps.get("promoted") else "promotion"
+    metrics.PROMOTIONS.labels(ns, spec.model, kind).inc()
+    text = f"Promoted {name} to champion of {spec.model}" + (f", replacing {previous}" if previous else "")
+    log.info("%s", text)
+    kopf.info(body, reason="Promoted", message=text)
+    return True
 
 
 def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
+    """Write the status only where it differs, then the plan's Events and the metrics."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    now = runtime.ts()
-    status = mv.status
-    conds = apply_conditions(
-        [c.model_dump(by_alias=True, exclude_none=True) for c in status.conditions],
-        p.conditions,
-        generation=meta.get("generation"),
-        now=now,
+    current = body.get("status") or {}
+    patch = status_patch(
+        p, current, namespace=ns, name=name, generation=meta.get("generation"), now=runtime.ts()
     )
-    metrics_ = status.training.metrics if status.training else {}
-    patch: dict[str, Any] = {
-        "phase": p.phase,
-        "message": p.message,
-        "observedGeneration": meta.get("generation"),
-        "conditions": conds,
-        "champion": p.champion,
-        "primaryMetric": primary_metric(mv.spec, metrics_),
-    }
-    recorded = (body.get("status") or {}).get("timestamps") or {}
-    new_times = {k: v for k, v in p.timestamps.items() if recorded.get(k) != v}
-    if new_times:
-        patch["timestamps"] = new_times  # a merge patch: the earlier steps' times stay
-    if p.handled_promotion:
-        patch["handledPromotion"] = p.handled_promotion
-    if p.replicas is not None:
-        svc = naming.version_service_name(name)
-        patch["serving"] = {
-            "deployment": naming.deployment_name(name),
-            "service": svc,
-            "endpoint": f"http://{svc}.{ns}.svc",
-            "replicas": p.replicas,
-        }
-    else:
-        patch["serving"] = None
-    kube.patch_status_changes(PLURAL, body, patch)
+    if patch:
+        kube.patch_status(PLURAL, body, patch)
+        if "phase" in patch:
+            runtime.logger(body).info("phase %s → %s: %s", current.get("phase"), p.phase, p.message)
     runtime.post_events(body, p.events)
     if p.events and p.events[-1][1] == "CanaryRolledBack":
         metrics.ROLLBACKS.labels(ns, mv.spec.model).inc()
@@ -146,32 +132,30 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
     metrics.CHAMPION.labels(ns, mv.spec.model, name).set(1 if p.champion else 0)
 
 
-def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
-    """Observe → plan → act → record; safe to run any number of times, from any point."""
-    kube = kube or runtime.kube()
-    meta = body["metadata"]
-    if meta.get("deletionTimestamp"):
-        return None
+def reconcile(key: tuple[str, str]) -> float | None:
+    """Observe → plan → act → record; safe to run any number of times, from any point.
+
+    Returns when to look again (None: only on events, or the slow resync).
+    """
+    ns, name = key
+    kube = runtime.kube()
+    body = kube.modelversion(ns, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return GONE  # the finalizer handler cleans up; nothing else to converge
     with runtime.measured("ModelVersion"):
         try:
             mv = ModelVersion.model_validate(body)
         except ValidationError as e:
             reject_invalid(body, e, kube)
-            raise kopf.PermanentError(f"invalid spec: {e.errors()[0]['msg']}") from e
-        # Re-read: a timer's body may be older than the status written by a handler a moment ago.
-        fresh = kube.get_modelversion(meta["namespace"], meta["name"])
-        if fresh is None:
             return None
-        body, mv = fresh, ModelVersion.model_validate(fresh)
-        p = plan(observe(body, mv, kube))
-        if act(body, mv, p, kube):
-            record(body, mv, p, kube)
-            fresh = kube.get_modelversion(meta["namespace"], meta["name"]) or body
-            body, mv = fresh, ModelVersion.model_validate(fresh)
+        try:
             p = plan(observe(body, mv, kube))
-            act(body, mv, p, kube)
-        record(body, mv, p, kube)
-        return p
+            took = act(body, mv, p, kube)
+            record(body, mv, p, kube)
+        except Conflict as e:
+            runtime.logger(body).info("%s; deciding again", e)
+            return CONFLICT_RETRY
+        return 0.0 if took else p.requeue_after
 
 
 def reject_invalid(body: dict[str, Any], error: ValidationError, kube: Kube) -> None:
@@ -179,31 +163,23 @@ def reject_invalid(body: dict[str, Any], error: ValidationError, kube: Kube) -> 
     first = error.errors()[0]
     where = ".".join(str(x) for x in first["loc"])
     msg = f"invalid spec at {where}: {first['msg']}"
+    current = body.get("status") or {}
+    generation = body["metadata"].get("generation")
     conds = apply_conditions(
-        (body.get("status") or {}).get("conditions") or [],
+        current.get("conditions") or [],
         [Cond("Ready", "False", "InvalidSpec", msg), Cond("Stalled", "True", "InvalidSpec", msg)],
-        generation=body["metadata"].get("generation"),
+        generation=generation,
         now=runtime.ts(),
     )
-    kube.patch_status(
-        PLURAL,
-        body["metadata"]["namespace"],
-        body["metadata"]["name"],
-        {"phase": "Failed", "message": msg, "conditions": conds},
-    )
-    kopf.warn(body, reason="InvalidSpec", message=msg)
+    desired = {"phase": "Failed", "message": msg, "conditions": conds, "observedGeneration": generation}
+    patch = merge_diff(current, desired)
+    if patch:
+        kube.patch_status(PLURAL, body, patch)
+        kopf.warn(body, reason="InvalidSpec", message=msg)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
-@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
-def on_change(body: kopf.Body, **_: Any) -> None:
-    runtime.run_locked(dict(body), reconcile, wait=True)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="converge", interval=runtime.RECONCILE_INTERVAL, initial_delay=1)
-def on_timer(body: kopf.Body, **_: Any) -> None:
-    runtime.run_locked(dict(body), reconcile, wait=False)
+QUEUE = WorkQueue("ModelVersion", reconcile, resync=runtime.settings().resync_seconds)
+runtime.queues["ModelVersion"] = QUEUE
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup")
@@ -217,10 +193,10 @@ def on_delete(body: kopf.Body, **_: Any) -> None:
     mv = ModelVersion.model_validate(dict(body))
     kube = runtime.kube()
     job_name = naming.cleanup_job_name(name)
-    job = kube.job_view(ns, job_name)
+    job = kube.job_view(ns, job_name, name, "cleaner")
     if job is None:
         # Not owned by the version being deleted: the TTL controller removes it once done.
-        kube.apply(resources.cleanup_job(name, ns, mv.spec, runtime.settings()))
+        kube.ensure("jobs", resources.cleanup_job(name, ns, mv.spec, runtime.settings()))
         kopf.info(body, reason="DeletingArtifacts", message=f"Created Job {job_name} to delete the artifacts")
         raise kopf.TemporaryError("waiting for the artifact clean-up Job", delay=2)
     if job.failed:

@@ -9,6 +9,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import runtime
+from .watches import OWNED_RESOURCES, OWNED_SELECTOR
 
 
 @kopf.on.startup()
@@ -21,13 +22,33 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     )
     settings.persistence.finalizer = "modelops.dev/operator"
     settings.posting.level = logging.INFO
-    settings.execution.max_workers = 8
+    # Only what the operator labels as its own is watched (filtered by the API server).
+    for group, plural in OWNED_RESOURCES:
+        settings.watching.label_selectors[group, plural] = OWNED_SELECTOR
+    # Kopf's own handlers are few and short now (the work queue reconciles); errors retry fast
+    # so work resumes within seconds of the API server coming back.
+    settings.execution.max_workers = 4
+    settings.execution.default_backoff = 5
+    settings.queueing.error_delays = (1, 1, 2, 3, 5, 8, 10)
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 70
     settings.networking.request_timeout = 30
+    runtime.set_kopf_settings(settings)
     runtime.kube()  # fail fast on a bad kubeconfig
     if st.metrics_port:
         start_http_server(st.metrics_port)
     logger.info(
-        "modelops operator started: metrics on :%s, prometheus %s", st.metrics_port, st.prometheus_url
+        "modelops operator started: metrics on :%s, prometheus %s, %d workers per kind, "
+        "resync %.0fs, API %g QPS (burst %d)",
+        st.metrics_port,
+        st.prometheus_url,
+        st.workers,
+        st.resync_seconds,
+        st.api_qps,
+        st.api_burst,
     )
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    await runtime.stop()

@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelops import GROUP, VERSION, metrics
@@ -20,9 +19,10 @@ from modelops.api.modelversion import ModelVersion, ModelVersionSpec
 from modelops.api.retrainpolicy import RetrainPolicy
 from modelops.drift import promql
 from modelops.drift.evaluate import DriftDataError, evaluate_drift, evaluate_online
-from modelops.k8s.kube import Kube, owner_reference
+from modelops.k8s.kube import Conflict, Kube, owner_reference
 from modelops.lifecycle import naming
 from modelops.lifecycle.conditions import Cond, apply_conditions
+from modelops.lifecycle.patches import merge_diff
 from modelops.lifecycle.retrainpolicy import (
     Champion,
     Child,
@@ -36,7 +36,8 @@ from modelops.lifecycle.retrainpolicy import (
 from modelops.prometheus import PrometheusError, query, scalar
 
 from . import runtime
-from .modelversion import promotion_token
+from .modelversion import CONFLICT_RETRY, promotion_token
+from .workqueue import GONE, WorkQueue
 
 PLURAL = "retrainpolicies"
 log = logging.getLogger(__name__)
@@ -129,22 +130,25 @@ def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_ev
         now=now,
         created=try_parse_time(meta.get("creationTimestamp")) or now,
         champion=champion,
-        versions=version_views(kube.list_modelversions(ns, policy.spec.model), meta["uid"]),
+        versions=version_views(kube.modelversions(ns, policy.spec.model), meta["uid"]),
         evaluation=evaluation,
         retrain_request=(meta.get("annotations") or {}).get(naming.ANNOTATION_RETRAIN),
     )
 
 
-def write_status(body: dict[str, Any], p: Plan, kube: Kube) -> None:
+def write_status(body: dict[str, Any], p: Plan, kube: Kube) -> dict[str, Any]:
+    """Patch only what differs; returns the body as it now is (the cache sees our write at once)."""
     meta = body["metadata"]
+    current = body.get("status") or {}
     conds = apply_conditions(
-        (body.get("status") or {}).get("conditions") or [],
-        p.conditions,
-        generation=meta.get("generation"),
-        now=runtime.ts(),
+        current.get("conditions") or [], p.conditions, generation=meta.get("generation"), now=runtime.ts()
     )
-    patch = {**p.status, "conditions": conds, "observedGeneration": meta.get("generation")}
-    kube.patch_status_changes(PLURAL, body, patch)
+    desired = {**p.status, "conditions": conds, "observedGeneration": meta.get("generation")}
+    patch = merge_diff(current, desired)
+    if patch:
+        kube.patch_status(PLURAL, body, patch)
+        return kube.policy(meta["namespace"], meta["name"]) or body
+    return body
 
 
 def create_child(body: dict[str, Any], child: Child, kube: Kube) -> None:
@@ -168,18 +172,13 @@ def create_child(body: dict[str, Any], child: Child, kube: Kube) -> None:
         },
         "spec": spec.wire(),
     }
-    try:
-        kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", manifest)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        existing = kube.get_modelversion(ns, child.name) or {}
+    if kube.create_modelversion(ns, manifest) is None:
+        existing = kube.modelversion(ns, child.name) or {}
         owners = existing.get("metadata", {}).get("ownerReferences") or []
-        if not any(o.get("uid") == meta["uid"] for o in owners):
-            raise kopf.PermanentError(
-                f"ModelVersion {child.name} exists and is not this policy's child"
-            ) from e
+        if existing and not any(o.get("uid") == meta["uid"] for o in owners):
+            raise kopf.PermanentError(f"ModelVersion {child.name} exists and is not this policy's child")
         return
+    runtime.logger(body).info("created ModelVersion %s (%s)", child.name, child.trigger.reason)
     kopf.info(
         body, reason="Retraining", message=f"Created ModelVersion {child.name} ({child.trigger.reason})"
     )
@@ -190,17 +189,13 @@ def collect(body: dict[str, Any], p: Plan, kube: Kube) -> None:
     ns = body["metadata"]["namespace"]
     for name in p.delete:
         if p.delete_artifacts:
-            kube.custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                "modelversions",
-                name,
-                {"metadata": {"annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"}}},
+            kube.patch_metadata(
+                "modelversions", ns, name, {"annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"}}
             )
-        if not kube.delete(f"{GROUP}/{VERSION}", "ModelVersion", ns, name):
+        if not kube.delete("versions", f"{GROUP}/{VERSION}", "ModelVersion", ns, name):
             continue
         what = " and its artifacts" if p.delete_artifacts else ""
+        runtime.logger(body).info("retention deleted ModelVersion %s%s", name, what)
         kopf.info(body, reason="GarbageCollected", message=f"Deleted ModelVersion {name}{what} (retention)")
 
 
@@ -222,52 +217,46 @@ def record_metrics(namespace: str, policy: RetrainPolicy, o: Observed) -> None:
         metrics.ONLINE_METRIC.labels(namespace, model, ev.online.metric).set(ev.online.value)
 
 
-def reconcile(body: dict[str, Any], kube: Kube | None = None) -> Plan | None:
-    kube = kube or runtime.kube()
-    meta = body["metadata"]
-    if meta.get("deletionTimestamp"):
-        return None
+def reconcile(key: tuple[str, str]) -> float | None:
+    """Observe → plan → act, in the crash-safe order of the planner's docstring; returns when to look again."""
+    ns, name = key
+    kube = runtime.kube()
+    body = kube.policy(ns, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return GONE
     with runtime.measured("RetrainPolicy"):
-        fresh = kube.get(PLURAL, meta["namespace"], meta["name"])
-        if fresh is None:
+        try:
+            policy = RetrainPolicy.model_validate(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            msg = f"invalid spec: {first['msg']} at {'.'.join(map(str, first['loc']))}"
+            conds = [Cond("Ready", "False", "InvalidSpec", msg), Cond("Stalled", "True", "InvalidSpec", msg)]
+            write_status(body, Plan(status={}, conditions=conds, message=msg), kube)
             return None
         try:
-            policy = RetrainPolicy.model_validate(fresh)
-        except ValidationError as e:
-            msg = f"invalid spec: {e.errors()[0]['msg']} at {'.'.join(map(str, e.errors()[0]['loc']))}"
-            conds = [Cond("Ready", "False", "InvalidSpec", msg), Cond("Stalled", "True", "InvalidSpec", msg)]
-            write_status(fresh, Plan(status={}, conditions=conds, message=msg), kube)
-            raise kopf.PermanentError(msg) from e
-        o = observe(fresh, policy, kube, fresh_evaluation=True)
-        p = plan(o)
-        write_status(fresh, p, kube)
-        record_metrics(meta["namespace"], policy, o)
-        runtime.post_events(fresh, p.events)
-        if p.child is not None:
-            runtime.crash_point("before-child")
-            create_child(fresh, p.child, kube)
-        if p.delete:
-            collect(fresh, p, kube)
-        if p.child is not None or (policy.status.pending is not None):
-            # Commit the pending trigger now that its child exists (lastTrigger, history).
-            fresh = kube.get(PLURAL, meta["namespace"], meta["name"]) or fresh
-            policy = RetrainPolicy.model_validate(fresh)
-            p2 = plan(observe(fresh, policy, kube, fresh_evaluation=False))
-            write_status(fresh, p2, kube)
-            runtime.post_events(fresh, p2.events)
-            if p2.child is not None:
-                create_child(fresh, p2.child, kube)
-        return p
+            o = observe(body, policy, kube, fresh_evaluation=True)
+            p = plan(o)
+            body = write_status(body, p, kube)
+            record_metrics(ns, policy, o)
+            runtime.post_events(body, p.events)
+            if p.child is not None:
+                create_child(body, p.child, kube)
+            if p.delete:
+                collect(body, p, kube)
+            if p.child is not None or policy.status.pending is not None:
+                # Commit the pending trigger now that its child exists (lastTrigger, history).
+                policy = RetrainPolicy.model_validate(body)
+                p2 = plan(observe(body, policy, kube, fresh_evaluation=False))
+                body = write_status(body, p2, kube)
+                runtime.post_events(body, p2.events)
+                if p2.child is not None:
+                    create_child(body, p2.child, kube)
+                return p2.requeue_after
+        except Conflict as e:
+            runtime.logger(body).info("%s; deciding again", e)
+            return CONFLICT_RETRY
+        return p.requeue_after
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
-@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
-def on_change(body: kopf.Body, **_: Any) -> None:
-    runtime.run_locked(dict(body), reconcile, wait=True)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="evaluate", interval=runtime.RECONCILE_INTERVAL, initial_delay=1)
-def on_timer(body: kopf.Body, **_: Any) -> None:
-    """Frequent wake-ups; `evaluation_due` keeps Prometheus queries to one per spec.interval."""
-    runtime.run_locked(dict(body), reconcile, wait=False)
+QUEUE = WorkQueue("RetrainPolicy", reconcile, resync=runtime.settings().resync_seconds)
+runtime.queues["RetrainPolicy"] = QUEUE

@@ -1,12 +1,11 @@
-"""Process-wide state of the operator: settings, the API client, per-object locks."""
+"""Process-wide state of the operator: settings, the API client over the watch caches, the work queues."""
 
 from __future__ import annotations
 
-import os
-import threading
+import asyncio
+import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -15,16 +14,19 @@ import kopf
 
 from modelops import metrics
 from modelops.api.base import format_time
+from modelops.k8s.cache import Cache
 from modelops.k8s.kube import Kube, load_config
 from modelops.settings import Settings
 
-RECONCILE_INTERVAL = float(os.environ.get("MODELOPS_RECONCILE_INTERVAL", "10"))
-"""Timer period of the level-based re-check; events still react at once."""
+from .workqueue import WorkQueue
 
 _settings: Settings | None = None
 _kube: Kube | None = None
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-_guard = threading.Lock()
+_kopf_settings: kopf.OperatorSettings | None = None
+cache = Cache()
+queues: dict[str, WorkQueue] = {}
+"""One queue per kind ("ModelVersion", "RetrainPolicy"), registered by the controllers at import."""
+_tasks: list[asyncio.Task[None]] = []
 
 
 def settings() -> Settings:
@@ -38,27 +40,55 @@ def kube() -> Kube:
     global _kube
     if _kube is None:
         load_config()
-        _kube = Kube()
+        st = settings()
+        _kube = Kube(cache=cache, qps=st.api_qps, burst=st.api_burst)
     return _kube
 
 
-def lock_for(uid: str) -> threading.Lock:
-    """Handlers and timers of one object never run at the same time (they share a plan)."""
-    with _guard:
-        return _locks[uid]
+def set_kopf_settings(value: kopf.OperatorSettings) -> None:
+    global _kopf_settings
+    _kopf_settings = value
+
+
+def logger(body: Mapping[str, Any]) -> logging.LoggerAdapter[logging.Logger]:
+    """Kopf's per-object logger (the object's reference on every line), without posting Events:
+    decisions that deserve an Event are posted explicitly."""
+    if _kopf_settings is None:
+        return logging.LoggerAdapter(logging.getLogger("modelops"), {})
+    return kopf.LocalObjectLogger(body=kopf.Body(dict(body)), settings=_kopf_settings)
+
+
+def start(indexes: Mapping[str, Any]) -> None:
+    """Bind the caches and start the workers, once, from the first watch event.
+
+    Kopf calls event handlers only after every index holds its initial listing, so the
+    first reconcile already sees a complete cache; and the workers inherit this
+    handler's context, where Kopf's Event poster lives.
+    """
+    if not cache.bound:
+        cache.bind(indexes)
+    if _tasks:
+        return
+    workers = settings().workers
+    for q in queues.values():
+        _tasks.append(asyncio.create_task(q.run(workers), name=f"queue-{q.name}"))
+
+
+async def stop() -> None:
+    for t in _tasks:
+        t.cancel()
+    await asyncio.gather(*_tasks, return_exceptions=True)
+    _tasks.clear()
 
 
 @contextmanager
 def measured(kind: str) -> Iterator[None]:
-    """Count a reconcile by result (ok, retry, error) and time it."""
+    """Count a reconcile by result (ok, conflict, error) and time it."""
     started = time.monotonic()
     try:
         yield
-    except kopf.TemporaryError:
-        metrics.RECONCILES.labels(kind, "retry").inc()
-        raise
-    except Exception:
-        metrics.RECONCILES.labels(kind, "error").inc()
+    except Exception as e:
+        metrics.RECONCILES.labels(kind, "conflict" if type(e).__name__ == "Conflict" else "error").inc()
         raise
     else:
         metrics.RECONCILES.labels(kind, "ok").inc()
@@ -66,27 +96,10 @@ def measured(kind: str) -> Iterator[None]:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
 
 
-def run_locked(body: dict[str, Any], reconcile: Callable[[dict[str, Any]], object], *, wait: bool) -> None:
-    """Run one object's reconcile under its lock; a timer that finds it busy just skips this tick."""
-    lock = lock_for(body["metadata"]["uid"])
-    if not lock.acquire(blocking=wait, timeout=60 if wait else -1):
-        return
-    try:
-        reconcile(body)
-    finally:
-        lock.release()
-
-
-def post_events(body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+def post_events(body: Mapping[str, Any], events: list[tuple[str, str, str]]) -> None:
     """Every decision a plan made, as Kubernetes Events on the object."""
     for type_, reason, message in events:
-        kopf.event(body, type=type_, reason=reason, message=message)
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for tests: die like a SIGKILL at a named point when MODELOPS_CRASH_AT says so."""
-    if os.environ.get("MODELOPS_CRASH_AT") == name:
-        os._exit(137)
+        kopf.event(dict(body), type=type_, reason=reason, message=message)
 
 
 def now() -> datetime:

@@ -1,0 +1,154 @@
+"""Watches: the caches the controllers read, and who wakes up when something changes.
+
+Each index below is a Kopf index fed by one watch stream (ModelVersions, RetrainPolicies,
+and the Jobs, Deployments, Services and Pods the operator labels as its own; the label
+selector is applied by the API server, see `operator.configure`). The event handlers map
+a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
+
+- a ModelVersion → itself, and the policies of its model (their view of the versions);
+- a RetrainPolicy → itself;
+- a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label;
+- a model's stable Service → every version of the model (who the champion is) and its policies.
+
+Index handlers are `async` so they run inline in the event loop (no thread per event).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modelops import GROUP, VERSION
+from modelops.k8s.cache import strip
+from modelops.lifecycle import naming
+from modelops.lifecycle.observed import pod_view
+
+from . import runtime
+from .workqueue import NEW, URGENT
+
+OWNED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+OWNED_SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
+OWNED_RESOURCES = (("batch", "jobs"), ("apps", "deployments"), ("v1", "services"), ("v1", "pods"))
+"""Watched only with the server-side label selector OWNED_SELECTOR."""
+
+
+def _labels(body: kopf.Body) -> dict[str, str]:
+    return dict(body.get("metadata", {}).get("labels") or {})
+
+
+# --- indexes (the caches) ------------------------------------------------------------------------
+@kopf.index(GROUP, VERSION, "modelversions", id="modelops_versions")
+async def modelops_versions(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    runtime.cache.caught_up("versions", namespace, name, body)
+    return {(namespace, name): strip(body)}
+
+
+@kopf.index(GROUP, VERSION, "modelversions", id="modelops_versions_by_model")
+async def modelops_versions_by_model(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    return {(namespace, spec.get("model", "")): name}
+
+
+@kopf.index(GROUP, VERSION, "retrainpolicies", id="modelops_policies")
+async def modelops_policies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    runtime.cache.caught_up("policies", namespace, name, body)
+    return {(namespace, name): strip(body)}
+
+
+@kopf.index(GROUP, VERSION, "retrainpolicies", id="modelops_policies_by_model")
+async def modelops_policies_by_model(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    return {(namespace, spec.get("model", "")): name}
+
+
+@kopf.index("batch", "v1", "jobs", labels=OWNED, id="modelops_jobs")
+async def modelops_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    runtime.cache.caught_up("jobs", namespace, name, body)
+    return {(namespace, name): strip(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OWNED, id="modelops_deployments")
+async def modelops_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    runtime.cache.caught_up("deployments", namespace, name, body)
+    return {(namespace, name): strip(body)}
+
+
+@kopf.index("v1", "services", labels=OWNED, id="modelops_services")
+async def modelops_services(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    runtime.cache.caught_up("services", namespace, name, body)
+    return {(namespace, name): strip(body)}
+
+
+@kopf.index("v1", "pods", labels=OWNED, id="modelops_pods")
+async def modelops_pods(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    labels = _labels(body)
+    version, component = labels.get(naming.LABEL_VERSION), labels.get(naming.LABEL_COMPONENT)
+    if not version or not component:
+        return {}
+    return {(namespace, f"{version}/{component}"): pod_view(body)}
+
+
+# --- wake-ups ------------------------------------------------------------------------------------
+def _wake_version(namespace: str, name: str, priority: int = URGENT) -> None:
+    runtime.queues["ModelVersion"].add((namespace, name), priority)
+
+
+def _wake_policies(namespace: str, model: str) -> None:
+    for policy in runtime.cache.names("policies_by_model", namespace, model):
+        runtime.queues["RetrainPolicy"].add((namespace, policy))
+
+
+def _gone(kind: str, namespace: str, name: str, type_: str | None) -> None:
+    if type_ == "DELETED":
+        runtime.cache.caught_up(kind, namespace, name, None)
+
+
+@kopf.on.event(GROUP, VERSION, "modelversions", id="wake")
+async def on_version(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    runtime.start(kwargs)
+    _gone("versions", namespace, name, type)
+    first_sight = type in (None, "ADDED") and not body.get("status")
+    _wake_version(namespace, name, NEW if first_sight else URGENT)
+    _wake_policies(namespace, body.get("spec", {}).get("model", ""))
+
+
+@kopf.on.event(GROUP, VERSION, "retrainpolicies", id="wake")
+async def on_policy(type: str | None, namespace: str, name: str, **kwargs: Any) -> None:
+    runtime.start(kwargs)
+    _gone("policies", namespace, name, type)
+    runtime.queues["RetrainPolicy"].add((namespace, name))
+
+
+async def _on_child(kind: str, type_: str | None, namespace: str, name: str, body: kopf.Body) -> None:
+    _gone(kind, namespace, name, type_)
+    labels = _labels(body)
+    if kind == "services" and labels.get(naming.LABEL_COMPONENT) == "stable":
+        model = labels.get(naming.LABEL_MODEL, "")
+        for version in runtime.cache.names("versions_by_model", namespace, model):
+            _wake_version(namespace, version)
+        _wake_policies(namespace, model)
+    elif version := labels.get(naming.LABEL_VERSION):
+        _wake_version(namespace, version)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED, id="wake")
+async def on_job(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    runtime.start(kwargs)
+    await _on_child("jobs", type, namespace, name, body)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED, id="wake")
+async def on_deployment(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    runtime.start(kwargs)
+    await _on_child("deployments", type, namespace, name, body)
+
+
+@kopf.on.event("v1", "services", labels=OWNED, id="wake")
+async def on_service(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    runtime.start(kwargs)
+    await _on_child("services", type, namespace, name, body)
+
+
+@kopf.on.event("v1", "pods", labels=OWNED, id="wake")
+async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    runtime.start(kwargs)
+    await _on_child("pods", type, namespace, name, body)

@@ -1,0 +1,169 @@
+"""A controller work queue: keys, not events, with the guarantees client-go's workqueue gives.
+
+- A key is queued at most once however many events name it (events coalesce).
+- A key is never processed by two workers at once; a key added while it is being
+  processed is processed again right after (nothing is lost, nothing runs twice at once).
+- Each processing returns when to look again (the plan's requeue, or the slow resync);
+  one wake-up per key is kept, the latest decision replaces the earlier one.
+- A failure is retried with a per-key exponential backoff, capped so that work resumes
+  within seconds once the API server is back.
+- Two priorities: changes to objects already in the cluster go before first sightings,
+  so a burst of new objects cannot starve a Serving version's events.
+
+Workers are asyncio tasks; the synchronous reconcile runs in a bounded thread pool, with
+the context of the task that started the queue (Kopf's event poster lives in it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import heapq
+import itertools
+import logging
+import random
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+URGENT, NEW = 0, 1
+"""Priorities: URGENT for objects that exist and changed, NEW for first sightings."""
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        name: str,
+        process: Callable[[Any], float | None],
+        *,
+        resync: float,
+        base_backoff: float = 0.5,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.process = process
+        self.resync = resync
+        self.base_backoff, self.max_backoff = base_backoff, max_backoff
+        self._heap: list[tuple[int, int, Hashable]] = []
+        self._seq = itertools.count()
+        self._queued: dict[Hashable, int] = {}
+        self._active: set[Hashable] = set()
+        self._dirty: dict[Hashable, int] = {}
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._failures: dict[Hashable, int] = {}
+        self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.processed = 0
+
+    # --- adding (from the event loop) -------------------------------------------------------
+    def add(self, key: Hashable, priority: int = URGENT) -> None:
+        if key in self._active:
+            self._dirty[key] = min(priority, self._dirty.get(key, priority))
+            return
+        queued = self._queued.get(key)
+        if queued is not None and queued <= priority:
+            return
+        self._queued[key] = priority
+        heapq.heappush(self._heap, (priority, next(self._seq), key))
+        self._ready.set()
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Wake `key` after `delay` seconds, replacing its earlier wake-up."""
+        loop = self._loop or asyncio.get_running_loop()
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_later(max(0.0, delay), self._wake, key)
+
+    def add_threadsafe(self, key: Hashable, priority: int = URGENT) -> None:
+        """For reconciles (worker threads) that wake other keys."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.add, key, priority)
+
+    def forget(self, key: Hashable) -> None:
+        """The object is gone: no wake-ups or backoff memory stay behind."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._failures.pop(key, None)
+
+    def _wake(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def scheduled(self, key: Hashable) -> float | None:
+        """Seconds until `key`'s next wake-up (for tests and introspection)."""
+        timer = self._timers.get(key)
+        if timer is None or self._loop is None:
+            return None
+        return max(0.0, timer.when() - self._loop.time())
+
+    # --- working -----------------------------------------------------------------------------
+    async def _next(self) -> Hashable:
+        while True:
+            while self._heap:
+                priority, _, key = heapq.heappop(self._heap)
+                if self._queued.get(key) == priority:
+                    del self._queued[key]
+                    return key
+            self._ready.clear()
+            await self._ready.wait()
+
+    def next_backoff(self, key: Hashable) -> float:
+        """The delay before retrying `key` after one more failure."""
+        n = self._failures.get(key, 0) + 1
+        self._failures[key] = n
+        return min(self.max_backoff, self.base_backoff * 2 ** (n - 1))
+
+    async def _worker(self, pool: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            key = await self._next()
+            self._active.add(key)
+            try:
+                call = functools.partial(contextvars.copy_context().run, self.process, key)
+                delay = await loop.run_in_executor(pool, call)
+                self._failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = self.next_backoff(key)
+                log.exception("%s: reconciling %s failed; retrying in %.1fs", self.name, key, delay)
+            finally:
+                self._active.discard(key)
+                self.processed += 1
+            if delay is None:
+                delay = self.resync * random.uniform(0.9, 1.1)  # jitter: resyncs do not come in waves
+            if delay < 0:
+                self.forget(key)
+            else:
+                self.add_after(key, delay)
+            again = self._dirty.pop(key, None)
+            if again is not None:
+                self.add(key, again)
+
+    async def run(self, workers: int) -> None:
+        """Run until cancelled, with `workers` reconciles at most at once."""
+        self._loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"reconcile-{self.name}")
+        tasks = [
+            asyncio.create_task(self._worker(pool), name=f"{self.name}-worker-{i}") for i in range(workers)
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for timer in self._timers.values():
+                timer.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+GONE = -1.0
+"""What a reconcile returns when the object no longer exists: forget the key."""

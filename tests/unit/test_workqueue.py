@@ -1,0 +1,159 @@
+"""The controller work queue: coalescing, per-key exclusivity, wake-ups from the plan, backoff, priority."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelops.controllers.workqueue import GONE, NEW, URGENT, WorkQueue
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_events_for_one_key_coalesce_while_it_waits():
+    seen: list[str] = []
+
+    async def main() -> None:
+        q = WorkQueue("t", lambda k: seen.append(k) or GONE, resync=60)
+        for _ in range(50):
+            q.add("a")
+        q.add("b")
+        assert len(q) == 2
+        task = asyncio.create_task(q.run(2))
+        await until(lambda: len(seen) == 2)
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    run(main())
+    assert sorted(seen) == ["a", "b"]
+
+
+def test_a_key_is_never_processed_twice_at_once_and_an_add_during_processing_is_not_lost():
+    running: set[str] = set()
+    overlaps: list[str] = []
+    calls: list[str] = []
+    release = threading.Event()
+
+    def process(key: str) -> float:
+        if key in running:
+            overlaps.append(key)
+        running.add(key)
+        calls.append(key)
+        if len(calls) == 1:
+            release.wait(5)
+        running.discard(key)
+        return GONE
+
+    async def main() -> None:
+        q = WorkQueue("t", process, resync=60)
+        q.add("a")
+        task = asyncio.create_task(q.run(4))
+        await until(lambda: len(calls) == 1)
+        q.add("a")  # arrives while "a" is being processed by one worker; three others are idle
+        q.add("a")
+        await asyncio.sleep(0.05)
+        assert len(calls) == 1
+        release.set()
+        await until(lambda: len(calls) == 2)
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    run(main())
+    assert overlaps == [] and calls == ["a", "a"]
+
+
+def test_the_plan_decides_the_next_wake_up_and_the_latest_decision_wins():
+    times: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        answers = iter([0.2, 30.0])
+
+        def process(_: str) -> float:
+            times.append(loop.time())
+            return next(answers, GONE)
+
+        q = WorkQueue("t", process, resync=60)
+        q.add("a")
+        task = asyncio.create_task(q.run(1))
+        await until(lambda: len(times) == 2)
+        assert times[1] - times[0] >= 0.19
+        assert q.scheduled("a") == pytest.approx(30.0, abs=1.0)  # the second answer replaced the first
+        q.add_after("a", 0.01)
+        await until(lambda: len(times) == 3)
+        assert q.scheduled("a") is None  # GONE forgets the key
+        task.cancel()
+
+    run(main())
+
+
+def test_nothing_to_wait_for_means_the_slow_resync():
+    async def main() -> None:
+        q = WorkQueue("t", lambda _: None, resync=100)
+        q.add("a")
+        task = asyncio.create_task(q.run(1))
+        await until(lambda: q.scheduled("a") is not None)
+        assert 89 <= q.scheduled("a") <= 111  # resync with jitter
+        task.cancel()
+
+    run(main())
+
+
+def test_failures_back_off_exponentially_up_to_a_cap():
+    q = WorkQueue("t", lambda _: None, resync=60, base_backoff=1, max_backoff=10)
+    assert [q.next_backoff("a") for _ in range(6)] == [1, 2, 4, 8, 10, 10]
+    assert q.next_backoff("b") == 1
+
+
+def test_a_failing_key_is_retried_until_it_succeeds():
+    outcomes = iter([RuntimeError, RuntimeError, RuntimeError, GONE])
+    calls: list[int] = []
+
+    def process(_: str) -> float:
+        calls.append(1)
+        r = next(outcomes)
+        if r is RuntimeError:
+            raise RuntimeError("api down")
+        return r
+
+    async def main() -> None:
+        q = WorkQueue("t", process, resync=60, base_backoff=0.01, max_backoff=0.02)
+        q.add("a")
+        task = asyncio.create_task(q.run(1))
+        await until(lambda: len(calls) == 4)
+        await until(lambda: q.scheduled("a") is None)
+        task.cancel()
+        assert q.next_backoff("a") == 0.01  # success forgot the failures
+
+    run(main())
+
+
+def test_existing_objects_go_before_a_burst_of_new_ones():
+    order: list[str] = []
+
+    async def main() -> None:
+        q = WorkQueue("t", lambda k: order.append(k) or GONE, resync=60)
+        for i in range(100):
+            q.add(f"new-{i}", NEW)
+        q.add("serving", URGENT)
+        q.add("new-5", URGENT)  # a change to a queued object raises its priority
+        task = asyncio.create_task(q.run(1))
+        await until(lambda: len(order) == 101)
+        task.cancel()
+
+    run(main())
+    assert order[:2] == ["serving", "new-5"]
+    assert order.count("new-5") == 1
