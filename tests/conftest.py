@@ -50,6 +50,8 @@ class ClusterHandle:
 
     kubeconfig: Path
     kind: str  # "local", "existing" or "kind"
+    audit_log: Path | None = None
+    """The API server's audit log (local clusters only): what the operator asked for, by verb."""
 
     @property
     def simulated(self) -> bool:
@@ -81,7 +83,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
         from tests.cluster.localcluster import LocalCluster
 
         local = LocalCluster().start()
-        handle = ClusterHandle(local.kubeconfig, "local")
+        handle = ClusterHandle(local.kubeconfig, "local", local.audit_log)
 
         def stop() -> None:
             failed = request.session.testsfailed > 0

@@ -72,6 +72,21 @@ CONTROLLERS = (
 _STOP_GRACE = 10.0
 # Stopped tier by tier: clients first, then the API server (which drains requests), etcd last.
 # Stopped together, etcd goes first and the API server hangs until SIGKILL.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    users: [system:kube-controller-manager, system:kube-scheduler, system:apiserver, kwok-controller]
+  - level: None
+    userGroups: [system:nodes, "system:serviceaccounts:kube-system"]
+  - level: None
+    resources: [{group: coordination.k8s.io, resources: [leases]}]
+  - level: Metadata
+"""
+"""Tests count the operator's requests by verb from this log (its user agent names it)."""
+
 _STOP_TIERS = (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",), ("etcd",))
 
 
@@ -402,6 +417,7 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._audit_flags(),
                 # Only loopback is advertised, which Endpoints validation rejects; no pod could reach
                 # the API through the kubernetes Service anyway (kwok runs no containers).
                 "--endpoint-reconciler-type=none",
@@ -553,6 +569,25 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise ClusterError(f"timed out waiting for {what}; component logs in {self.logs}")
             time.sleep(0.2)
+
+    # -- audit --------------------------------------------------------------------------------------
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON audit event per line: every request except the control plane's own and kwok's."""
+        return self.logs / "audit.log"
+
+    def _audit_flags(self) -> list[str]:
+        policy = self.directory / "pki" / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
+            "--audit-log-maxsize=200",
+        ]
 
     # -- probes ---------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import kubectl
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
 from tests.support.traffic import IrisTraffic
@@ -217,22 +218,79 @@ def test_prometheus_outage_is_reported_and_never_retrains(
         op.stop()
 
 
+def deny_children(kubeconfig: str, namespace: str) -> str:
+    """Fault injected from outside: the API server refuses every child a policy makes in `namespace`.
+
+    A ValidatingAdmissionPolicy (CEL, built into the API server) matching the label the
+    operator puts on children; nothing in the operator knows about it.
+    """
+    name = f"deny-children-{namespace}"[:63]
+    manifest = f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [modelops.dev]
+        apiVersions: [v1alpha1]
+        operations: [CREATE]
+        resources: [modelversions]
+  validations:
+    - expression: "!has(object.metadata.labels) || !('modelops.dev/policy' in object.metadata.labels)"
+      message: "fault injected by the test: no children"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{kubernetes.io/metadata.name: {namespace}}}
+"""
+    kubectl(kubeconfig, "apply", "-f", "-", input=manifest)
+    probe = f"""
+apiVersion: modelops.dev/v1alpha1
+kind: ModelVersion
+metadata: {{name: probe, namespace: {namespace}, labels: {{modelops.dev/policy: probe}}}}
+spec:
+  model: probe
+  training: {{dataset: {{uri: "sklearn:iris"}}, estimator: {{class: LogisticRegression}}}}
+"""
+
+    def refused() -> bool:
+        r = kubectl(kubeconfig, "create", "--dry-run=server", "-f", "-", input=probe, check=False)
+        return r.returncode != 0 and "fault injected" in r.stderr
+
+    eventually(refused, timeout=30, what="the admission policy to take effect")
+    return name
+
+
 def test_operator_killed_between_deciding_and_creating_makes_exactly_one_child(
     mvs, kubelet, policies, prometheus, cluster, namespace, crds, tmp_path
 ):
     env = {"MODELOPS_PROMETHEUS_URL": prometheus.url}
-    op = OperatorProcess(str(cluster.kubeconfig), namespace, tmp_path, **env).start()
+    kubeconfig = str(cluster.kubeconfig)
+    op = OperatorProcess(kubeconfig, namespace, tmp_path, **env).start()
+    denial = None
     try:
         serve_champion(mvs, kubelet)
-        op.stop()
-        crashing = OperatorProcess(
-            str(cluster.kubeconfig), namespace, tmp_path, MODELOPS_CRASH_AT="before-child", **env
-        ).start()
+        denial = deny_children(kubeconfig, namespace)
         policies.create("iris")
         policies.annotate("iris", "modelops.dev/retrain", "now")
-        eventually(lambda: crashing.proc.poll() is not None, timeout=60, what="the operator to crash")
-        pending = policies.status("iris").get("pending")
-        assert pending and policies.children("iris") == [], "the decision is recorded, the child not yet made"
+        pending = eventually(
+            lambda: policies.status("iris").get("pending"), timeout=60, what="the decision to be recorded"
+        )
+        eventually(
+            lambda: "fault injected" in op.log.read_text(), timeout=30, what="the refused create to be tried"
+        )
+        op.kill()  # dies with the decision written and its child refused: the worst moment
+        assert policies.children("iris") == [], "the decision is recorded, the child not yet made"
+        kubectl(kubeconfig, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", denial)
+        denial = None
         op.start()
         child = eventually(lambda: policies.children("iris"), timeout=60, what="the child after restart")
         assert [c["metadata"]["name"] for c in child] == [pending["child"]]
@@ -243,4 +301,12 @@ def test_operator_killed_between_deciding_and_creating_makes_exactly_one_child(
         assert len(policies.children("iris")) == 1
         assert policies.status("iris")["history"][0]["child"] == pending["child"]
     finally:
+        if denial:
+            kubectl(
+                kubeconfig,
+                "delete",
+                "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                denial,
+                check=False,
+            )
         op.stop()

@@ -1,0 +1,258 @@
+"""How the operator scales: N ModelVersions on one operator process, on the local cluster.
+
+For each N: create N versions (one model each, so each becomes a champion) at a fixed rate,
+let kwok hold their pods and tests/support/simulate.py play trainer and kubelet, then count
+the operator's requests in the API server's audit log by verb (its user agents are
+`modelops-operator/…` and Kopf's `kopf/…`) during a steady window, and read its RSS and CPU
+from /proc. Writes bench/results/operator-scale-<date>.json and operator-scale-latest.md.
+
+    python bench/operator_scale.py --sizes 100 1000 --steady 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "operator"))
+
+from kubernetes import client, config, watch  # noqa: E402
+
+from tests.cluster.localcluster import LocalCluster  # noqa: E402
+from tests.support.operator import OperatorProcess  # noqa: E402
+from tests.support.simulate import Simulator, modelversion  # noqa: E402
+
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+AGENTS = ("modelops-operator/", "kopf/")
+BEFORE = {
+    "writes_per_min_100_serving": 1760,
+    "reads_per_min_100_serving": 3500,
+    "cpu_s_per_min_100_serving": 14,
+    "create_to_job_p50_s_1000": 46,
+    "create_to_job_p99_s_1000": 102,
+    "rss_mib_1000": 177,
+}
+"""The figures measured before the controller core (issue 9), with the 10 s timer."""
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS MiB, CPU seconds) of a process and its children threads."""
+    rss = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def operator_pid(op: OperatorProcess) -> int:
+    """The python process itself (the Popen is the session leader running it)."""
+    assert op.proc is not None
+    return op.proc.pid
+
+
+def audit_counts(path: Path, namespace: str, since: float, until: float) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    with path.open() as fh:
+        for line in fh:
+            ev = json.loads(line)
+            if ev.get("stage") != "ResponseComplete" or not str(ev.get("userAgent", "")).startswith(AGENTS):
+                continue
+            ref = ev.get("objectRef") or {}
+            if ref.get("namespace") not in (namespace, None):
+                continue
+            t = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+            if since <= t < until:
+                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                counts[f"{ev['verb']} {ref.get('resource')}{sub}"] += 1
+    return counts
+
+
+class JobWatch(threading.Thread):
+    """Records when each training Job appears, as seen by a watch (monotonic clock)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.batch = client.BatchV1Api(api)
+        self.ns = namespace
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        w = watch.Watch()
+        while not self.stop.is_set():
+            for ev in w.stream(self.batch.list_namespaced_job, self.ns, timeout_seconds=5):
+                name = ev["object"].metadata.name
+                self.seen.setdefault(name.removesuffix("-train"), time.monotonic())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_size(
+    cluster: LocalCluster, api: client.ApiClient, n: int, rate: float, steady: float, workdir: Path
+) -> dict[str, Any]:
+    ns = f"scale-{n}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": ns}})
+    time.sleep(2)
+    op = OperatorProcess(str(cluster.kubeconfig), ns, workdir, MODELOPS_PROMETHEUS_URL="http://127.0.0.1:9")
+    op.start()
+    custom = client.CustomObjectsApi(api)
+    jobs = JobWatch(api, ns)
+    jobs.start()
+    sim = Simulator(api, ns)
+    stop_sim = threading.Event()
+    last_report = [0.0]
+
+    def simulate() -> None:
+        while not stop_sim.is_set():
+            before = len(sim.reported)
+            sim.step()
+            if len(sim.reported) != before:
+                last_report[0] = time.monotonic()
+            time.sleep(0.5)
+
+    time.sleep(5)  # the operator's watches are up
+    sim_thread = threading.Thread(target=simulate, daemon=True)
+    sim_thread.start()
+    small = {"resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}
+    created: dict[str, float] = {}
+    start = time.monotonic()
+    for i in range(n):
+        name = f"m{i}-v1"
+        body = modelversion(name, f"m{i}")
+        body["spec"]["training"].update(small)
+        body["spec"]["serving"].update(small)
+        created[name] = time.monotonic()
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", body)
+        delay = start + (i + 1) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    create_seconds = time.monotonic() - start
+    names = list(created)
+    deadline = time.monotonic() + max(900, n * 0.5)
+    while True:
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modelversions")["items"]
+        serving = sum(1 for i in items if (i.get("status") or {}).get("phase") == "Serving")
+        if serving == n or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    all_serving_at = time.monotonic()
+    stop_sim.set()
+    latencies = [jobs.seen[k] - created[k] for k in names if k in jobs.seen]
+    time.sleep(10)  # echoes of the last promotions settle
+    pid = operator_pid(op)
+    _rss0, cpu0 = proc_stats(pid)
+    t0 = time.time()
+    time.sleep(steady)
+    t1 = time.time()
+    rss1, cpu1 = proc_stats(pid)
+    time.sleep(2)  # the audit log flushes once a second
+    counts = audit_counts(cluster.audit_log, ns, t0, t1)
+    minutes = (t1 - t0) / 60
+    writes = sum(v for k, v in counts.items() if k.split()[0] in WRITES)
+    reads = sum(v for k, v in counts.items() if k.split()[0] in ("get", "list"))
+    op.stop()
+    jobs.stop.set()
+    result = {
+        "n": n,
+        "rate_per_s": rate,
+        "create_seconds": round(create_seconds, 1),
+        "jobs_seen": len(latencies),
+        "create_to_job_p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "create_to_job_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
+        "serving": serving,
+        "all_serving_after_last_report_s": round(all_serving_at - last_report[0], 1),
+        "steady_minutes": round(minutes, 2),
+        "steady_writes_per_min": round(writes / minutes, 2),
+        "steady_reads_per_min": round(reads / minutes, 2),
+        "steady_requests_by_verb": dict(counts),
+        "operator_rss_mib": round(rss1, 1),
+        "operator_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
+        "loadavg": os.getloadavg(),
+    }
+    print(json.dumps(result), flush=True)
+    core.delete_namespace(ns)
+    return result
+
+
+def write_results(results: list[dict[str, Any]]) -> Path:
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    (out / f"operator-scale-{stamp}.json").write_text(
+        json.dumps({"before": BEFORE, "results": results}, indent=2)
+    )
+    lines = [
+        f"# Operator scale ({stamp}, 2 cores; kwok nodes, simulated trainer reports and server readiness)",
+        "",
+        "| versions | create→Job p50 / p99 | all Serving after last report | steady writes/min | steady reads/min | operator CPU s/min | RSS MiB | load avg (1/5/15 min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        load = "/".join(f"{x:.1f}" for x in r["loadavg"])
+        lines.append(
+            f"| {r['n']} | {r['create_to_job_p50_s']} s / {r['create_to_job_p99_s']} s | "
+            f"{r['all_serving_after_last_report_s']} s ({r['serving']}/{r['n']}) | {r['steady_writes_per_min']} | "
+            f"{r['steady_reads_per_min']} | {r['operator_cpu_s_per_min']} | {r['operator_rss_mib']} | {load} |"
+        )
+    lines += [
+        "",
+        "Before (10 s timer, issue 9): 100 Serving → 1,760 writes/min, 3,500 reads/min, 14 CPU-s/min; "
+        "1,000 created at 15/s → create→Job p50 46 s, p99 102 s; RSS 177 MiB at 1,000.",
+    ]
+    md = out / "operator-scale-latest.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rate", type=float, default=20.0, help="creates per second")
+    parser.add_argument("--steady", type=float, default=300.0, help="seconds of steady state to count")
+    args = parser.parse_args()
+    subprocess.run(["kubectl", "version", "--client"], check=True, capture_output=True)
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"modelops-scale-{os.getpid()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    with LocalCluster() as cluster:
+        subprocess.run(
+            [
+                "kubectl",
+                f"--kubeconfig={cluster.kubeconfig}",
+                "apply",
+                "--server-side",
+                "-f",
+                str(ROOT / "crds"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        time.sleep(3)
+        for n in args.sizes:
+            results.append(run_size(cluster, api, n, args.rate, args.steady, workdir))
+    print(write_results(results).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Plays the trainer and the kubelet for many versions at once (scale tests and the benchmark).
+
+kwok holds the operator's pods (tests/cluster/kwok/modelops.yaml); this finishes each held
+trainer pod with a report written exactly as the real trainer writes it (its patch body,
+bound to the Job's uid) and makes server pods Ready. Nothing in the operator knows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from modelops.api.modelversion import TrainingResult
+from modelops.trainer.report import Target, patch_body
+from tests.support.kubelet import READY, RESULT
+
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+SELECTOR = "app.kubernetes.io/managed-by=modelops"
+
+
+def modelversion(name: str, model: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelVersion",
+        "metadata": {"name": name},
+        "spec": {
+            "model": model,
+            "training": {
+                "dataset": {"uri": "sklearn:iris"},
+                "estimator": {"class": "LogisticRegression"},
+                "backoffLimit": 0,
+            },
+            "validation": {"gates": [{"metric": "accuracy", "min": 0.5}]},
+            "serving": {"drainSeconds": 0},
+            **spec,
+        },
+    }
+
+
+def report(name: str, job_uid: str) -> dict[str, Any]:
+    result = TrainingResult.model_validate(
+        {
+            "succeeded": True,
+            "metrics": {"accuracy": 0.95},
+            "datasetDigest": "sha256:" + "0" * 64,
+            "artifact": {"uri": f"pvc://modelops-artifacts/{name}/model.skops", "sha256": "ab" * 32},
+        }
+    )
+    return patch_body(result, Target(name=name, namespace="", job_uid=job_uid))
+
+
+class Simulator:
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.ns = namespace
+        self.reported: set[str] = set()
+        self.finished: set[str] = set()
+        self.readied: set[str] = set()
+
+    def step(self) -> int:
+        """One pass over the held pods; returns how many were moved on."""
+        moved = 0
+        jobs = {
+            j.metadata.name: j for j in self.batch.list_namespaced_job(self.ns, label_selector=SELECTOR).items
+        }
+        pods = self.core.list_namespaced_pod(self.ns, label_selector=SELECTOR).items
+        for pod in pods:
+            labels, ann = pod.metadata.labels or {}, pod.metadata.annotations or {}
+            version, component = labels.get("modelops.dev/version"), labels.get("app.kubernetes.io/component")
+            if pod.status.phase != "Running" or not version:
+                continue
+            if component == "trainer" and pod.metadata.name not in self.finished:
+                job = jobs.get(f"{version}-train")
+                if job is None:
+                    continue
+                if version not in self.reported:
+                    self._patch_status(version, report(version, job.metadata.uid))
+                    self.reported.add(version)
+                self._annotate(pod.metadata.name, {RESULT: "Succeeded"})
+                self.finished.add(pod.metadata.name)
+                moved += 1
+            elif component == "server" and pod.metadata.name not in self.readied and READY not in ann:
+                self._annotate(pod.metadata.name, {READY: "true"})
+                self.readied.add(pod.metadata.name)
+                moved += 1
+        return moved
+
+    def run_until(self, names: Iterable[str], phase: str, timeout: float) -> float:
+        """Step until every named version reaches `phase`; returns the seconds it took."""
+        wanted, started = set(names), time.monotonic()
+        while True:
+            self.step()
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions")[
+                "items"
+            ]
+            phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
+            if all(phases.get(n) == phase for n in wanted):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                behind = sorted(n for n in wanted if phases.get(n) != phase)
+                raise AssertionError(
+                    f"{len(behind)} not {phase} after {timeout}s, e.g. {behind[:5]}: "
+                    f"{[phases.get(n) for n in behind[:5]]}"
+                )
+            time.sleep(0.5)
+
+    def _patch_status(self, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, self.ns, "modelversions", name, body
+        )
+
+    def _annotate(self, pod: str, annotations: dict[str, str]) -> None:
+        try:
+            self.core.patch_namespaced_pod(pod, self.ns, {"metadata": {"annotations": annotations}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
