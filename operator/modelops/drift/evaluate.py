@@ -23,7 +23,7 @@ import numpy as np
 from modelops.api.modelversion import Bin
 from modelops.api.retrainpolicy import DriftTrigger, PerformanceTrigger
 
-from .scores import Band, Correction, Method, decide, drift_statistics, psi_band
+from .scores import Band, Correction, Method, decide, distances, drift_statistics, normalise, psi_band
 
 Span = Literal["interval", "window"]
 SPAN_LABEL = "span"
@@ -405,6 +405,57 @@ def evaluate_drift(
         correction=trigger.correction,
         reference_samples=reference_samples,
     )
+
+
+# --- how fast a step change is acted on ----------------------------------------------------------
+
+
+def mixture_fraction(
+    reference: Sequence[float], shifted: Sequence[float], method: Method, threshold: float
+) -> float | None:
+    """The least share f of post-change rows in a judged sample for its score to reach `threshold`.
+
+    A sample that straddles a step change is the mixture (1 - f) x reference + f x shifted; every
+    score here grows with f, so bisection finds the crossing. None when even f = 1 stays below
+    the threshold (the shift is too small ever to be called). Large-n limit: no smoothing, and
+    the test is assumed to reject (true once n is well above minSamples for such shifts).
+    """
+    e = np.asarray(normalise(reference, "reference"))
+    q = np.asarray(normalise(shifted, "shifted"))
+
+    def at(f: float) -> float:
+        return float(distances(method, e, (1 - f) * e + f * q))
+
+    if at(1.0) < threshold:
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if at(mid) < threshold else (lo, mid)
+    return hi
+
+
+def evaluations_to_act(
+    interval: float, look_back: float, consecutive: int, fraction: float
+) -> tuple[int, int]:
+    """(best, worst) count of evaluations after a step change until a policy acts on it.
+
+    `look_back` is the span of data judged: the interval when the newest interval alone holds
+    `minSamples` (then each evaluation judges data no other evaluation judged), else the window.
+    Evaluation k after the step judges a sample whose post-change share is
+    f_k = min(1, (k - 1 + phi) x interval / look_back), phi in (0, 1] the part of the first
+    interval after the step. It is Drifted from the least k >= fraction x look_back / interval
+    + 1 - phi on, and the policy acts `consecutive - 1` evaluations later:
+        best (phi = 1):  ceil(fraction x look_back / interval) + consecutive - 1
+        worst (phi → 0): one evaluation more.
+    Newest interval (look_back = interval): `consecutive` or `consecutive + 1` evaluations.
+    Window of 10 intervals and a shift that needs 35 % new data: first called at the 4th or 5th
+    evaluation, acted on at the 5th or 6th with `consecutive: 2` (issue 14 saw the 4th and 5th).
+    """
+    if interval <= 0 or look_back < interval or consecutive < 1 or not 0 < fraction <= 1:
+        raise ValueError("need interval > 0, look_back >= interval, consecutive >= 1, 0 < fraction <= 1")
+    best = max(1, math.ceil(fraction * look_back / interval - 1e-9))
+    return best + consecutive - 1, best + consecutive
 
 
 def online_metric(
