@@ -88,3 +88,29 @@ def test_min_samples_default_is_where_a_threshold_sized_drift_is_usually_seen():
     assert power_at(trig.min_samples // 2, 10, trig.threshold, trig.alpha) < 0.5
     # and Pearson's approximation is comfortable there: 10 expected live rows per bin
     assert trig.min_samples / 10 >= 5
+
+
+def test_the_simulation_judges_like_the_operator():
+    """`alarms` (vectorised) and `evaluate_features` (what the controller calls) agree draw by draw."""
+    from modelops.api.modelversion import Bin
+    from modelops.drift.evaluate import evaluate_features
+    from modelops.prometheus import Sample
+
+    rng = np.random.default_rng(11)
+    ref, live = simulate(rng, draws=60, n=150, bins=10, reference_size=200, shift=0.6, features=2)
+    fast = alarms(ref, live, alpha=ALPHA)
+    edges = [float(e) for e in range(1, 10)]  # any 9 ascending edges: only the counts matter here
+    les = [f"{e:g}" for e in edges] + ["+Inf"]
+    for d in range(60):
+        reference = {
+            f"f{i}": Bin(edges=edges, shares=list(ref[d, i] / ref[d, i].sum()), samples=int(ref[d, i].sum()))
+            for i in range(2)
+        }
+        samples = [
+            Sample({"feature": f"f{i}", "le": le}, float(c))
+            for i in range(2)
+            for le, c in zip(les, np.cumsum(live[d, i]), strict=True)
+        ]
+        ev = evaluate_features(reference, samples, [], "psi", 0.25, 100, alpha=ALPHA)
+        assert (ev.result == "Drifted") == bool(fast[d])
+    assert 0 < fast.sum() < 60  # both verdicts occur

@@ -250,3 +250,33 @@ def test_evaluate_online_floor_ceiling_unknown():
     assert w["metric"] == "accuracy" and w["value"] == 0.7 and w["floor"] == 0.8
     assert "0.7" in evaluate_online(floor, 100, 70, None).summary()
     assert math.isclose(evaluate_online(ceiling, 10, None, 10.0).value, 1.0)
+
+
+def test_reference_size_comes_from_the_bin_then_the_caller_then_the_live_count():
+    # 200 live rows, 60/40/50/50 against 25/50/12.5/12.5 %: how sure we are depends on the reference size
+    live = buckets("x", {"1": 60, "2.5": 100, "1e+06": 150, "+Inf": 200})
+    p_unknown = evaluate_features({"x": NUMERIC}, live, [], "psi", 0.1, 10).features["x"].p_value
+    p_caller = evaluate_features({"x": NUMERIC}, live, [], "psi", 0.1, 10, reference_samples=5000)
+    p_bin = evaluate_features(
+        {"x": Bin(edges=NUMERIC.edges, shares=NUMERIC.shares, samples=40)},
+        live,
+        [],
+        "psi",
+        0.1,
+        10,
+        reference_samples=5000,
+    )
+    assert p_caller.features["x"].p_value < p_unknown < p_bin.features["x"].p_value
+
+
+def test_evaluate_drift_passes_alpha_and_correction():
+    trig = DriftTrigger(threshold=0.01, alpha=0.2, correction="bonferroni", min_samples=10)
+    live = buckets("x", {"1": 20, "2.5": 40, "1e+06": 45, "+Inf": 50})
+    ev = evaluate_drift(trig, {"x": SIZED}, live, [])
+    assert (ev.alpha, ev.correction) == (0.2, "bonferroni")
+    assert ev.features["x"].result == "Drifted"  # p ≈ 0.1: significant at 0.2, not at the default 0.01
+    assert (
+        evaluate_drift(DriftTrigger(threshold=0.01, min_samples=10), {"x": SIZED}, live, []).result
+        == "Stable"
+    )
+    assert "alpha 0.2" in ev.summary() and "p=" in ev.summary()
