@@ -38,8 +38,8 @@ def _newest_and_window(
 
     The window uses `increase()`, which is reset-safe but extrapolates to the range's ends (by up
     to range / (range - scrape interval); 2.5 % for 10m at a 15s scrape). Over one short
-    interval that would inflate the counts, and with them the chi-square statistic, by a third
-    at 60s, so the newest interval is the exact difference of each series' counter over
+    interval that would inflate the counts, and with them the chi-square statistic, by up to a
+    third (60s at a 15s scrape), so the newest interval is the exact difference of each series' counter over
     `offset interval`, clamped at 0: a series that restarted in the interval, or did not exist at
     its start, contributes nothing for that interval (fewer samples, never made-up ones).
     """

@@ -248,7 +248,7 @@ QUANTILE_SLACK = 2.0
 """Reference rows per bin of extra uncertainty for quantile bins; see `reference_weight`."""
 
 
-def reference_weight(reference_samples: float, bins: int, quantile: bool) -> float:
+def reference_weight(reference_samples: float | np.ndarray, bins: int, quantile: bool) -> float | np.ndarray:
     """How many multinomial rows the reference counts as in the test: N, or N·m/(m + 2) for quantile bins.
 
     Quantile edges fix every reference bin at m = N/k rows, and the unknown true mass of a bin
@@ -261,10 +261,9 @@ def reference_weight(reference_samples: float, bins: int, quantile: bool) -> flo
     (m = 100: 2 %). The constant is chosen by that simulation, not derived. Categorical
     references are plain multinomial counts and keep N.
     """
-    if not quantile or reference_samples <= 0:
-        return float(reference_samples)
-    m = reference_samples / bins
-    return float(reference_samples) * m / (m + QUANTILE_SLACK)
+    n = np.asarray(reference_samples, dtype=np.float64)
+    weight = n * (n / bins) / (n / bins + QUANTILE_SLACK) if quantile else n
+    return float(weight) if weight.ndim == 0 else weight
 
 
 def distances(
@@ -319,9 +318,8 @@ def drift_statistics(
             categorical=categorical,
         )
     n_ref = r.sum(axis=-1, keepdims=True)
-    if quantile:  # reference_weight, vectorised: N·m/(m + slack) with m = N/k
-        m = n_ref / r.shape[-1]
-        r = r * m / (m + QUANTILE_SLACK)
+    weight = reference_weight(n_ref, r.shape[-1], quantile)
+    r = r * np.divide(weight, n_ref, out=np.zeros_like(n_ref), where=n_ref > 0)
     _, _, p = homogeneity_test(r, a)
     return value, p
 
