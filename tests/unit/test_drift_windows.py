@@ -47,6 +47,16 @@ def test_without_interval_the_query_is_the_window_as_before():
     )
 
 
+def test_with_interval_the_query_adds_the_exact_newest_counts_labelled_by_span():
+    q = promql.feature_categories("iris", "iris-v1", "10m", interval="60s")
+    series = 'modelops_server_feature_category_total{model="iris",version="iris-v1"}'
+    newest = f"sum by (feature, category) (clamp_min({series} - {series} offset 60s, 0))"
+    whole = f"sum by (feature, category) (increase({series}[10m]))"
+    assert q == (
+        f'label_replace({newest}, "span", "interval", "", "") or label_replace({whole}, "span", "window", "", "")'
+    )
+
+
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian: apt-get install prometheus)")
 def test_the_union_query_on_real_promql(tmp_path: Path):
     """promtool evaluates the query: the newest interval counts exactly the rows that arrived in it
