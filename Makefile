@@ -53,4 +53,7 @@ test: deps venv cluster-binaries lint ## The whole suite: lint, unit, integratio
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)
 	$(PY) bench/serve_bench.py
 
-.PHONY: help venv deps demo cluster-binaries cluster-up cluster-down crds lint unit test bench
+drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
+	$(PY) bench/drift_power.py
+
+.PHONY: help venv deps demo cluster-binaries cluster-up cluster-down crds lint unit test bench drift-power

@@ -110,7 +110,10 @@ def test_stable_drifted_and_unknown_features():
     assert f["x"].result == "Stable" and f["x"].score == pytest.approx(0.0, abs=1e-12)
     assert f["x"].band == "none" and f["x"].samples == 40
     assert f["y"].result == "Drifted" and f["y"].band == "major"
-    assert f["y"].score == pytest.approx(psi(NUMERIC.shares, [1, 1, 1, 37]))
+    # PSI on Jeffreys-smoothed shares; NUMERIC records no size, so it counts as large as the live 40
+    smoothed_ref = [(s * 40 + 0.5) / 42 for s in NUMERIC.shares]
+    assert f["y"].score == pytest.approx(psi(smoothed_ref, [1.5 / 42, 1.5 / 42, 1.5 / 42, 37.5 / 42]))
+    assert f["y"].p_value < 1e-6 and f["x"].p_value == pytest.approx(1.0)
     assert f["colour"].result == "Stable" and f["colour"].samples == 40
     assert f["z"].result == "Unknown" and f["z"].score is None and f["z"].samples == 5
     assert ev.result == "Drifted"
@@ -156,16 +159,39 @@ def test_no_reference_at_all():
     assert ev.result == "Unknown" and ev.error and "no reference" in ev.summary()
 
 
+SIZED = Bin(edges=NUMERIC.edges, shares=NUMERIC.shares, samples=1000)
+
+
 @pytest.mark.parametrize("method", ["psi", "ks", "jensenShannon"])
 def test_threshold_is_inclusive_and_methods_score_the_same_bins(method):
-    live = buckets("x", {"1": 20, "2.5": 40, "1e+06": 45, "+Inf": 50})
-    counts = [20, 20, 5, 5]
-    expected = {"psi": psi, "ks": ks, "jensenShannon": jensen_shannon}[method](NUMERIC.shares, counts)
-    at = evaluate_features({"x": NUMERIC}, live, [], method, expected, 10).features["x"]
-    assert at.score == pytest.approx(expected) and at.result == "Drifted"
-    above = evaluate_features({"x": NUMERIC}, live, [], method, expected * 1.01, 10).features["x"]
+    # 500 samples shifted well beyond noise (p < 1e-6): the threshold alone decides
+    live = buckets("x", {"1": 200, "2.5": 400, "1e+06": 450, "+Inf": 500})
+    counts = [200, 200, 50, 50]
+    if method == "psi":  # both sides smoothed with half a count per bin (Jeffreys)
+        ref = [(s * 1000 + 0.5) / 1002 for s in NUMERIC.shares]
+        expected = psi(ref, [(c + 0.5) / 502 for c in counts])
+    else:
+        expected = {"ks": ks, "jensenShannon": jensen_shannon}[method](NUMERIC.shares, counts)
+    first = evaluate_features({"x": SIZED}, live, [], method, expected / 2, 10).features["x"]
+    assert first.score == pytest.approx(expected, rel=1e-12)
+    at = evaluate_features({"x": SIZED}, live, [], method, first.score, 10).features["x"]
+    assert at.result == "Drifted" and at.p_value < 1e-6 and at.span == "window"
+    above = evaluate_features({"x": SIZED}, live, [], method, first.score * 1.01, 10).features["x"]
     assert above.result == "Stable"
     assert (at.band is not None) == (method == "psi")
+
+
+@pytest.mark.parametrize("method", ["psi", "ks", "jensenShannon"])
+def test_a_large_score_on_few_samples_is_not_drift(method):
+    # the same shares on 50 samples: X² ≈ 6 on 3 df (p ≈ 0.1), noise as far as the test can tell
+    live = buckets("x", {"1": 20, "2.5": 40, "1e+06": 45, "+Inf": 50})
+    f = evaluate_features({"x": SIZED}, live, [], method, 0.01, 10).features["x"]
+    assert f.score > 0.05 and 0.01 < f.p_value < 0.5
+    assert f.result == "Stable"
+    # a lenient alpha lets the same data through: the test, not the score, held it back
+    assert evaluate_features({"x": SIZED}, live, [], method, 0.01, 10, alpha=0.5).features["x"].result == (
+        "Drifted"
+    )
 
 
 def test_categorical_ks_uses_total_variation():
@@ -191,6 +217,8 @@ def test_feature_wire_keeps_nulls_for_merge_patch():
         "result": "Unknown",
         "band": None,
         "error": None,
+        "pValue": None,
+        "span": None,
     }
 
 
@@ -222,3 +250,33 @@ def test_evaluate_online_floor_ceiling_unknown():
     assert w["metric"] == "accuracy" and w["value"] == 0.7 and w["floor"] == 0.8
     assert "0.7" in evaluate_online(floor, 100, 70, None).summary()
     assert math.isclose(evaluate_online(ceiling, 10, None, 10.0).value, 1.0)
+
+
+def test_reference_size_comes_from_the_bin_then_the_caller_then_the_live_count():
+    # 200 live rows, 60/40/50/50 against 25/50/12.5/12.5 %: how sure we are depends on the reference size
+    live = buckets("x", {"1": 60, "2.5": 100, "1e+06": 150, "+Inf": 200})
+    p_unknown = evaluate_features({"x": NUMERIC}, live, [], "psi", 0.1, 10).features["x"].p_value
+    p_caller = evaluate_features({"x": NUMERIC}, live, [], "psi", 0.1, 10, reference_samples=5000)
+    p_bin = evaluate_features(
+        {"x": Bin(edges=NUMERIC.edges, shares=NUMERIC.shares, samples=40)},
+        live,
+        [],
+        "psi",
+        0.1,
+        10,
+        reference_samples=5000,
+    )
+    assert p_caller.features["x"].p_value < p_unknown < p_bin.features["x"].p_value
+
+
+def test_evaluate_drift_passes_alpha_and_correction():
+    trig = DriftTrigger(threshold=0.01, alpha=0.2, correction="bonferroni", min_samples=10)
+    live = buckets("x", {"1": 20, "2.5": 40, "1e+06": 45, "+Inf": 50})
+    ev = evaluate_drift(trig, {"x": SIZED}, live, [])
+    assert (ev.alpha, ev.correction) == (0.2, "bonferroni")
+    assert ev.features["x"].result == "Drifted"  # p ≈ 0.1: significant at 0.2, not at the default 0.01
+    assert (
+        evaluate_drift(DriftTrigger(threshold=0.01, min_samples=10), {"x": SIZED}, live, []).result
+        == "Stable"
+    )
+    assert "alpha 0.2" in ev.summary() and "p=" in ev.summary()

@@ -5,15 +5,22 @@ import math
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import ks_2samp
+from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
 
 from modelops.drift.scores import (
     EPS,
+    decide,
+    distances,
+    drift_statistics,
+    homogeneity_test,
+    jeffreys,
     jensen_shannon,
     ks,
     normalise,
     psi,
     psi_band,
+    reference_weight,
+    reject,
     score,
     total_variation,
 )
@@ -130,3 +137,97 @@ def test_bad_input_is_refused(expected, actual, match):
 
 def test_normalise():
     assert normalise([1, 3]) == [0.25, 0.75]
+
+
+# --- the test, the correction, the smoothing ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "live"),
+    [
+        ([30, 20, 0, 50], [10, 15, 3, 22]),  # a bin empty on one side only
+        ([100, 100, 100], [90, 120, 90]),
+        ([5, 0, 5, 10], [2, 0, 1, 30]),  # a bin empty on both sides: dropped, 2 df
+    ],
+)
+def test_homogeneity_test_is_pearsons_chi_square_of_the_two_row_table(reference, live):
+    stat, df, p = homogeneity_test(reference, live)
+    table = [[r, a] for r, a in zip(reference, live, strict=True) if r + a > 0]
+    want = chi2_contingency(np.array(table).T, correction=False)
+    assert float(stat) == pytest.approx(want.statistic) and int(df) == want.dof
+    assert float(p) == pytest.approx(want.pvalue)
+
+
+def test_homogeneity_test_vectorises_and_handles_empty_rows():
+    stat, _, p = homogeneity_test([[30, 20, 50], [10, 10, 10]], [[10, 15, 22], [0, 0, 0]])
+    assert float(p[0]) == pytest.approx(
+        chi2_contingency([[30, 20, 50], [10, 15, 22]], correction=False).pvalue
+    )
+    assert p[1] == 1.0 and stat[1] == 0.0  # no live data: nothing to reject
+
+
+def test_jeffreys_adds_half_a_count_per_bin():
+    assert jeffreys([0, 10, 10]).tolist() == pytest.approx([0.5 / 21.5, 10.5 / 21.5, 10.5 / 21.5])
+    # one empty live bin of 10: its weight follows the evidence (n), not a fixed 1e-4 floor
+    ref = jeffreys([1000.0] * 10)
+    floored = psi([0.1] * 10, [0, *[1 / 9] * 9])
+    assert floored == pytest.approx(0.70, abs=0.01)  # whatever n is
+    at_20 = psi(ref, jeffreys([0, *[20 / 9] * 9]))
+    at_100 = psi(ref, jeffreys([0, *[100 / 9] * 9]))
+    assert at_20 < 0.15 < at_100 < 0.35 < floored
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vectorised_distances_match_the_scalar_scores(seed):
+    rng = np.random.default_rng(seed)
+    e, a = rng.random((4, 7)), rng.random((4, 7))
+    a[:, seed] = 0.0
+    e, a = e / e.sum(axis=1, keepdims=True), a / a.sum(axis=1, keepdims=True)
+    for method in ("psi", "ks", "jensenShannon"):
+        got = distances(method, e, a)
+        assert got.tolist() == pytest.approx([score(method, ei, ai) for ei, ai in zip(e, a, strict=True)])
+    tv = distances("ks", e, a, categorical=True)
+    assert tv.tolist() == pytest.approx([total_variation(ei, ai) for ei, ai in zip(e, a, strict=True)])
+
+
+def test_benjamini_hochberg_matches_scipy_and_skips_unjudged_features():
+    rng = np.random.default_rng(3)
+    p = rng.random((500, 6)) ** 4
+    p[:, 2] = np.nan
+    got = reject(p, 0.05, "benjaminiHochberg")
+    for row, mask in zip(p, got, strict=True):
+        judged = ~np.isnan(row)
+        want = np.zeros(len(row), dtype=bool)
+        want[judged] = false_discovery_control(row[judged]) <= 0.05
+        assert mask.tolist() == want.tolist()
+    assert got.sum() > 100  # the comparison saw rejections, not only empty sets
+
+
+def test_bonferroni_and_none_by_hand():
+    p = [0.004, 0.02, 0.0021, np.nan]
+    assert reject(p, 0.01, "bonferroni").tolist() == [False, False, True, False]  # alpha / 3
+    assert reject(p, 0.01, "none").tolist() == [True, False, True, False]
+    # BH: sorted 0.0021 <= 1/3·0.01, 0.004 <= 2/3·0.01, 0.02 > 0.01
+    assert reject(p, 0.01, "benjaminiHochberg").tolist() == [True, False, True, False]
+    with pytest.raises(ValueError, match="alpha"):
+        reject(p, 1.0)
+
+
+def test_a_feature_drifts_only_when_effect_and_test_agree():
+    values = np.array([0.5, 0.5, 0.05, 0.05])
+    p = np.array([1e-6, 0.2, 1e-6, 0.2])
+    assert decide(values, p, 0.25, 0.01, "none").tolist() == [True, False, False, False]
+
+
+def test_reference_weight_only_discounts_quantile_bins():
+    assert reference_weight(1000, 10, quantile=False) == 1000
+    assert reference_weight(1000, 10, quantile=True) == pytest.approx(1000 * 100 / 102)
+    assert reference_weight(60, 20, quantile=True) == pytest.approx(60 * 3 / 5)
+
+
+def test_drift_statistics_counts_a_bigger_reference_as_more_certain():
+    live = np.array([40.0, 25, 20, 15])
+    small = drift_statistics("psi", np.array([25.0, 25, 25, 25]), live)
+    large = drift_statistics("psi", np.array([250.0, 250, 250, 250]), live)
+    assert large[1] < 0.01 < 0.05 < small[1]  # same shares, ten times the rows: significant
+    assert large[0] == pytest.approx(small[0])  # the effect size is the same

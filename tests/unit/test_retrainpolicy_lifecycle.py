@@ -190,6 +190,41 @@ def test_unknown_leaves_the_counter_and_never_triggers():
     assert w.step(drift()).trigger is not None
 
 
+def test_a_new_policy_warms_up_for_one_window_before_drift_counts():
+    w = World(spec=policy(window="10m"), created=NOW - timedelta(minutes=7))
+    for _ in range(3):  # minutes 7, 8, 9 after creation: the window still holds older traffic
+        p = w.step(drift())
+        assert p.trigger is None and w.status.consecutive_drifted == 0
+        assert w.cond("Evaluated")["reason"] == "WarmingUp"
+        assert "warming up until 2026-11-26T12:03:00Z" in w.cond("Evaluated")["message"]
+        assert "DriftDetected" not in [e[1] for e in p.events]
+        w.tick(minutes=1)
+    assert w.status.features["petal_length"].result == "Drifted"  # reported all the same
+    p = w.step(drift())  # minute 10: the first full window
+    assert w.cond("Evaluated")["reason"] == "Drifted" and w.status.consecutive_drifted == 1
+    w.tick(minutes=1)
+    assert w.step(drift()).trigger is not None
+
+
+def test_a_newly_promoted_champion_warms_up_for_drift_and_performance():
+    spec = policy(window="5m", triggers={"drift": {"consecutive": 1}, "performance": {"floor": 0.8}})
+    champion = VersionView(
+        "iris-v1",
+        "Serving",
+        created=CREATED,
+        champion=True,
+        timestamps={"promoted": ts(NOW - timedelta(minutes=2))},
+    )
+    w = World(spec=spec, versions=[champion])
+    assert w.step(drift()).trigger is None
+    w.tick(minutes=1)
+    assert w.step(online()).trigger is None
+    assert w.cond("Evaluated")["reason"] == "WarmingUp"
+    w.tick(minutes=2)  # promoted 5m ago: warmed up
+    p = w.step(online())
+    assert p.trigger is not None and p.trigger.reason == "performance"
+
+
 def test_a_stored_streak_alone_never_triggers_without_fresh_evidence():
     w = World()
     w.status = RetrainPolicyStatus(champion="iris-v1", consecutive_drifted=7)

@@ -151,9 +151,9 @@ def test_bin_index_has_prometheus_le_semantics():
 
 def test_numeric_bins_by_hand():
     ref = numeric_bins(np.array([1, 1, 1, 1, 2, 2, 2, 2, 3, 3]), bins=2)
-    assert ref == {"edges": [2.0], "shares": [0.8, 0.2]}  # median 2: the 2s are in the first bin
+    assert ref == {"edges": [2.0], "shares": [0.8, 0.2], "samples": 10}  # median 2: the 2s are in bin 1
     const = numeric_bins(np.array([5.0] * 7), bins=10)
-    assert const == {"edges": [5.0], "shares": [1.0, 0.0]}  # de-duplicated edges
+    assert const == {"edges": [5.0], "shares": [1.0, 0.0], "samples": 7}  # de-duplicated edges
     deciles = numeric_bins(np.arange(100.0), bins=10)
     assert len(deciles["edges"]) == 9 and deciles["edges"] == sorted(deciles["edges"])
     assert deciles["shares"] == pytest.approx([0.1] * 10)
@@ -163,6 +163,7 @@ def test_category_bins_keep_zero_share_categories():
     assert category_bins(["b", "a", "b", "b"], ["a", "b", "c"]) == {
         "categories": ["a", "b", "c"],
         "shares": [0.25, 0.75, 0.0],
+        "samples": 4,
     }
 
 

@@ -206,6 +206,10 @@ class Bin(StatusModel):
     edges: list[float] | None = None
     categories: list[str] | None = None
     shares: list[float]
+    samples: int | None = Field(
+        default=None,
+        description="Rows the shares were counted from; the drift test needs the reference's size.",
+    )
 
 
 class Artifact(StatusModel):

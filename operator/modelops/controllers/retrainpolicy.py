@@ -96,9 +96,12 @@ def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str) -> Evalua
             reference = champion.status.training.reference if champion.status.training else {}
             if not reference:
                 return Evaluation(error=f"champion {name} has no reference distribution to compare with")
-            buckets = query(url, promql.feature_buckets(model, name, window))
-            categories = query(url, promql.feature_categories(model, name, window))
-            drift = evaluate_drift(spec.triggers.drift, reference, buckets, categories)
+            buckets = query(url, promql.feature_buckets(model, name, window, interval=spec.interval))
+            categories = query(url, promql.feature_categories(model, name, window, interval=spec.interval))
+            rows = champion.status.training.rows.get("train") if champion.status.training else None
+            drift = evaluate_drift(
+                spec.triggers.drift, reference, buckets, categories, reference_samples=rows
+            )
         if spec.triggers.performance is not None:
             q = promql.feedback(model, name, window)
             online = evaluate_online(

@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from modelops.api.modelversion import Bin
 from modelops.api.retrainpolicy import DriftTrigger, PerformanceTrigger
 
-from .scores import Band, Method, psi_band, score
+from .scores import Band, Correction, Method, decide, distances, drift_statistics, normalise, psi_band
+
+Span = Literal["interval", "window"]
+SPAN_LABEL = "span"
 
 OTHER = "__other__"
 """The category label the server uses for values not seen at training time."""
@@ -150,6 +155,10 @@ class FeatureEval:
     band: Band | None = None
     """PSI band (none/moderate/major), for method psi only."""
     error: str | None = None
+    p_value: float | None = None
+    """Of the chi-square test against the reference, before the correction across features."""
+    span: Span | None = None
+    """The live data judged: the newest interval, or the whole window."""
 
     def wire(self) -> dict[str, Any]:
         """As written to status.features[name]; nulls kept so a merge patch clears old values."""
@@ -159,6 +168,8 @@ class FeatureEval:
             "result": self.result,
             "band": self.band,
             "error": self.error,
+            "pValue": None if self.p_value is None else float(f"{self.p_value:.4g}"),
+            "span": self.span,
         }
 
 
@@ -171,6 +182,8 @@ class DriftEvaluation:
     features: Mapping[str, FeatureEval] = field(default_factory=dict)
     error: str | None = None
     """Why nothing could be evaluated at all (e.g. the champion has no reference)."""
+    alpha: float = 0.01
+    correction: Correction = "benjaminiHochberg"
 
     @property
     def drifted(self) -> list[str]:
@@ -205,13 +218,18 @@ class DriftEvaluation:
         top = self.max_score
         head = f"{self.result.lower()}: max {self.method} {top:.3g}" if top is not None else "unknown"
         if self.drifted:
-            parts = ", ".join(f"{n}={self.features[n].score:.3g}" for n in self.drifted)
-            head += f" (threshold {self.threshold:g}; drifted {parts})"
+            parts = ", ".join(_drifted_part(n, self.features[n]) for n in self.drifted)
+            head += f" (threshold {self.threshold:g}, alpha {self.alpha:g}; drifted {parts})"
         unknown = sorted(n for n, f in self.features.items() if f.result == "Unknown")
         if unknown:
             why = {self.features[n].error or f"{self.features[n].samples} samples" for n in unknown}
             head += f"; unknown {', '.join(unknown)} ({'; '.join(sorted(why))})"
         return head
+
+
+def _drifted_part(name: str, f: FeatureEval) -> str:
+    text = f"{name}={f.score:.3g}" if f.score is not None else name
+    return text + (f" p={f.p_value:.2g}" if f.p_value is not None else "")
 
 
 def _by_feature(samples: Iterable[SampleLike]) -> dict[str, list[SampleLike]]:
@@ -223,29 +241,98 @@ def _by_feature(samples: Iterable[SampleLike]) -> dict[str, list[SampleLike]]:
     return out
 
 
+def reference_size(reference: Bin, fallback: float | None) -> float | None:
+    """Rows the reference shares were counted from: recorded in the Bin, else the caller's fallback."""
+    size = reference.samples if reference.samples is not None else fallback
+    return float(size) if size is not None and size > 0 else None
+
+
+def _split_spans(samples: Sequence[SampleLike]) -> dict[Span, list[SampleLike]]:
+    out: dict[Span, list[SampleLike]] = {"interval": [], "window": []}
+    for s in samples:
+        out["interval" if s.labels.get(SPAN_LABEL) == "interval" else "window"].append(s)
+    return out
+
+
 def evaluate_feature(
-    reference: Bin, samples: Sequence[SampleLike], method: Method, threshold: float, min_samples: int
+    reference: Bin,
+    samples: Sequence[SampleLike],
+    method: Method,
+    threshold: float,
+    min_samples: int,
+    *,
+    alpha: float = 0.01,
+    reference_samples: float | None = None,
 ) -> FeatureEval:
-    """Score one feature; any problem with the data makes it Unknown with the reason, never Drifted."""
+    """Score and test one feature on its own (no correction); see `evaluate_features`.
+
+    Any problem with the data makes it Unknown with the reason, never Drifted.
+    """
+    f = _measure(reference, samples, method, min_samples, reference_samples)
+    if f.score is None or f.p_value is None:
+        return f
+    drifted = bool(decide(np.array([f.score]), np.array([f.p_value]), threshold, alpha, "none")[0])
+    return _verdict(f, drifted)
+
+
+def _verdict(f: FeatureEval, drifted: bool) -> FeatureEval:
+    return FeatureEval(
+        score=f.score,
+        samples=f.samples,
+        result="Drifted" if drifted else "Stable",
+        band=f.band,
+        error=f.error,
+        p_value=f.p_value,
+        span=f.span,
+    )
+
+
+def _measure(
+    reference: Bin,
+    samples: Sequence[SampleLike],
+    method: Method,
+    min_samples: int,
+    reference_samples: float | None,
+) -> FeatureEval:
+    """Distance and p-value of one feature, result Unknown until the correction has run."""
     try:
-        if not samples:  # no traffic in the window: the server has not created the series yet
-            _check(reference)
+        _check(reference)
+        spans = _split_spans(samples)
+        if not spans["interval"] and not spans["window"]:  # no traffic: no series yet
             return FeatureEval(score=None, samples=0, result="Unknown")
-        counts, total = live_bins(reference, samples)
+        span: Span = "window"
+        counts, total = live_bins(reference, spans["window"]) if spans["window"] else ([], 0.0)
+        if spans["interval"]:
+            newest, newest_total = live_bins(reference, spans["interval"])
+            if round(newest_total) >= min_samples or not spans["window"]:
+                counts, total, span = newest, newest_total, "interval"
     except DriftDataError as e:
         return FeatureEval(score=None, samples=0, result="Unknown", error=str(e))
     n = round(total)
     if n < min_samples or total <= 0:
-        return FeatureEval(score=None, samples=n, result="Unknown")
-    try:
-        value = score(method, reference_shares(reference), counts, categorical=reference.edges is None)
-    except ValueError as e:
-        return FeatureEval(score=None, samples=n, result="Unknown", error=str(e))
+        return FeatureEval(score=None, samples=n, result="Unknown", span=span)
+    shares = reference_shares(reference)
+    if not math.isclose(math.fsum(shares), 1.0, rel_tol=1e-6) or any(x < 0 for x in shares):
+        return FeatureEval(None, n, "Unknown", error=f"reference shares do not sum to 1: {shares}", span=span)
+    # Unknown reference size (recorded before it was): count it as large as the live sample,
+    # which only makes the test more cautious than the truth unless the reference was smaller.
+    size = reference_size(reference, None) or reference_samples or total
+    categorical = reference.edges is None
+    value, p = drift_statistics(
+        method,
+        np.asarray(shares) * size,
+        np.asarray(counts),
+        categorical=categorical,
+        quantile=not categorical,
+    )
+    v = float(value)
     return FeatureEval(
-        score=value,
+        score=v,
         samples=n,
-        result="Drifted" if value >= threshold else "Stable",
-        band=psi_band(value) if method == "psi" else None,
+        result="Unknown",
+        band=psi_band(v) if method == "psi" else None,
+        p_value=float(p),
+        span=span,
     )
 
 
@@ -257,14 +344,28 @@ def evaluate_features(
     threshold: float,
     min_samples: int,
     features: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.01,
+    correction: Correction = "benjaminiHochberg",
+    reference_samples: float | None = None,
 ) -> DriftEvaluation:
-    """Every watched feature (default: all in the reference) scored against its reference.
+    """Every watched feature (default: all in the reference) scored and tested against its reference.
 
-    A feature drifts when its score is at or above `threshold`. Fewer than `min_samples`
-    live samples, no data, or data that does not line up → Unknown for that feature.
+    A feature drifts when its score is at or above `threshold` and its test rejects at `alpha`
+    after `correction` across the features that were judged. Fewer than `min_samples` live
+    samples, no data, or data that does not line up → Unknown for that feature, and it does not
+    count in the correction. `reference_samples` is the reference size to assume for Bins that do
+    not record one (the champion's training rows); without either, the live count is assumed.
     """
     if not reference:
-        return DriftEvaluation(method, threshold, {}, error="the champion recorded no reference distribution")
+        return DriftEvaluation(
+            method,
+            threshold,
+            {},
+            error="the champion recorded no reference distribution",
+            alpha=alpha,
+            correction=correction,
+        )
     buckets, categories = _by_feature(bucket_samples), _by_feature(category_samples)
     out: dict[str, FeatureEval] = {}
     for name in sorted(features if features is not None else reference):
@@ -273,8 +374,15 @@ def evaluate_features(
             out[name] = FeatureEval(None, 0, "Unknown", error=f"feature {name} has no reference distribution")
             continue
         live = buckets.get(name, []) if ref.edges is not None else categories.get(name, [])
-        out[name] = evaluate_feature(ref, live, method, threshold, min_samples)
-    return DriftEvaluation(method, threshold, out)
+        out[name] = _measure(ref, live, method, min_samples, reference_samples)
+    judged = [n for n, f in out.items() if f.score is not None and f.p_value is not None]
+    if judged:
+        values = np.array([out[n].score for n in judged], dtype=np.float64)
+        p_values = np.array([out[n].p_value for n in judged], dtype=np.float64)
+        drifted = decide(values, p_values, threshold, alpha, correction)
+        for n, d in zip(judged, drifted, strict=True):
+            out[n] = _verdict(out[n], bool(d))
+    return DriftEvaluation(method, threshold, out, alpha=alpha, correction=correction)
 
 
 def evaluate_drift(
@@ -282,6 +390,7 @@ def evaluate_drift(
     reference: Mapping[str, Bin],
     bucket_samples: Iterable[SampleLike],
     category_samples: Iterable[SampleLike],
+    reference_samples: float | None = None,
 ) -> DriftEvaluation:
     """`evaluate_features` with the settings of a policy's drift trigger."""
     return evaluate_features(
@@ -292,7 +401,61 @@ def evaluate_drift(
         trigger.threshold,
         trigger.min_samples,
         trigger.features,
+        alpha=trigger.alpha,
+        correction=trigger.correction,
+        reference_samples=reference_samples,
     )
+
+
+# --- how fast a step change is acted on ----------------------------------------------------------
+
+
+def mixture_fraction(
+    reference: Sequence[float], shifted: Sequence[float], method: Method, threshold: float
+) -> float | None:
+    """The least share f of post-change rows in a judged sample for its score to reach `threshold`.
+
+    A sample that straddles a step change is the mixture (1 - f) x reference + f x shifted; every
+    score here grows with f, so bisection finds the crossing. None when even f = 1 stays below
+    the threshold (the shift is too small ever to be called). Large-n limit: no smoothing, and
+    the test is assumed to reject (true once n is well above minSamples for such shifts).
+    """
+    e = np.asarray(normalise(reference, "reference"))
+    q = np.asarray(normalise(shifted, "shifted"))
+
+    def at(f: float) -> float:
+        return float(distances(method, e, (1 - f) * e + f * q))
+
+    if at(1.0) < threshold:
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if at(mid) < threshold else (lo, mid)
+    return hi
+
+
+def evaluations_to_act(
+    interval: float, look_back: float, consecutive: int, fraction: float
+) -> tuple[int, int]:
+    """(best, worst) count of evaluations after a step change until a policy acts on it.
+
+    `look_back` is the span of data judged: the interval when the newest interval alone holds
+    `minSamples` (then each evaluation judges data no other evaluation judged), else the window.
+    Evaluation k after the step judges a sample whose post-change share is
+    f_k = min(1, (k - 1 + phi) x interval / look_back), phi in (0, 1] the part of the first
+    interval after the step. It is Drifted from the least k >= fraction x look_back / interval
+    + 1 - phi on, and the policy acts `consecutive - 1` evaluations later:
+        best (phi = 1):  ceil(fraction x look_back / interval) + consecutive - 1
+        worst (phi → 0): one evaluation more.
+    Newest interval (look_back = interval): `consecutive` or `consecutive + 1` evaluations.
+    Window of 10 intervals and a shift that needs 35 % new data: first called at the 4th or 5th
+    evaluation, acted on at the 5th or 6th with `consecutive: 2` (issue 14 saw the 4th and 5th).
+    """
+    if interval <= 0 or look_back < interval or consecutive < 1 or not 0 < fraction <= 1:
+        raise ValueError("need interval > 0, look_back >= interval, consecutive >= 1, 0 < fraction <= 1")
+    best = max(1, math.ceil(fraction * look_back / interval - 1e-9))
+    return best + consecutive - 1, best + consecutive
 
 
 def online_metric(

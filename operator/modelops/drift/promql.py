@@ -31,13 +31,41 @@ def p99_latency(model: str, version: str, window: str) -> str:
     return f"histogram_quantile(0.99, sum by (le) (rate(modelops_server_request_duration_seconds_bucket{s}[{window}])))"
 
 
-def feature_buckets(model: str, version: str, window: str) -> str:
-    """Cumulative live counts per feature and `le` bucket over the window."""
-    return f"sum by (feature, le) (increase(modelops_server_feature_value_bucket{_sel(model, version)}[{window}]))"
+def _newest_and_window(
+    metric: str, by: str, model: str, version: str, window: str, interval: str | None
+) -> str:
+    """Counts over the window, and with `interval` also over the newest interval, told apart by `span`.
+
+    The window uses `increase()`, which is reset-safe but extrapolates to the range's ends (by up
+    to range / (range - scrape interval); 2.5 % for 10m at a 15s scrape). Over one short
+    interval that would inflate the counts, and with them the chi-square statistic, by up to a
+    third (60s at a 15s scrape), so the newest interval is the exact difference of each series' counter over
+    `offset interval`, clamped at 0: a series that restarted in the interval, or did not exist at
+    its start, contributes nothing for that interval (fewer samples, never made-up ones).
+    """
+    sel = _sel(model, version)
+    whole = f"sum by ({by}) (increase({metric}{sel}[{window}]))"
+    if interval is None:
+        return whole
+    newest = f"sum by ({by}) (clamp_min({metric}{sel} - {metric}{sel} offset {interval}, 0))"
+    return (
+        f'label_replace({newest}, "span", "interval", "", "")'
+        f' or label_replace({whole}, "span", "window", "", "")'
+    )
 
 
-def feature_categories(model: str, version: str, window: str) -> str:
-    return f"sum by (feature, category) (increase(modelops_server_feature_category_total{_sel(model, version)}[{window}]))"
+def feature_buckets(model: str, version: str, window: str, interval: str | None = None) -> str:
+    """Cumulative live counts per feature and `le` bucket over the window (and the newest interval)."""
+    return _newest_and_window(
+        "modelops_server_feature_value_bucket", "feature, le", model, version, window, interval
+    )
+
+
+def feature_categories(model: str, version: str, window: str, interval: str | None = None) -> str:
+    """Live counts per feature and category over the window (and the newest interval)."""
+    return _newest_and_window(
+        "modelops_server_feature_category_total", "feature, category", model, version, window, interval
+    )
 
 
 def feedback(model: str, version: str, window: str) -> dict[str, str]:

@@ -32,6 +32,9 @@ Decisions and why:
 - `suspend`: evaluate and report, never trigger; due triggers wait (a manual request stays
   unhandled until the policy is resumed).
 - History is newest first, bounded to `HISTORY_LIMIT`.
+- Warm-up: until one full window has passed since the policy was created or the champion was
+  promoted, evaluations are reported (`Evaluated` reason `WarmingUp`) but neither drift nor
+  performance counts: the window still holds traffic from before, or too little of it.
 """
 
 from __future__ import annotations
@@ -338,6 +341,18 @@ def _features_patch(status: RetrainPolicyStatus, drift: DriftEvaluation) -> dict
     return out
 
 
+def warm_up_until(o: Observed) -> datetime | None:
+    """The end of the first full window after the policy's creation or the champion's promotion, if still ahead."""
+    start = o.created
+    if o.champion is not None:
+        view = next((v for v in o.versions if v.name == o.champion.name), None)
+        promoted = try_parse_time(view.timestamps.get("promoted")) if view is not None else None
+        if promoted is not None and promoted > start:
+            start = promoted
+    until = start + timedelta(seconds=seconds(o.spec.window))
+    return until if o.now < until else None
+
+
 @dataclass
 class _Evaluated:
     """What one pass learned from Prometheus (or remembered about it)."""
@@ -387,9 +402,12 @@ def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
             out.events.append(("Normal", "PrometheusReachable", f"Evaluating {model} again"))
         parts: list[str] = []
         drifted = healthy = False
+        warming = warm_up_until(o)
+        if warming is not None:
+            parts.append(f"warming up until {format_time(warming)} (one window after creation or promotion)")
         if drift_trigger is not None:
             d = ev.drift
-            result = d.result if d is not None else "Unknown"
+            result = d.result if d is not None and warming is None else "Unknown"
             if result == "Drifted":
                 out.counter += 1
                 drifted = True
@@ -411,11 +429,13 @@ def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
             out.status["online"] = ev.online.wire()
             parts.append(ev.online.summary())
             healthy = healthy or ev.online.result == "Healthy"
-            if spec.triggers.performance is not None and ev.online.result == "Breached":
+            if spec.triggers.performance is not None and ev.online.result == "Breached" and warming is None:
                 out.performance_due = ev.online.summary()
                 if (st.online or {}).get("result") != "Breached":
                     out.events.append(("Warning", "PerformanceDegraded", f"{model}: {ev.online.summary()}"))
-        if drifted:
+        if warming is not None:
+            reason = "WarmingUp"
+        elif drifted:
             reason = "Drifted"
         elif out.performance_due:
             reason = "PerformanceDegraded"

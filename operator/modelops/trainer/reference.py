@@ -4,6 +4,8 @@ Numeric: `edges` are the interior quantile edges (ascending, de-duplicated) and 
 +Inf bin; the bin of a value v is the number of edges < v, so v == edge falls in that edge's bin.
 That is exactly Prometheus' `le` bucket semantics, so the server can export a histogram with
 these edges as buckets and the operator can compare `increase()` of each bucket with `shares`.
+`samples` is the number of rows counted: the drift test treats the reference as a sample of
+that size, not as exact proportions (a small training set has noisy bins of its own).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def numeric_bins(values: np.ndarray, bins: int) -> dict[str, Any]:
     quantiles = np.linspace(0.0, 1.0, bins + 1)[1:-1]
     edges = np.unique(np.quantile(values, quantiles))
     counts = np.bincount(bin_index(edges, values), minlength=len(edges) + 1)
-    return {"edges": [float(e) for e in edges], "shares": _shares(counts)}
+    return {"edges": [float(e) for e in edges], "shares": _shares(counts), "samples": int(counts.sum())}
 
 
 def category_bins(values: Sequence[Any], categories: Sequence[str] | None = None) -> dict[str, Any]:
@@ -33,7 +35,7 @@ def category_bins(values: Sequence[Any], categories: Sequence[str] | None = None
     cats = list(categories) if categories is not None else sorted(set(labels.tolist()))
     position = {c: i for i, c in enumerate(cats)}
     counts = np.bincount([position[v] for v in labels.tolist()], minlength=len(cats))
-    return {"categories": cats, "shares": _shares(counts)}
+    return {"categories": cats, "shares": _shares(counts), "samples": int(counts.sum())}
 
 
 def _shares(counts: np.ndarray) -> list[float]:
