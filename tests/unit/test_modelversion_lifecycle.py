@@ -182,6 +182,27 @@ def test_superseded_drains_then_scales_down_and_rollback_promotes_again():
     assert p.phase == "Superseded" and not p.promote
 
 
+def test_a_second_supersede_starts_a_new_episode_and_drains_again():
+    """After a rollback, being superseded again drains for drainSeconds from the new supersede."""
+    w = served_world(serving={"drainSeconds": 30})
+    w.step(deployment=DeploymentView(1, 1))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"))
+    first_promoted = w.status.timestamps["promoted"]
+    w.now = NOW + timedelta(seconds=10)
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2"))
+    w.now = NOW + timedelta(seconds=100)
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2"), promotion_request="r1")
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"), promotion_request="r1")
+    assert w.status.timestamps["promoted"] > first_promoted, "a rollback is a new promotion"
+    w.now = NOW + timedelta(seconds=200)
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v3"))
+    assert p.phase == "Superseded" and p.replicas == 1, "drains again instead of dropping to 0 at once"
+    assert p.requeue_after == 30
+    assert w.status.timestamps["superseded"] == "2026-11-26T12:03:20Z"
+    w.now = NOW + timedelta(seconds=231)
+    assert w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v3")).replicas == 0
+
+
 def test_manual_mode_waits_for_a_request():
     w = served_world(promotion={"mode": "Manual"})
     p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"))

@@ -651,6 +651,25 @@ def test_retention_keeps_the_newest_and_returns_the_rest_oldest_first():
     assert rollback_target(versions, "v6") == "v5"
 
 
+def test_rollback_target_is_the_previous_champion_by_promotion_time():
+    """v1 → v2 → v3, then a rollback to v2: v3 (champion before the rollback) is the target, not v1."""
+    versions = [
+        VersionView(
+            "v1",
+            "Superseded",
+            timestamps={"promoted": "2026-01-01T00:00:00Z", "superseded": "2026-01-02T00:00:00Z"},
+        ),
+        VersionView(
+            "v3",
+            "Superseded",
+            timestamps={"promoted": "2026-01-03T00:00:00Z", "superseded": "2026-01-04T00:00:00Z"},
+        ),
+        VersionView("v2", "Serving", champion=True, timestamps={"promoted": "2026-01-04T00:00:00Z"}),
+    ]
+    assert rollback_target(versions, "v2") == "v3"
+    assert retention_victims(versions, 0, "v2") == ["v1"]
+
+
 def test_retention_never_touches_champion_rollback_target_or_in_flight():
     versions = [
         v("old-champ", "Superseded", 1, key="superseded"),  # the rollback target

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from modelops.api.base import format_time, parse_time
+from modelops.api.base import format_time, parse_time, try_parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
@@ -209,6 +209,15 @@ def _once(status: ModelVersionStatus, key: str, now: datetime) -> dict[str, str]
     return {} if status.timestamps.get(key) else {key: format_time(now)}
 
 
+def _episode(status: ModelVersionStatus, key: str, *, after: str, now: datetime) -> dict[str, str]:
+    """A timestamp of a step that can happen again (promoted, superseded): it describes the
+    current episode, so it is set anew when the step it alternates with happened later."""
+    mine, other = try_parse_time(status.timestamps.get(key)), try_parse_time(status.timestamps.get(after))
+    if mine is not None and (other is None or mine >= other):
+        return {}
+    return {key: format_time(now)}
+
+
 # --- the stages -----------------------------------------------------------------------------------
 
 
@@ -377,15 +386,16 @@ def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm
         replicas=want,
         champion=True,
         handled_promotion=request or o.status.handled_promotion,
-        timestamps=_once(o.status, "promoted", o.now),
+        timestamps=_episode(o.status, "promoted", after="superseded", now=o.now),
     )
 
 
 def _superseded(o: Observed, base: list[Cond], ready: bool, request: str | None) -> Plan:
     """A former champion: keeps serving for drainSeconds, then scales to 0 and waits as rollback target."""
     s, spec, now = o.status, o.spec, o.now
-    want, since = spec.serving.replicas, s.timestamps.get("superseded")
-    ts = _once(s, "superseded", now)
+    want = spec.serving.replicas
+    ts = _episode(s, "superseded", after="promoted", now=now)
+    since = None if ts else s.timestamps.get("superseded")
     champ = o.champion.name if o.champion else "nobody"
     if request:
         return _promote_when_ready(

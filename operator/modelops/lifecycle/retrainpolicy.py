@@ -291,11 +291,11 @@ def _version_time(v: VersionView, keys: Sequence[str]) -> datetime:
 
 
 def rollback_target(versions: Sequence[VersionView], champion: str | None) -> str | None:
-    """The most recently superseded version: what a rollback would promote."""
+    """The previous champion, i.e. the superseded version promoted most recently: what a rollback promotes."""
     superseded = [v for v in versions if v.phase == "Superseded" and v.name != champion]
     if not superseded:
         return None
-    return max(superseded, key=lambda v: _version_time(v, ("superseded",))).name
+    return max(superseded, key=lambda v: _version_time(v, ("promoted", "superseded"))).name
 
 
 def retention_victims(versions: Sequence[VersionView], keep_retired: int, champion: str | None) -> list[str]:
