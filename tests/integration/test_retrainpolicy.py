@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.integration.conftest import kubectl
 from tests.support.operator import OperatorProcess
@@ -41,9 +42,19 @@ class Policies:
         return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), {})
 
     def children(self, name: str) -> list[dict[str, Any]]:
-        uid = self.get(name)["metadata"]["uid"]
-        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions")["items"]
-        return [i for i in items if any(o["uid"] == uid for o in i["metadata"].get("ownerReferences") or [])]
+        """Every version the policy made (its lineage label stays after a promoted child is released)."""
+        return self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "modelversions", label_selector=f"modelops.dev/policy={name}"
+        )["items"]
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except client.ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
 
     def annotate(self, name: str, key: str, value: str) -> None:
         self.custom.patch_namespaced_custom_object(
@@ -137,6 +148,16 @@ def test_closed_loop_drift_retrain_validate_promote_collect(mvs, kubelet, operat
     assert mvs.phase("iris-v1") == "Superseded"
     events = [e for e in mvs.events("iris")]
     assert any("GarbageCollected" in e for e in events), events
+    # ownership: the promoted child now belongs to the model, so deleting the policy leaves it serving
+    eventually(
+        lambda: not mvs.get(name)["metadata"].get("ownerReferences"), timeout=30, what="the champion released"
+    )
+    policies.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, mvs.ns, "retrainpolicies", "iris", propagation_policy="Foreground"
+    )
+    eventually(lambda: not policies.exists("iris"), timeout=60, what="the policy and its dependents to go")
+    assert mvs.phase(name) == "Serving" and mvs.champion_of("iris") == name
+    assert mvs.phase("iris-v1") == "Superseded", "the rollback target stays too"
 
 
 def test_performance_decay_from_feedback_triggers_a_retrain(mvs, kubelet, operator, policies):

@@ -21,6 +21,7 @@ from modelops.lifecycle.retrainpolicy import (
     merge_patch,
     next_schedule_time,
     plan,
+    released,
     retention_victims,
     rollback_target,
 )
@@ -649,6 +650,17 @@ def test_retention_keeps_the_newest_and_returns_the_rest_oldest_first():
     assert retention_victims(versions, 0, "v6") == ["v1", "v2", "v3", "v4"]  # v5 is the rollback target
     assert retention_victims(versions, 10, "v6") == []
     assert rollback_target(versions, "v6") == "v5"
+
+
+def test_promoted_children_are_released_by_the_policy():
+    versions = [
+        VersionView("c1", "Serving", owned=True, champion=True),
+        VersionView("c0", "Superseded", owned=True, timestamps={"promoted": "2026-01-01T00:00:00Z"}),
+        VersionView("c2", "Training", owned=True),
+        VersionView("c3", "Rejected", owned=True),
+        VersionView("v0", "Superseded", owned=False, timestamps={"promoted": "2025-01-01T00:00:00Z"}),
+    ]
+    assert released(versions) == ["c0", "c1"]
 
 
 def test_rollback_target_is_the_previous_champion_by_promotion_time():

@@ -244,6 +244,9 @@ def reconcile(key: tuple[str, str]) -> float | None:
             runtime.post_events(body, p.events)
             if p.child is not None:
                 create_child(body, p.child, kube)
+            for child in p.release:
+                if kube.release(ns, child, body["metadata"]["uid"]):
+                    runtime.logger(body).info("released promoted ModelVersion %s", child)
             if p.delete:
                 collect(body, p, kube)
             if p.child is not None or policy.status.pending is not None:

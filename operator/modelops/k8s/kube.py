@@ -187,6 +187,24 @@ class Kube:
         )
         self.cache.wrote(PLURAL_KIND[plural], out)
 
+    def release(self, namespace: str, name: str, owner_uid: str) -> bool:
+        """Drop `owner_uid` from a ModelVersion's ownerReferences (a compare-and-swap); False if not there."""
+        mv = self.modelversion(namespace, name)
+        owners = (mv or {}).get("metadata", {}).get("ownerReferences") or []
+        if mv is None or not any(o.get("uid") == owner_uid for o in owners):
+            return False
+        meta = {
+            "resourceVersion": mv["metadata"]["resourceVersion"],
+            "ownerReferences": [o for o in owners if o.get("uid") != owner_uid] or None,
+        }
+        try:
+            self.patch_metadata("modelversions", namespace, name, meta)
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"modelversions/{name} changed while releasing it") from e
+            raise
+        return True
+
     def create_modelversion(self, namespace: str, manifest: dict[str, Any]) -> Obj | None:
         """Create, or None when the name is taken (the caller decides whether to adopt)."""
         try:

@@ -166,6 +166,8 @@ class Plan:
     delete: list[str] = field(default_factory=list)
     """ModelVersions retention removes, oldest first."""
     delete_artifacts: bool = False
+    release: list[str] = field(default_factory=list)
+    """Children promoted to champion whose ownerReference to the policy is to be dropped."""
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
     requeue_after: float | None = None
 
@@ -296,6 +298,21 @@ def rollback_target(versions: Sequence[VersionView], champion: str | None) -> st
     if not superseded:
         return None
     return max(superseded, key=lambda v: _version_time(v, ("promoted", "superseded"))).name
+
+
+def released(versions: Sequence[VersionView]) -> list[str]:
+    """Children that were ever champion: the policy lets go of them.
+
+    Ownership model: a child is the policy's (ownerReference, so deleting the policy collects
+    it, and GitOps tools show it as generated) only while it is a candidate. Once promoted it
+    belongs to the model: deleting the policy must never take down the champion or a rollback
+    target. Retention still finds such versions by model, as it does versions a person made.
+    """
+    return sorted(
+        v.name
+        for v in versions
+        if v.owned and not v.deleting and (v.champion or v.timestamps.get("promoted"))
+    )
 
 
 def retention_victims(versions: Sequence[VersionView], keep_retired: int, champion: str | None) -> list[str]:
@@ -584,6 +601,7 @@ def plan(o: Observed) -> Plan:
         trigger=trigger,
         committed=committed,
         delete=victims,
+        release=released(o.versions),
         delete_artifacts=spec.retention.delete_artifacts,
         events=events,
         requeue_after=_requeue(o, child, committed, next_scheduled, patch),
