@@ -95,6 +95,36 @@ def test_second_version_supersedes_and_manual_rollback_restores(mvs, kubelet, op
     assert mvs.status("iris-v1")["handledPromotion"] == "annotation:rollback-1"
 
 
+def test_the_stable_service_is_owned_state(mvs, kubelet, operator):
+    """Deleted → recreated; pointed at nothing → restored; pointed by hand at a valid version → a rollback."""
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.create("iris-v2", parent="iris-v1", serving={"drainSeconds": 3600})
+    mvs.wait_phase("iris-v2", "Serving")
+    mvs.wait_phase("iris-v1", "Superseded")
+
+    def annotation() -> str | None:
+        return (mvs.core.read_namespaced_service("iris", mvs.ns).metadata.annotations or {}).get(
+            "modelops.dev/champion"
+        )
+
+    mvs.core.delete_namespaced_service("iris", mvs.ns)
+    eventually(lambda: mvs.champion_of("iris") == "iris-v2", timeout=30, what="the Service to be recreated")
+    assert mvs.phase("iris-v2") == "Serving" and mvs.phase("iris-v1") == "Superseded"
+    mvs.core.patch_namespaced_service(
+        "iris", mvs.ns, {"spec": {"selector": {"modelops.dev/version": "nothing"}}}
+    )
+    eventually(lambda: mvs.champion_of("iris") == "iris-v2", timeout=30, what="the selector to be restored")
+    assert any("StableServiceRestored" in e for e in mvs.events("iris-v2"))
+    mvs.core.patch_namespaced_service(
+        "iris", mvs.ns, {"spec": {"selector": {"modelops.dev/version": "iris-v1"}}}
+    )
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.wait_phase("iris-v2", "Superseded")
+    eventually(lambda: annotation() == "iris-v1", timeout=30, what="the hand-made rollback to be recorded")
+    assert mvs.champion_of("iris") == "iris-v1" and mvs.status("iris-v1")["champion"] is True
+
+
 def test_gate_failure_is_rejected_and_never_served(mvs, kubelet, operator):
     mvs.create(
         "iris-bad",

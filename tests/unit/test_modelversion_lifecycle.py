@@ -203,6 +203,29 @@ def test_a_second_supersede_starts_a_new_episode_and_drains_again():
     assert w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v3")).replicas == 0
 
 
+def test_the_champion_restores_a_missing_or_broken_stable_service():
+    w = served_world()
+    w.step(deployment=DeploymentView(1, 1))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    p = w.step(deployment=DeploymentView(1, 1), champion=None)  # deleted, or selecting a non-version
+    assert p.phase == "Serving" and p.promote and p.replicas == 1
+    assert ("Warning", "StableServiceRestored") in [(t, r) for t, r, _ in p.events]
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    assert p.phase == "Serving" and not p.promote and not p.events
+
+
+def test_a_stable_service_pointed_by_hand_at_a_valid_version_is_a_rollback():
+    w = served_world(name="v1")
+    w.step(deployment=DeploymentView(1, 1))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2", recorded="v2"))
+    assert w.status.phase == "Superseded"
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v2"))
+    assert p.phase == "Serving" and p.promote, "records the hand-made choice on the Service"
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    assert not p.promote
+
+
 def test_manual_mode_waits_for_a_request():
     w = served_world(promotion={"mode": "Manual"})
     p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"))

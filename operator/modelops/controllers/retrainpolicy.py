@@ -77,7 +77,7 @@ def version_views(items: list[dict[str, Any]], policy_uid: str) -> list[VersionV
 
 def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None, ModelVersion | None]:
     found = kube.champion_version(namespace, model)
-    if found is None or found[1] is None:
+    if found is None:
         return None, None
     name, body = found
     mv = ModelVersion.model_validate(body)

@@ -30,6 +30,7 @@ from modelops.lifecycle.observed import (
     deployment_view,
     job_view,
     selected_version,
+    servable,
 )
 from modelops.lifecycle.patches import contains
 
@@ -240,16 +241,20 @@ class Kube:
             return None
         return deployment_view(dep, self.cache.values("pods", namespace, f"{version}/server"))
 
-    def champion_version(self, namespace: str, model: str) -> tuple[str, Obj | None] | None:
-        """The champion's name, from the stable Service's selector, and its ModelVersion if it still exists."""
+    def champion_version(self, namespace: str, model: str) -> tuple[str, Obj] | None:
+        """The champion: the version the stable Service selects, only if it is a servable version of
+        this model (never a name without an object; a broken Service has no champion)."""
         name = selected_version(self.cache.get("services", namespace, naming.stable_service_name(model)))
-        if not name:
+        mv = self.modelversion(namespace, name) if name else None
+        if not name or mv is None or not servable(mv, model):
             return None
-        return name, self.modelversion(namespace, name)
+        return name, mv
 
     def champion(self, namespace: str, model: str) -> ChampionView | None:
         found = self.champion_version(namespace, model)
-        return None if found is None else champion_view(*found)
+        if found is None:
+            return None
+        return champion_view(*found, self.cache.get("services", namespace, naming.stable_service_name(model)))
 
     # --- promotion -------------------------------------------------------------------------------
     def take_stable_service(self, desired: dict[str, Any], owner: dict[str, Any]) -> str | None:

@@ -545,7 +545,10 @@ def plan(o: Observed) -> Plan:
 
 def _plan(o: Observed) -> Plan:
     s, spec = o.status, o.spec
-    is_champion = o.champion is not None and o.champion.name == o.name
+    # The stable Service is owned state. Missing, or selecting something that is not a servable
+    # version of this model (no champion is observed then): the champion on record restores it.
+    restore = o.champion is None and s.champion and s.phase == "Serving"
+    is_champion = restore or (o.champion is not None and o.champion.name == o.name)
     if s.phase in ("Failed", "Rejected") and not is_champion:
         msg = s.message or s.phase
         return _stalled(s.phase, s.phase, msg)
@@ -569,6 +572,23 @@ def _plan(o: Observed) -> Plan:
         p = _retired(o, base)
     elif is_champion:
         p = _serving(o, base, ready, request, primary_metric(spec, metrics))
+        if restore:
+            # Promote again at once, whatever the replica count: serving a little beats serving nothing.
+            what = f"stable Service {naming.stable_service_name(spec.model)} was missing or pointed elsewhere"
+            p.promote = True
+            p.events.append(
+                ("Warning", "StableServiceRestored", f"Restored: {what}; {o.name} is the champion")
+            )
+        elif o.champion is not None and o.champion.recorded not in (None, o.name):
+            # Someone pointed the Service at this (valid) version by hand: a rollback, recorded as one.
+            p.promote = True
+            p.events.append(
+                (
+                    "Normal",
+                    "ChampionChangedByHand",
+                    f"The stable Service was pointed at {o.name}: recorded as a rollback",
+                )
+            )
     elif s.timestamps.get("promoted"):
         p = _superseded(o, base, ready, request)
     else:

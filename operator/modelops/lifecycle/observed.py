@@ -49,6 +49,8 @@ class DeploymentView:
 class ChampionView:
     name: str
     metrics: dict[str, float] = field(default_factory=dict)
+    recorded: str | None = None
+    """Who the stable Service's modelops.dev/champion annotation names (the last promotion)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,23 @@ def selected_version(service: Mapping[str, Any] | None) -> str | None:
     return ((service.get("spec") or {}).get("selector") or {}).get(naming.LABEL_VERSION) or None
 
 
-def champion_view(name: str, champion: Mapping[str, Any] | None) -> ChampionView:
-    """The champion with the metrics a challenger must beat (none when its object is gone)."""
+def servable(version: Mapping[str, Any] | None, model: str) -> bool:
+    """Whether a ModelVersion may be a model's champion: it exists, is of that model, is not being
+    deleted, and was trained and validated (a stable Service pointing elsewhere is broken)."""
+    if not version or (version.get("spec") or {}).get("model") != model:
+        return False
+    if (version.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conds = ((version.get("status") or {}).get("conditions")) or []
+    return any(c.get("type") == "Validated" and c.get("status") == "True" for c in conds)
+
+
+def champion_view(
+    name: str, champion: Mapping[str, Any] | None, service: Mapping[str, Any] | None = None
+) -> ChampionView:
+    """The champion with the metrics a challenger must beat and the promotion on record."""
     metrics = (((champion or {}).get("status") or {}).get("training") or {}).get("metrics") or {}
-    return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()})
+    recorded = (((service or {}).get("metadata") or {}).get("annotations") or {}).get(
+        naming.ANNOTATION_CHAMPION
+    )
+    return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()}, recorded=recorded)
