@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from modelops import GROUP, VERSION, metrics
+from modelops import metrics
 from modelops.api.base import try_parse_time
 from modelops.api.modelversion import PHASES, ModelVersion
 from modelops.drift import promql
@@ -20,6 +20,7 @@ from modelops.k8s.kube import Conflict, Kube
 from modelops.lifecycle import naming, resources
 from modelops.lifecycle.conditions import Cond, apply_conditions
 from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch
+from modelops.lifecycle.naming import FINALIZER
 from modelops.lifecycle.observed import CanaryView
 from modelops.lifecycle.patches import merge_diff
 from modelops.prometheus import PrometheusError, scalar
@@ -140,8 +141,13 @@ def reconcile(key: tuple[str, str]) -> float | None:
     ns, name = key
     kube = runtime.kube()
     body = kube.modelversion(ns, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return GONE  # the finalizer handler cleans up; nothing else to converge
+    if body is None:
+        return GONE
+    if body["metadata"].get("deletionTimestamp"):
+        try:
+            return finalize(body, kube)
+        except Conflict:
+            return CONFLICT_RETRY
     with runtime.measured("ModelVersion"):
         try:
             mv = ModelVersion.model_validate(body)
@@ -149,6 +155,8 @@ def reconcile(key: tuple[str, str]) -> float | None:
             reject_invalid(body, e, kube)
             return None
         try:
+            if (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_DELETE_ARTIFACTS) == "true":
+                kube.add_finalizer(PLURAL, body, FINALIZER)  # set by hand: honoured like retention's
             p = plan(observe(body, mv, kube))
             took = act(body, mv, p, kube)
             record(body, mv, p, kube)
@@ -182,28 +190,40 @@ QUEUE = WorkQueue("ModelVersion", reconcile, resync=runtime.settings().resync_se
 runtime.queues["ModelVersion"] = QUEUE
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, id="cleanup")
-def on_delete(body: kopf.Body, **_: Any) -> None:
-    """Kopf's finalizer holds the object until, if retention asked for it, its artifacts are gone."""
-    meta, spec = body["metadata"], body.get("spec", {})
+def finalize(body: dict[str, Any], kube: Kube) -> float | None:
+    """A version being deleted whose artifacts must go first: run the clean-up Job, then let go.
+
+    The clean-up Job is not owned by the version (it must outlive it); its TTL removes it, and its
+    events wake this version (it carries the version's label).
+    """
+    meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    metrics.forget_version(ns, spec.get("model", ""), name, PHASES)
-    if (meta.get("annotations") or {}).get(naming.ANNOTATION_DELETE_ARTIFACTS) != "true":
-        return
-    mv = ModelVersion.model_validate(dict(body))
-    kube = runtime.kube()
-    job_name = naming.cleanup_job_name(name)
-    job = kube.job_view(ns, job_name, name, "cleaner")
-    if job is None:
-        # Not owned by the version being deleted: the TTL controller removes it once done.
-        kube.ensure("jobs", resources.cleanup_job(name, ns, mv.spec, runtime.settings()))
-        kopf.info(body, reason="DeletingArtifacts", message=f"Created Job {job_name} to delete the artifacts")
-        raise kopf.TemporaryError("waiting for the artifact clean-up Job", delay=2)
-    if job.failed:
-        kopf.warn(
-            body, reason="ArtifactCleanupFailed", message=f"Job {job_name} failed: {job.failure_message}"
-        )
-        raise kopf.TemporaryError(f"artifact clean-up failed: {job.failure_message}", delay=30)
-    if not job.succeeded:
-        raise kopf.TemporaryError("waiting for the artifact clean-up Job", delay=2)
-    kopf.info(body, reason="DeletedArtifacts", message=f"Deleted the artifacts of {name}")
+    if FINALIZER not in (meta.get("finalizers") or []):
+        return GONE
+    log = runtime.logger(body)
+    if (meta.get("annotations") or {}).get(naming.ANNOTATION_DELETE_ARTIFACTS) == "true":
+        mv = ModelVersion.model_validate(body)
+        job_name = naming.cleanup_job_name(name)
+        job = kube.job_view(ns, job_name, name, "cleaner")
+        if job is None:
+            kube.ensure("jobs", resources.cleanup_job(name, ns, mv.spec, runtime.settings()))
+            log.info("created Job %s to delete the artifacts", job_name)
+            kopf.info(
+                body, reason="DeletingArtifacts", message=f"Created Job {job_name} to delete the artifacts"
+            )
+            return None
+        if job.failed:
+            msg = f"Job {job_name} failed: {job.failure_message}; trying again in {ARTIFACT_RETRY:.0f}s"
+            kopf.warn(body, reason="ArtifactCleanupFailed", message=msg)
+            kube.delete("jobs", "batch/v1", "Job", ns, job_name)
+            return ARTIFACT_RETRY
+        if not job.succeeded:
+            return None
+        kopf.info(body, reason="DeletedArtifacts", message=f"Deleted the artifacts of {name}")
+    kube.remove_finalizer(PLURAL, body, FINALIZER)
+    log.info("released the finalizer")
+    return GONE
+
+
+ARTIFACT_RETRY = 30.0
+"""A failed artifact clean-up Job is deleted and made anew after this long."""

@@ -20,7 +20,6 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="modelops.dev", key="last-handled-configuration"
     )
-    settings.persistence.finalizer = "modelops.dev/operator"
     settings.posting.level = logging.INFO
     # Only what the operator labels as its own is watched (filtered by the API server).
     for group, plural in OWNED_RESOURCES:

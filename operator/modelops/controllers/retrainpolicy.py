@@ -192,9 +192,16 @@ def collect(body: dict[str, Any], p: Plan, kube: Kube) -> None:
     ns = body["metadata"]["namespace"]
     for name in p.delete:
         if p.delete_artifacts:
-            kube.patch_metadata(
-                "modelversions", ns, name, {"annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"}}
-            )
+            mv = kube.modelversion(ns, name)
+            if mv is None:
+                continue
+            finalizers = [f for f in mv["metadata"].get("finalizers") or [] if f != naming.FINALIZER]
+            meta = {
+                "resourceVersion": mv["metadata"]["resourceVersion"],
+                "annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"},
+                "finalizers": [*finalizers, naming.FINALIZER],
+            }
+            kube.patch_metadata("modelversions", ns, name, meta)  # both at once: never one without the other
         if not kube.delete("versions", f"{GROUP}/{VERSION}", "ModelVersion", ns, name):
             continue
         what = " and its artifacts" if p.delete_artifacts else ""

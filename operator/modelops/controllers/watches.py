@@ -19,7 +19,8 @@ from typing import Any
 
 import kopf
 
-from modelops import GROUP, VERSION
+from modelops import GROUP, VERSION, metrics
+from modelops.api.modelversion import PHASES
 from modelops.k8s.cache import strip
 from modelops.lifecycle import naming
 from modelops.lifecycle.observed import pod_view
@@ -106,6 +107,8 @@ def _gone(kind: str, namespace: str, name: str, type_: str | None) -> None:
 async def on_version(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
     runtime.start(kwargs)
     _gone("versions", namespace, name, type)
+    if type == "DELETED":
+        metrics.forget_version(namespace, body.get("spec", {}).get("model", ""), name, PHASES)
     first_sight = type in (None, "ADDED") and not body.get("status")
     _wake_version(namespace, name, NEW if first_sight else URGENT)
     _wake_policies(namespace, body.get("spec", {}).get("model", ""))

@@ -206,6 +206,32 @@ class Kube:
             raise
         return True
 
+    def add_finalizer(self, plural: str, body: Obj, finalizer: str) -> bool:
+        finalizers = body["metadata"].get("finalizers") or []
+        if finalizer in finalizers:
+            return False
+        self._set_finalizers(plural, body, [*finalizers, finalizer])
+        return True
+
+    def remove_finalizer(self, plural: str, body: Obj, finalizer: str) -> bool:
+        finalizers = body["metadata"].get("finalizers") or []
+        if finalizer not in finalizers:
+            return False
+        self._set_finalizers(plural, body, [f for f in finalizers if f != finalizer])
+        return True
+
+    def _set_finalizers(self, plural: str, body: Obj, finalizers: list[str]) -> None:
+        """A merge patch replaces the list whole: the resourceVersion makes it a compare-and-swap."""
+        meta = body["metadata"]
+        patch = {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers or None}
+        try:
+            self.patch_metadata(plural, meta["namespace"], meta["name"], patch)
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{plural}/{meta['name']} changed since it was read") from e
+            if e.status != 404:
+                raise
+
     def create_modelversion(self, namespace: str, manifest: dict[str, Any]) -> Obj | None:
         """Create, or None when the name is taken (the caller decides whether to adopt)."""
         try:

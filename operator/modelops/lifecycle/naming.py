@@ -21,6 +21,8 @@ ANNOTATION_RETRAIN = "modelops.dev/retrain"
 ANNOTATION_CHAMPION = "modelops.dev/champion"
 ANNOTATION_DELETE_ARTIFACTS = "modelops.dev/delete-artifacts"
 """Set by retention before it deletes a version: the finalizer then removes its files first."""
+FINALIZER = "modelops.dev/operator"
+"""Held only by versions whose artifacts must go with them (set together with the annotation)."""
 
 
 def _fit(name: str, limit: int = 63) -> str:
