@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 from kubernetes import client, config, watch  # noqa: E402
 
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
+from tests.support.kubelet import local_persistent_volume  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 from tests.support.simulate import Simulator, modelversion  # noqa: E402
 
@@ -111,6 +112,23 @@ def run_size(
     ns = f"scale-{n}"
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
+    # Training pods run as the trainer's ServiceAccount (never used here: no real trainer runs).
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "modelops-trainer"}})
+    core.create_persistent_volume(
+        local_persistent_volume(f"artifacts-{ns}", ns, "modelops-artifacts", workdir)
+    )
+    core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": "modelops-artifacts"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+                "volumeName": f"artifacts-{ns}",
+                "storageClassName": "",
+            },
+        },
+    )
     time.sleep(2)
     op = OperatorProcess(str(cluster.kubeconfig), ns, workdir, MODELOPS_PROMETHEUS_URL="http://127.0.0.1:9")
     op.start()
