@@ -10,13 +10,25 @@ import random
 import kopf
 
 
+def scope(namespaces: list[str]) -> tuple[list[str], bool]:
+    """Kopf's `namespaces` and `clusterwide`: the namespaces given, or cluster-wide with an EMPTY list.
+
+    Kopf iterates `namespaces` whatever `clusterwide` says, so None crashes it at start-up
+    (the shipped Deployment runs `-A`). Neither flag means cluster-wide, said explicitly
+    rather than through Kopf's deprecated implicit fallback.
+    """
+    return (list(namespaces), False) if namespaces else ([], True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelops run", description="Run the ModelOps operator.")
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
     )
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    where.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
     parser.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
     parser.add_argument(
         "--peering", default=None, help="peering object name for HA (needs kopf's peering CRDs)"
@@ -39,13 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     priority = args.priority
     if priority is None and args.peering:
         priority = random.randint(1, 2**31 - 1)
+    namespaces, clusterwide = scope(args.namespace)
     asyncio.run(
         kopf.operator(
             priority=priority or 0,
             standalone=args.standalone or args.peering is None,
             peering_name=args.peering,
-            namespaces=args.namespace or None,
-            clusterwide=args.all_namespaces,
+            namespaces=namespaces,
+            clusterwide=clusterwide,
             liveness_endpoint=args.liveness,
         )
     )
