@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import httpx
@@ -90,3 +93,58 @@ class PrometheusServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class MisbehavingPrometheus:
+    """A stand-in for Prometheus' query API that answers wrongly: a fixed body, or one trickled slowly.
+
+    Only for faults the real server cannot be made to produce (malformed or trickling answers);
+    everything else is tested against the real Prometheus. `answer` may be changed while it runs.
+    """
+
+    def __init__(self, answer: bytes, *, status: int = 200, trickle_seconds: float = 0.0) -> None:
+        self.answer, self.status, self.trickle_seconds = answer, status, trickle_seconds
+        self.queries: list[str] = []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
+                stand_in.queries.append(query)
+                body = stand_in.answer
+                self.send_response(stand_in.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    if stand_in.trickle_seconds <= 0:
+                        self.wfile.write(body)
+                        return
+                    for i in range(len(body)):  # one byte at a time: each read succeeds in time
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        if stand_in._stop.wait(stand_in.trickle_seconds):
+                            return
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._stop = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="bad-prometheus", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> MisbehavingPrometheus:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
