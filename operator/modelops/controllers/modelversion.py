@@ -195,7 +195,14 @@ def reject_invalid(body: dict[str, Any], error: ValidationError, kube: Kube) -> 
         PLURAL,
         body["metadata"]["namespace"],
         body["metadata"]["name"],
-        {"phase": "Failed", "message": msg, "conditions": conds},
+        # observedGeneration: this generation WAS observed (and refused); without it kstatus and
+        # Argo CD's health check keep waiting for the operator instead of showing Degraded.
+        {
+            "phase": "Failed",
+            "message": msg,
+            "conditions": conds,
+            "observedGeneration": body["metadata"].get("generation"),
+        },
     )
     kopf.warn(body, reason="InvalidSpec", message=msg)
 
