@@ -153,7 +153,7 @@ async def _fetch(url: str, promql: str, budget: float) -> tuple[int, bytes]:
         httpx.AsyncClient(timeout=httpx.Timeout(budget)) as client,
         client.stream("GET", f"{url.rstrip('/')}/api/v1/query", params={"query": promql}) as r,
     ):
-        async for chunk in r.aiter_raw():
+        async for chunk in r.aiter_bytes():  # decoded: Prometheus gzips its answers
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_ANSWER_BYTES:

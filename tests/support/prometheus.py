@@ -17,6 +17,7 @@ renamed `exported_<name>` here exactly as in production.
 from __future__ import annotations
 
 import functools
+import gzip as gzip_module
 import http.server
 import json
 import re
@@ -234,8 +235,11 @@ class MisbehavingPrometheus:
     everything else is tested against the real Prometheus. `answer` may be changed while it runs.
     """
 
-    def __init__(self, answer: bytes, *, status: int = 200, trickle_seconds: float = 0.0) -> None:
-        self.answer, self.status, self.trickle_seconds = answer, status, trickle_seconds
+    def __init__(
+        self, answer: bytes, *, status: int = 200, trickle_seconds: float = 0.0, gzip: bool = False
+    ) -> None:
+        """`gzip`: compress the answer, as the real Prometheus does when the client accepts it."""
+        self.answer, self.status, self.trickle_seconds, self.gzip = answer, status, trickle_seconds, gzip
         self.queries: list[str] = []
         stand_in = self
 
@@ -246,6 +250,9 @@ class MisbehavingPrometheus:
                 body = stand_in.answer
                 self.send_response(stand_in.status)
                 self.send_header("Content-Type", "application/json")
+                if stand_in.gzip:
+                    body = gzip_module.compress(body)
+                    self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 try:

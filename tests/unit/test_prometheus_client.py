@@ -97,6 +97,12 @@ def test_the_client_raises_the_same_over_http(body: bytes, reason: str) -> None:
         assert bad.queries == ["up"]
 
 
+def test_a_compressed_answer_is_read_decoded() -> None:
+    """The real Prometheus gzips answers for clients that accept it (httpx does)."""
+    with MisbehavingPrometheus(vector(({"a": "b"}, "4")), gzip=True) as stand_in:
+        assert scalar(stand_in.url, "x") == 4.0
+
+
 def test_an_http_error_without_the_api_envelope_names_the_status() -> None:
     with (
         MisbehavingPrometheus(b"upstream connect error", status=503) as bad,
