@@ -170,7 +170,7 @@ def test_train_serve_infer_feedback_scrape(server, trained):
     assert m["modelops_server_feedback_correct_total"][()] == sum(
         p == t for p, t in zip(predicted, labels, strict=True)
     )
-    assert m["modelops_server_requests_total"][(("code", "422"), ("endpoint", "predict"))] == 1
+    assert m["modelops_server_requests_total"][(("code", "422"), ("handler", "predict"))] == 1
     assert sum(m["modelops_server_prediction_class_total"].values()) == 21
     buckets = {
         dict(k)["le"]: v

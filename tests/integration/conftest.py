@@ -68,14 +68,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     server.stop()
 
 
-@pytest.fixture
-def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path, trainer_role: str) -> str:
-    """The artifact claim, bound to a hostPath PV, and the trainer's ServiceAccount."""
+def provide_storage(api_client: client.ApiClient, namespace: str, folder: Path, trainer_role: str) -> str:
+    """What a model namespace needs before training: the artifact claim, bound to a hostPath PV
+    in `folder`, and the trainer's ServiceAccount bound to its ClusterRole. Returns the claim name;
+    the PV (cluster-scoped, named artifacts-<namespace>) is the caller's to delete."""
     core = client.CoreV1Api(api_client)
     pv = f"artifacts-{namespace}"
-    core.create_persistent_volume(
-        local_persistent_volume(pv, namespace, "modelops-artifacts", tmp_path / "pv")
-    )
+    core.create_persistent_volume(local_persistent_volume(pv, namespace, "modelops-artifacts", folder))
     core.create_namespaced_persistent_volume_claim(
         namespace,
         {
@@ -107,9 +106,15 @@ def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path, traine
         timeout=30,
         what="the artifact claim to bind",
     )
-    yield "modelops-artifacts"
+    return "modelops-artifacts"
+
+
+@pytest.fixture
+def storage(namespace: str, api_client: client.ApiClient, tmp_path: Path, trainer_role: str) -> str:
+    """The artifact claim, bound to a hostPath PV, and the trainer's ServiceAccount."""
+    yield provide_storage(api_client, namespace, tmp_path / "pv", trainer_role)
     with contextlib.suppress(client.ApiException):
-        core.delete_persistent_volume(pv)
+        client.CoreV1Api(api_client).delete_persistent_volume(f"artifacts-{namespace}")
 
 
 @pytest.fixture

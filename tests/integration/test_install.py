@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
+from tests.cluster.localcluster import _die_with_parent
 from tests.helpers import wait_for
+from tests.support.kubelet import free_port
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
 
@@ -426,6 +432,206 @@ def test_operator_as_its_service_account_runs_a_model_lifecycle(
         print(f"\n----- operator log ({op.log}) -----\n{op.tail(150)}")
         with contextlib.suppress(Exception):
             print(f"status: {mvs.status('iris-v1')}\nevents: {mvs.events('iris-v1')}")
+        raise
+    finally:
+        op.stop()
+    assert not _refusals(op)
+
+
+# --- the operator exactly as the shipped Deployment runs it ---------------------------------------
+def _rendered_operator(kubeconfig: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The operator container and the ConfigMap data it reads, as `kubectl kustomize manifests/` renders them."""
+    docs = [d for d in yaml.safe_load_all(kubectl(kubeconfig, "kustomize", ROOT / "manifests").stdout) if d]
+    (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "modelops-operator"]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    settings: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        name = source["configMapRef"]["name"]
+        (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name]
+        settings.update(cm["data"])
+    return container, settings
+
+
+def _entrypoint() -> list[str]:
+    """The image's ENTRYPOINT (exec form), which a container without `command` runs."""
+    lines = [
+        ln for ln in (ROOT / "images" / "Dockerfile").read_text().splitlines() if ln.startswith("ENTRYPOINT")
+    ]
+    return json.loads(lines[-1].split(None, 1)[1])
+
+
+class ShippedOperator(OperatorProcess):
+    """The operator container as a host process, started as the kubelet would start it.
+
+    argv is the image's ENTRYPOINT plus the container's args; the environment is the settings
+    ConfigMap (envFrom) and the container's env. What differs on a host, and only that: `modelops`
+    is this interpreter's module; each container port is mapped to a free host port (in args and
+    in settings whose value is that port number, as the Deployment's comment says they must
+    match); the API server is reached with a kubeconfig holding the ServiceAccount's token (what
+    the projected token and in-cluster config give the pod); MODELOPS_PROMETHEUS_URL names the
+    test's Prometheus, since the in-cluster Service name does not resolve on the host.
+    """
+
+    def __init__(self, kubeconfig: Path, logdir: Path, prometheus_url: str) -> None:
+        super().__init__(str(kubeconfig), "all-namespaces", logdir)
+        container, settings = _rendered_operator(kubeconfig)
+        assert "command" not in container, "the Deployment relies on the image's ENTRYPOINT"
+        self.ports = {p["name"]: (p["containerPort"], free_port()) for p in container.get("ports", [])}
+        argv = [*_entrypoint(), *container.get("args", [])]
+        for inside, outside in self.ports.values():
+            argv = [a.replace(f":{inside}/", f":{outside}/") for a in argv]
+            settings = {k: str(outside) if v == str(inside) else v for k, v in settings.items()}
+        assert argv[0] == "modelops", argv
+        self.argv = [sys.executable, "-m", "modelops.cli", *argv[1:]]
+        env = {e["name"]: e.get("value", "") for e in container.get("env", []) if "value" in e}
+        env.update(
+            {e["name"]: "modelops-operator-test" for e in container.get("env", []) if "valueFrom" in e}
+        )
+        self.environment = {**settings, **env, "MODELOPS_PROMETHEUS_URL": prometheus_url}
+
+    def start(self) -> ShippedOperator:
+        self.runs += 1
+        env = {**os.environ, **self.environment, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        for name in [k for k in env if k.startswith("MODELOPS_") and k not in self.environment]:
+            del env[name]  # nothing from the test's own environment reaches the operator
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        return self
+
+    def probe(self, name: str = "health", path: str = "/healthz") -> bool:
+        """The startup/liveness probe's httpGet against the mapped port."""
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.ports[name][1]}{path}", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@contextlib.contextmanager
+def _model_namespace(
+    api_client: Any, admin: Path, tmp_path: Path, prometheus: PrometheusServer
+) -> Iterator[tuple[str, Any]]:
+    """A second namespace prepared as the `namespace`, `storage` and `kubelet` fixtures prepare theirs."""
+    from kubernetes import client as k8s
+
+    from tests.integration.conftest import provide_storage
+    from tests.support.kubelet import Kubelet
+
+    core = k8s.CoreV1Api(api_client)
+    name = f"t-shipped-{secrets.token_hex(3)}"
+    core.create_namespace(
+        {"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "modelops-tests"}}}
+    )
+    kubelet = None
+    try:
+        wait_for(
+            lambda: core.read_namespaced_service_account("default", name),
+            timeout=30,
+            message=f"ServiceAccount {name}/default",
+            ignore=(k8s.ApiException,),
+        )
+        provide_storage(api_client, name, tmp_path / f"pv-{name}", "modelops-trainer")
+        kubelet = Kubelet(
+            api_client,
+            name,
+            str(admin),
+            tmp_path / f"kubelet-{name}",
+            on_targets=prometheus.set_targets,
+        ).start()
+        yield name, kubelet
+    finally:
+        if kubelet is not None:
+            kubelet.stop()
+            prometheus.set_targets(name, [])
+        with contextlib.suppress(k8s.ApiException):
+            core.delete_persistent_volume(f"artifacts-{name}")
+        with contextlib.suppress(k8s.ApiException):
+            core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.mark.timeout(600)
+def test_shipped_operator_serves_models_in_two_namespaces(
+    installed: Path,
+    namespace: str,
+    kubelet: Any,
+    mvs: Any,
+    api_client: Any,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+) -> None:
+    """Issue 15: the Deployment's own command, arguments, settings and ServiceAccount, cluster-wide.
+
+    Its startup probe passes, a ModelVersion of the same name reaches Serving in two namespaces
+    (so the trainer and server commands as the operator renders them run too, through the kubelet
+    stand-in, which executes each pod's command and args), the API server refuses it nothing, and
+    the real Prometheus, scraping as the shipped PodMonitor does, keeps the two namespaces' series
+    apart: the operator's queries for one namespace never count the other's requests.
+    """
+    from modelops.drift import promql
+    from modelops.prometheus import query
+    from tests.integration.conftest import ModelVersions
+
+    kubeconfig = _service_account_kubeconfig(installed, tmp_path / "operator.kubeconfig")
+    op = ShippedOperator(kubeconfig, tmp_path, prometheus.url).start()
+
+    def until(check: Any, what: str, timeout: float) -> Any:
+        def step() -> Any:
+            if op.proc is not None and op.proc.poll() is not None:
+                raise AssertionError(f"the operator exited with {op.proc.returncode}")
+            if refused := _refusals(op):
+                raise Refused("the API server refused the operator:\n" + "\n".join(refused[:20]))
+            return check()
+
+        return wait_for(step, timeout=timeout, message=what)
+
+    try:
+        until(op.probe, "the startup probe (/healthz on the health port)", timeout=120)
+        with _model_namespace(api_client, installed, tmp_path, prometheus) as (other, other_kubelet):
+            both = [(mvs, kubelet), (ModelVersions(api_client, other, str(installed)), other_kubelet)]
+            for versions, _ in both:
+                versions.create("iris-v1")
+            for versions, _ in both:
+                until(
+                    lambda v=versions: v.phase("iris-v1") == "Serving",
+                    f"iris-v1 Serving in {versions.ns}",
+                    300,
+                )
+                assert versions.champion_of("iris") == "iris-v1"
+            for versions, stand_in in both:
+                assert any(t.startswith("iris-v1-train") for t in stand_in.trainings), stand_in.trainings
+                assert stand_in.server_for("iris-v1") is not None, f"no server ran in {versions.ns}"
+
+            url = kubelet.server_for("iris-v1").url
+            row = {
+                "sepal length (cm)": 5.1,
+                "sepal width (cm)": 3.5,
+                "petal length (cm)": 1.4,
+                "petal width (cm)": 0.2,
+            }
+            for _ in range(30):
+                assert httpx.post(f"{url}/predict", json={"instances": [row]}, timeout=5).status_code == 200
+
+            def counted(ns: str) -> float:
+                samples = query(prometheus.url, promql.requests(ns, "iris", "iris-v1", "5m"))
+                return samples[0].value if samples else 0.0
+
+            until(lambda: counted(namespace) >= 25, f"the requests in {namespace} in Prometheus", 60)
+            assert counted(other) == 0.0, "the other namespace's query counted these requests"
+            (series, *_) = query(
+                prometheus.url, f'modelops_server_requests_total{{namespace="{namespace}",handler="predict"}}'
+            )
+            assert not [k for k in series.labels if k.startswith("exported_")], series.labels
+            assert series.labels["endpoint"] == "http" and series.labels["container"] == "server"
+            assert series.labels["job"] == "modelops-system/modelops-servers"
+            assert series.labels["pod"].startswith("iris-v1-server-")
+    except BaseException:
+        print(f"\n----- operator log ({op.log}) -----\n{op.tail(150)}")
         raise
     finally:
         op.stop()

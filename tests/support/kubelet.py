@@ -332,13 +332,18 @@ class Kubelet:
                 srv.proc.wait()
 
     def _publish_targets(self) -> None:
+        """Each running server as Kubernetes SD would see its pod (the Prometheus scrape relabels it)."""
         if self.on_targets is None:
             return
+        from .prometheus import pod_targets
+
         with self._lock:
-            targets = [
-                {"targets": [f"127.0.0.1:{s.port}"], "labels": {"pod": s.pod, "namespace": self.namespace}}
-                for s in self.servers.values()
-            ]
+            servers = list(self.servers.values())
+        targets = []
+        for s in servers:
+            with contextlib.suppress(client.ApiException):
+                pod = self.core.read_namespaced_pod(s.pod, self.namespace)
+                targets += pod_targets(pod, f"127.0.0.1:{s.port}")
         self.on_targets(self.namespace, targets)
 
     # --- helpers for tests ---------------------------------------------------------------------

@@ -51,6 +51,25 @@ def test_crds_carry_short_names_status_and_columns():
     assert {"Model", "Phase", "Metric", "Ready", "Age"} <= set(cols)
 
 
+@pytest.mark.parametrize("name", sorted(crds()))
+def test_every_status_field_is_explained(name):
+    """`kubectl explain <kind>.status...` has something to say about every field the operator writes."""
+    status = crds()[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    missing = []
+    for path, node in _walk(status, "status"):
+        for field, prop in (node.get("properties") or {}).items():
+            if not prop.get("description"):
+                missing.append(f"{path}.{field}".replace(".properties", "").replace(".items", "[]"))
+    assert not missing, missing
+
+
+def test_every_kind_shows_its_message_with_wide_output():
+    """`kubectl get mv -o wide` and `kubectl get rp -o wide` say what is happening, in one line."""
+    for crd in crds().values():
+        cols = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+        assert "Message" in cols and cols["Message"]["priority"] == 1, crd["spec"]["names"]["kind"]
+
+
 def test_cel_rules_reach_the_schema():
     text = yaml.safe_dump(crds())
     assert "spec.training is immutable" in text and "gate min must be less than or equal to max" in text

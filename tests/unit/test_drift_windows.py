@@ -40,16 +40,16 @@ def samples(counts: np.ndarray, span: str | None = None) -> list[Sample]:
 
 
 def test_without_interval_the_query_is_the_window_as_before():
-    q = promql.feature_buckets("iris", "iris-v1", "10m")
+    q = promql.feature_buckets("ns", "iris", "iris-v1", "10m")
     assert (
         q
-        == 'sum by (feature, le) (increase(modelops_server_feature_value_bucket{model="iris",version="iris-v1"}[10m]))'
+        == 'sum by (feature, le) (increase(modelops_server_feature_value_bucket{namespace="ns",model="iris",version="iris-v1"}[10m]))'
     )
 
 
 def test_with_interval_the_query_adds_the_exact_newest_counts_labelled_by_span():
-    q = promql.feature_categories("iris", "iris-v1", "10m", interval="60s")
-    series = 'modelops_server_feature_category_total{model="iris",version="iris-v1"}'
+    q = promql.feature_categories("ns", "iris", "iris-v1", "10m", interval="60s")
+    series = 'modelops_server_feature_category_total{namespace="ns",model="iris",version="iris-v1"}'
     newest = f"sum by (feature, category) (clamp_min({series} - {series} offset 60s, 0))"
     whole = f"sum by (feature, category) (increase({series}[10m]))"
     assert q == (
@@ -62,7 +62,7 @@ def test_the_union_query_on_real_promql(tmp_path: Path):
     """promtool evaluates the query: the newest interval counts exactly the rows that arrived in it
     (the counter's difference over `offset`, no extrapolation), the window is increase(), and only
     the champion's own series count."""
-    sel = '{model="m",version="v",feature="x",pod="a"'
+    sel = '{namespace="ns",model="m",version="v",feature="x",pod="a"'
     tests = {
         "rule_files": [],
         "evaluation_interval": "1m",
@@ -87,7 +87,7 @@ def test_the_union_query_on_real_promql(tmp_path: Path):
                 ],
                 "promql_expr_test": [
                     {
-                        "expr": promql.feature_buckets("m", "v", "20m", interval="60s"),
+                        "expr": promql.feature_buckets("ns", "m", "v", "20m", interval="60s"),
                         "eval_time": "14m",
                         "exp_samples": [
                             {"labels": '{feature="x",le="1",span="interval"}', "value": 12},
@@ -97,7 +97,7 @@ def test_the_union_query_on_real_promql(tmp_path: Path):
                         ],
                     },
                     {
-                        "expr": promql.feature_categories("m", "v", "20m", interval="60s"),
+                        "expr": promql.feature_categories("ns", "m", "v", "20m", interval="60s"),
                         "eval_time": "14m",
                         "exp_samples": [],
                     },

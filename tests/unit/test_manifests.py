@@ -66,8 +66,8 @@ PEERING_RULES: dict[tuple[str, str], set[str]] = {
 # The model server's metrics as the contract in issue 6 states them (every series has model and
 # version); test_alerts_and_dashboard_use_only_metrics_and_labels_that_exist checks the server's source.
 SERVER_METRICS: dict[str, tuple[str, set[str]]] = {
-    "modelops_server_requests": ("counter", {"endpoint", "code"}),
-    "modelops_server_request_duration_seconds": ("histogram", {"endpoint"}),
+    "modelops_server_requests": ("counter", {"handler", "code"}),
+    "modelops_server_request_duration_seconds": ("histogram", {"handler"}),
     "modelops_server_rows": ("counter", set()),
     "modelops_server_feature_value": ("histogram", {"feature"}),
     "modelops_server_prediction_class": ("counter", {"class"}),
@@ -382,6 +382,41 @@ def test_dashboard_structure() -> None:
         for t in p["targets"]:
             used = set(re.findall(r"\$\{?(\w+)", t["expr"])) | set(re.findall(r"\$\{?(\w+)", p["title"]))
             assert used <= defined, f"{p['title']}: undefined {used - defined}"
+
+
+def test_distribution_heatmap_never_adds_up_bins_of_different_features() -> None:
+    """Each feature has its own bins: the heatmap is repeated per feature and selects exactly one."""
+    dash = json.loads(next(iter(_dashboard_cm()["data"].values())))
+    (heatmap,) = [p for p in dash["panels"] if p["type"] == "heatmap"]
+    assert heatmap.get("repeat") == "feature", (
+        "with feature=All one heatmap would sum every feature's buckets"
+    )
+    for t in heatmap["targets"]:
+        assert 'feature="$feature"' in t["expr"], t["expr"]
+
+
+def test_serving_panels_and_alerts_count_inference_requests_only() -> None:
+    """Probes and scrapes are requests too; error share and latency are about predictions."""
+    inference = 'handler=~"infer|predict"'
+    dash = json.loads(next(iter(_dashboard_cm()["data"].values())))
+    for p in dash["panels"]:
+        if p.get("title") in ("Latency per version", "Errors per version"):
+            assert all(inference in t["expr"] for t in p["targets"]), p["title"]
+    rule = yaml.safe_load((ROOT / "manifests/monitoring/prometheusrule.yaml").read_text())
+    (alert,) = [
+        r
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "ModelOpsServingErrorRateHigh"
+    ]
+    selectors = re.findall(r"modelops_server_requests_total\{([^}]*)\}", alert["expr"])
+    assert selectors and all(inference in s for s in selectors), selectors
+
+
+def test_server_labels_collide_with_no_target_label() -> None:
+    """A collision is renamed exported_<label> by Prometheus (PodMonitor without honorLabels)."""
+    for name, (_, labels) in SERVER_METRICS.items():
+        assert not labels & TARGET_LABELS, f"{name}: {labels & TARGET_LABELS}"
 
 
 def _metric_catalogue() -> dict[str, set[str]]:

@@ -293,6 +293,25 @@ def test_server_failure_fails_the_version_not_the_champion():
     assert "sha256 mismatch" in cond(w.status, "Deployed").message
 
 
+@pytest.mark.parametrize(
+    ("deployment", "why"),
+    [
+        (DeploymentView(1, 0, pod_failure="OOMKilled"), "not serving: 0/1 replicas ready: OOMKilled"),
+        (DeploymentView(1, 0), "not serving: 0/1 replicas ready"),
+        (None, "not serving: 0/1 replicas ready (no Deployment yet)"),
+    ],
+    ids=["crashing", "no ready pods", "deployment gone"],
+)
+def test_a_champion_that_lost_its_pods_says_why_in_ready(deployment, why):
+    """The champion stays champion (its Service keeps pointing at it), but Ready says what is wrong."""
+    w = served_world(name="v1")
+    p = w.step(deployment=deployment, champion=ChampionView("v1", {"accuracy": 0.95}))
+    assert p.phase == "Serving" and p.champion and p.replicas == 1
+    ready = cond(w.status, "Ready")
+    assert ready.status == "False" and why in ready.message, ready.message
+    assert why in p.message
+
+
 def test_retired_version_has_no_deployment_but_the_champion_cannot_retire():
     w = served_world(retired=True)
     p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"))

@@ -92,3 +92,15 @@ def test_resource_versions_and_stripping():
     assert newer("12", "10") and newer("10", "10") and not newer("9", "10") and not newer(None, "1")
     body = {"metadata": {"name": "a", "managedFields": [{"manager": "x"}]}, "spec": {}}
     assert "managedFields" not in strip(body)["metadata"] and "managedFields" in body["metadata"]
+
+
+def test_cache_shows_an_object_we_deleted_while_a_finalizer_holds_it():
+    index = {("ns", "a"): FakeStore([_obj("a", "10", uid="u")])}
+    cache = Cache()
+    cache.bind({"modelops_versions": index})
+    cache.deleted("versions", "ns", "a", "u")
+    assert cache.get("versions", "ns", "a") is None
+    held = _obj("a", "11", uid="u")
+    held["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    index[("ns", "a")] = FakeStore([held])
+    assert cache.get("versions", "ns", "a")["metadata"]["deletionTimestamp"]

@@ -20,7 +20,7 @@ from modelops import artifacts
 from modelops.api.modelversion import Training
 from modelops.server import main as server_main
 from modelops.server.app import App, Service, Settings
-from modelops.server.metrics import le_label
+from modelops.server.metrics import COLLIDING, le_label
 from modelops.server.model import ServedModel
 from modelops.trainer.main import train
 
@@ -484,9 +484,25 @@ def test_feature_histograms_use_the_reference_edges(iris_dir):
     assert m["modelops_server_rows_total"][()] == 3
     assert sum(m["modelops_server_prediction_class_total"].values()) == 3
     assert set(m["modelops_server_prediction_class_total"]) == {(("class", c),) for c in ("0", "1", "2")}
-    assert m["modelops_server_requests_total"][(("code", "200"), ("endpoint", "infer"))] == 1
-    assert m["modelops_server_request_duration_seconds_count"][(("endpoint", "infer"),)] == 1
+    assert m["modelops_server_requests_total"][(("code", "200"), ("handler", "infer"))] == 1
+    assert m["modelops_server_request_duration_seconds_count"][(("handler", "infer"),)] == 1
     assert m["modelops_server_model_ready"][()] == 1
+
+
+@pytest.mark.parametrize("directory", ["iris_dir", "diabetes_dir", "mixed_dir"])
+def test_no_label_collides_with_a_target_label(request, directory):
+    """A label a scrape also attaches (PodMonitor: endpoint, namespace, pod, ...) would be renamed
+    exported_<name> by Prometheus, and every query on it would find nothing."""
+    with TestClient(make_app(request.getfixturevalue(directory))) as client:
+        client.get("/v2/health/ready")
+        client.post("/predict", json={"instances": "not rows"})
+        client.post("/feedback", json={"id": "unknown", "labels": [0]})
+        text = client.get("/metrics").text
+    names = {
+        name for family in text_string_to_metric_families(text) for s in family.samples for name in s.labels
+    }
+    assert names and not names & COLLIDING, sorted(names & COLLIDING)
+    assert "handler" in names
 
 
 def test_classifier_feedback_counts_correct_labels(iris_dir):

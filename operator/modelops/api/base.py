@@ -84,9 +84,15 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(StatusModel):
     """A Kubernetes-style condition (metav1.Condition)."""
 
-    type: str
-    status: ConditionStatus
-    reason: str = ""
-    message: str = ""
-    observed_generation: int | None = None
-    last_transition_time: str | None = None
+    type: str = Field(
+        description="Trained, Validated, Deployed, Promoted, Ready, Reconciling, Stalled, Evaluated."
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="One CamelCase word a program can match on.")
+    message: str = Field(default="", description="What a person needs to know, in one line.")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed for."
+    )
+    last_transition_time: str | None = Field(
+        default=None, description="When status last changed (not when the message did)."
+    )

@@ -196,6 +196,12 @@ def crds() -> dict[str, dict[str, Any]]:
                 {"name": "Drift", "type": "number", "jsonPath": ".status.lastDriftScore"},
                 {"name": "Last-Trigger", "type": "string", "jsonPath": ".status.lastTrigger.reason"},
                 ready_column(),
+                {
+                    "name": "Message",
+                    "type": "string",
+                    "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+                    "priority": 1,
+                },
                 age,
             ],
         ),

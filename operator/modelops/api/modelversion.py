@@ -203,9 +203,13 @@ PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
 class Bin(StatusModel):
     """A reference distribution: upper bin edges (last is +Inf) or categories, with their shares."""
 
-    edges: list[float] | None = None
-    categories: list[str] | None = None
-    shares: list[float]
+    edges: list[float] | None = Field(
+        default=None, description="Numeric feature: the interior bin edges (quantiles of the training data)."
+    )
+    categories: list[str] | None = Field(default=None, description="Categorical feature: the categories.")
+    shares: list[float] = Field(
+        description="Share of training rows in each bin (edges + 1 bins) or category."
+    )
     samples: int | None = Field(
         default=None,
         description="Rows the shares were counted from; the drift test needs the reference's size.",
@@ -213,46 +217,76 @@ class Bin(StatusModel):
 
 
 class Artifact(StatusModel):
-    uri: str
-    sha256: str
+    uri: str = Field(description="Where the model files are (pvc://claim/path or s3://bucket/key).")
+    sha256: str = Field(description="Digest of model.skops; the server refuses a file that does not match.")
 
 
 class TrainingResult(StatusModel):
     """What the trainer reported, bound to one Job run by its uid."""
 
-    job_uid: str | None = None
-    succeeded: bool = True
-    message: str | None = None
-    task: Literal["classification", "regression"] | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    dataset_digest: str | None = None
-    artifact: Artifact | None = None
-    features: list[dict[str, Any]] = Field(default_factory=list)
-    reference: dict[str, Bin] = Field(default_factory=dict)
-    prediction_reference: Bin | None = None
-    rows: dict[str, int] = Field(default_factory=dict)
-    finished_at: str | None = None
+    job_uid: str | None = Field(
+        default=None, description="The training Job run this result belongs to; others are ignored."
+    )
+    succeeded: bool = Field(default=True, description="False when the trainer failed (see message).")
+    message: str | None = Field(default=None, description="Why training failed.")
+    task: Literal["classification", "regression"] | None = Field(
+        default=None, description="What the estimator does; decides the metrics."
+    )
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Held-out metrics (accuracy, f1, r2, rmse, ...)."
+    )
+    dataset_digest: str | None = Field(default=None, description="sha256 of the training data as read.")
+    artifact: Artifact | None = Field(default=None, description="The saved model.")
+    features: list[dict[str, Any]] = Field(
+        default_factory=list, description="The input schema: name, type and categories of each feature."
+    )
+    reference: dict[str, Bin] = Field(
+        default_factory=dict, description="Per feature, the training distribution drift is measured against."
+    )
+    prediction_reference: Bin | None = Field(
+        default=None, description="The distribution of the model's predictions on the held-out data."
+    )
+    rows: dict[str, int] = Field(default_factory=dict, description="Rows used: train and test.")
+    finished_at: str | None = Field(default=None, description="When the trainer reported.")
 
 
 class ServingStatus(StatusModel):
-    deployment: str | None = None
-    service: str | None = None
-    endpoint: str | None = None
-    replicas: int = 0
-    ready_replicas: int = 0
+    deployment: str | None = Field(default=None, description="The server Deployment of this version.")
+    service: str | None = Field(default=None, description="This version's own Service.")
+    endpoint: str | None = Field(default=None, description="In-cluster URL of this version's Service.")
+    replicas: int = Field(default=0, description="Server replicas the operator asked for.")
+    ready_replicas: int = Field(default=0, description="Server replicas ready.")
 
 
 class ModelVersionStatus(StatusModel):
-    phase: Phase = "Pending"
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    training: TrainingResult | None = None
-    serving: ServingStatus | None = None
-    primary_metric: str | None = None
-    champion: bool = False
-    timestamps: dict[str, str] = Field(default_factory=dict)
-    handled_promotion: str | None = None
-    message: str | None = None
+    phase: Phase = Field(
+        default="Pending",
+        description="Pending, Training, Validating, Rejected, Deploying, Canary, Serving, Superseded, Retired or Failed.",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Trained, Validated, Deployed, Promoted, Ready (kstatus), Reconciling, Stalled.",
+    )
+    training: TrainingResult | None = Field(default=None, description="What the trainer reported.")
+    serving: ServingStatus | None = Field(default=None, description="The server, while one is deployed.")
+    primary_metric: str | None = Field(
+        default=None,
+        description="The metric `kubectl get mv` shows (the champion comparison's, else a gate's).",
+    )
+    champion: bool = Field(
+        default=False, description="True while the model's stable Service points at this version."
+    )
+    timestamps: dict[str, str] = Field(
+        default_factory=dict,
+        description="When each step happened: trainingStarted, trained, deployed, promoted, ...",
+    )
+    handled_promotion: str | None = Field(
+        default=None, description="The promotion request (annotation or spec) last acted on."
+    )
+    message: str | None = Field(default=None, description="What is happening now, in one line.")
 
 
 class ModelVersion(ApiModel):

@@ -120,37 +120,59 @@ class RetrainPolicySpec(ApiModel):
 
 
 class FeatureResult(StatusModel):
-    score: float | None = None
-    samples: int = 0
-    result: Literal["Drifted", "Stable", "Unknown"] = "Unknown"
-    band: str | None = None
-    error: str | None = None
-    p_value: float | None = None
-    span: Literal["interval", "window"] | None = None
+    score: float | None = Field(
+        default=None, description="The drift score; null when it could not be judged."
+    )
+    samples: int = Field(default=0, description="Live values in the window.")
+    result: Literal["Drifted", "Stable", "Unknown"] = Field(
+        default="Unknown", description="Unknown (too few samples, no data) never triggers a retrain."
+    )
+    band: str | None = Field(default=None, description="PSI band: none (< 0.1), moderate (< 0.25) or major.")
+    error: str | None = Field(default=None, description="Why the feature could not be judged.")
+    p_value: float | None = Field(
+        default=None, description="The significance test's p-value after the correction across features."
+    )
+    span: Literal["interval", "window"] | None = Field(
+        default=None, description="What was judged: the newest interval, or the whole window."
+    )
 
 
 class Trigger(StatusModel):
-    time: str
-    reason: Literal["drift", "performance", "schedule", "manual"]
-    child: str
-    detail: str = ""
+    time: str = Field(description="When the retrain was decided.")
+    reason: Literal["drift", "performance", "schedule", "manual"] = Field(description="What triggered it.")
+    child: str = Field(description="The ModelVersion created for it.")
+    detail: str = Field(default="", description="The evidence, in one line.")
 
 
 class RetrainPolicyStatus(StatusModel):
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    champion: str | None = None
-    last_evaluation_time: str | None = None
-    last_drift_score: float | None = None
-    features: dict[str, FeatureResult] = Field(default_factory=dict)
-    online: dict[str, Any] | None = None
-    consecutive_drifted: int = 0
-    last_trigger: Trigger | None = None
-    history: list[Trigger] = Field(default_factory=list)
-    handled_request: str | None = None
-    pending: Trigger | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Evaluated, Ready (kstatus), Reconciling, Stalled."
+    )
+    champion: str | None = Field(default=None, description="The version being watched.")
+    last_evaluation_time: str | None = Field(default=None, description="When Prometheus was last queried.")
+    last_drift_score: float | None = Field(default=None, description="The highest feature score last time.")
+    features: dict[str, FeatureResult] = Field(
+        default_factory=dict, description="The last drift verdict per feature."
+    )
+    online: dict[str, Any] | None = Field(
+        default=None, description="The last online metric from feedback labels, and its verdict."
+    )
+    consecutive_drifted: int = Field(default=0, description="Drifted evaluations in a row.")
+    last_trigger: Trigger | None = Field(default=None, description="The latest retrain.")
+    history: list[Trigger] = Field(
+        default_factory=list, description="Recent retrains, newest last (bounded)."
+    )
+    handled_request: str | None = Field(
+        default=None, description="The manual request (modelops.dev/retrain annotation) last acted on."
+    )
+    pending: Trigger | None = Field(
+        default=None, description="A retrain decided but whose child is not confirmed yet (crash safety)."
+    )
     sequence: int = Field(default=0, description="Triggers so far; numbers the children's names.")
-    last_schedule_time: str | None = None
+    last_schedule_time: str | None = Field(default=None, description="When the schedule last fired.")
     evaluation_failures: int = Field(
         default=0, description="Failed evaluations in a row; retries back off (interval x 2^n, at most 8x)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 
 import kopf
@@ -17,13 +18,28 @@ class _QuietWakeups(logging.Filter):
         return record.getMessage() != "Handler 'wake' succeeded."
 
 
+def scope(namespaces: list[str]) -> tuple[list[str], bool]:
+    """Kopf's `namespaces` and `clusterwide`: the namespaces given, or cluster-wide with an EMPTY list.
+
+    Kopf iterates `namespaces` whatever `clusterwide` says, so None crashes it at start-up
+    (the shipped Deployment runs `-A`). Neither flag means cluster-wide, said explicitly
+    rather than through Kopf's deprecated implicit fallback.
+    """
+    return (list(namespaces), False) if namespaces else ([], True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelops run", description="Run the ModelOps operator.")
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
     )
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    where.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default, unless MODELOPS_NAMESPACES lists some)",
+    )
     parser.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
     parser.add_argument(
         "--peering", default=None, help="peering object name for HA (needs kopf's peering CRDs)"
@@ -34,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="peering priority; with --peering a random one is chosen so replicas never tie (Kopf pauses on a tie)",
     )
-    parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        help="e.g. http://0.0.0.0:8081/healthz (default: that URL on MODELOPS_HEALTH_PORT, when it is set)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -47,14 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     priority = args.priority
     if priority is None and args.peering:
         priority = random.randint(1, 2**31 - 1)
+    from .runtime import settings  # settings are read in one place: Settings.from_env
+
+    st = settings()
+    namespaces, clusterwide = scope(args.namespace or ([] if args.all_namespaces else list(st.namespaces)))
+    liveness = args.liveness
+    if liveness is None and os.environ.get("MODELOPS_HEALTH_PORT"):
+        liveness = f"http://0.0.0.0:{st.health_port}/healthz"
     asyncio.run(
         kopf.operator(
             priority=priority or 0,
             standalone=args.standalone or args.peering is None,
             peering_name=args.peering,
-            namespaces=args.namespace or None,
-            clusterwide=args.all_namespaces,
-            liveness_endpoint=args.liveness,
+            namespaces=namespaces,
+            clusterwide=clusterwide,
+            liveness_endpoint=liveness,
         )
     )
     return 0

@@ -23,7 +23,7 @@ from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch
 from modelops.lifecycle.naming import FINALIZER
 from modelops.lifecycle.observed import CanaryView
 from modelops.lifecycle.patches import merge_diff
-from modelops.prometheus import PrometheusError, scalar
+from modelops.prometheus import EVALUATION_SECONDS, Deadline, PrometheusError, scalar
 
 from . import runtime
 from .workqueue import GONE, WorkQueue
@@ -42,12 +42,18 @@ def promotion_token(body: dict[str, Any]) -> str | None:
     return token or None
 
 
-def observe_canary(url: str, model: str, version: str, window_seconds: int) -> CanaryView:
+def observe_canary(url: str, namespace: str, model: str, version: str, window_seconds: int) -> CanaryView:
+    """The canary's traffic, within one deadline; any failure or malformed answer is an error view,
+    which the planner judges inconclusive (after its grace) like an unreachable Prometheus."""
     window = f"{max(window_seconds, 10)}s"
+    deadline = Deadline(EVALUATION_SECONDS)
     try:
-        reqs = scalar(url, promql.requests(model, version, window)) or 0.0
-        err = scalar(url, promql.error_rate(model, version, window)) if reqs else None
-        p99 = scalar(url, promql.p99_latency(model, version, window)) if reqs else None
+        reqs = scalar(url, promql.requests(namespace, model, version, window), deadline=deadline) or 0.0
+        err = p99 = None
+        if reqs:
+            err = scalar(url, promql.error_rate(namespace, model, version, window), deadline=deadline)
+            p99_query = promql.p99_latency(namespace, model, version, window)
+            p99 = scalar(url, p99_query, deadline=deadline, finite=False)  # +Inf: above the last bucket
     except PrometheusError as e:
         return CanaryView(error=str(e))
     return CanaryView(requests=reqs, error_rate=err, p99_seconds=p99)
@@ -62,7 +68,7 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         started = try_parse_time(mv.status.timestamps.get("canaryStarted"))
         elapsed = (runtime.now() - started).total_seconds() if started else 0
         window = min(int(elapsed) + 1, spec.serving.rollout.canary.analysis_seconds)
-        canary = observe_canary(runtime.settings().prometheus_url, spec.model, name, window)
+        canary = observe_canary(runtime.settings().prometheus_url, ns, spec.model, name, window)
     return Observed(
         name=name,
         generation=meta.get("generation", 1),

@@ -33,7 +33,7 @@ from modelops.lifecycle.retrainpolicy import (
     evaluation_due,
     plan,
 )
-from modelops.prometheus import PrometheusError, query, scalar
+from modelops.prometheus import EVALUATION_SECONDS, Deadline, PrometheusError, query, scalar
 
 from . import runtime
 from .modelversion import CONFLICT_RETRY, promotion_token
@@ -85,30 +85,43 @@ def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None
     return Champion(name=name, spec=mv.spec, metrics=metrics_), mv
 
 
-def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str) -> Evaluation:
-    """Query Prometheus for the champion's own series only, and judge drift and decay."""
+def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str, namespace: str) -> Evaluation:
+    """Query Prometheus for the champion's own series only, and judge drift and decay.
+
+    All queries share one deadline, so a slow Prometheus holds the policy's reconcile (and a
+    manual request waiting behind it) for at most EVALUATION_SECONDS; every failure is an error.
+    """
     spec = policy.spec
     url = spec.prometheus.url or runtime.settings().prometheus_url
-    model, window = spec.model, spec.window
+    model, window, ns = spec.model, spec.window, namespace
+    deadline = Deadline(EVALUATION_SECONDS)
     drift = online = None
     try:
         if spec.triggers.drift is not None:
             reference = champion.status.training.reference if champion.status.training else {}
             if not reference:
                 return Evaluation(error=f"champion {name} has no reference distribution to compare with")
-            buckets = query(url, promql.feature_buckets(model, name, window, interval=spec.interval))
-            categories = query(url, promql.feature_categories(model, name, window, interval=spec.interval))
+            buckets = query(
+                url,
+                promql.feature_buckets(ns, model, name, window, interval=spec.interval),
+                deadline=deadline,
+            )
+            categories = query(
+                url,
+                promql.feature_categories(ns, model, name, window, interval=spec.interval),
+                deadline=deadline,
+            )
             rows = champion.status.training.rows.get("train") if champion.status.training else None
             drift = evaluate_drift(
                 spec.triggers.drift, reference, buckets, categories, reference_samples=rows
             )
         if spec.triggers.performance is not None:
-            q = promql.feedback(model, name, window)
+            q = promql.feedback(ns, model, name, window)
             online = evaluate_online(
                 spec.triggers.performance,
-                scalar(url, q["labelled"]),
-                scalar(url, q["correct"]),
-                scalar(url, q["absolute_error"]),
+                scalar(url, q["labelled"], deadline=deadline),
+                scalar(url, q["correct"], deadline=deadline),
+                scalar(url, q["absolute_error"], deadline=deadline),
             )
     except PrometheusError as e:
         return Evaluation(error=str(e))
@@ -124,7 +137,7 @@ def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_ev
     champion, champion_mv = champion_of(kube, ns, policy.spec.model)
     evaluation = None
     if fresh_evaluation and champion and champion_mv and evaluation_due(policy.spec, policy.status, now):
-        evaluation = evaluate(policy, champion_mv, champion.name)
+        evaluation = evaluate(policy, champion_mv, champion.name, meta["namespace"])
     return Observed(
         name=meta["name"],
         uid=meta["uid"],

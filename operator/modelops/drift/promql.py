@@ -1,38 +1,52 @@
-"""PromQL builders for the series `modelops serve` exports; pure strings, no I/O."""
+"""PromQL builders for the series `modelops serve` exports; pure strings, no I/O.
+
+Every selector names the namespace as well as model and version: two namespaces may hold a
+model and version of the same names, and their series must never mix. `namespace` is the
+target label a Prometheus scraping through the shipped PodMonitor attaches (prometheus-operator
+sets it from the pod's namespace); the server itself exports no label that any scrape attaches
+(`HANDLER`, not `endpoint`), so nothing is renamed to `exported_*`.
+"""
 
 from __future__ import annotations
 
-INFERENCE_ENDPOINTS = "infer|predict"
+HANDLER = "handler"
+"""The server's label for the HTTP handler of a request (`endpoint` is a target label of the PodMonitor)."""
+INFERENCE_HANDLERS = "infer|predict"
 """Requests that carry predictions; probes and scrapes are not traffic."""
 
 
-def _sel(model: str, version: str, extra: str = "") -> str:
-    def esc(v: str) -> str:
-        return v.replace("\\", "\\\\").replace('"', '\\"')
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"')
 
-    parts = [f'model="{esc(model)}"', f'version="{esc(version)}"']
+
+def _sel(namespace: str, model: str, version: str, extra: str = "") -> str:
+    parts = [f'namespace="{_esc(namespace)}"', f'model="{_esc(model)}"', f'version="{_esc(version)}"']
     if extra:
         parts.append(extra)
     return "{" + ",".join(parts) + "}"
 
 
-def requests(model: str, version: str, window: str) -> str:
-    s = _sel(model, version, f'endpoint=~"{INFERENCE_ENDPOINTS}"')
+INFERENCE = f'{HANDLER}=~"{INFERENCE_HANDLERS}"'
+
+
+def requests(namespace: str, model: str, version: str, window: str) -> str:
+    s = _sel(namespace, model, version, INFERENCE)
     return f"sum(increase(modelops_server_requests_total{s}[{window}]))"
 
 
-def error_rate(model: str, version: str, window: str) -> str:
-    err = _sel(model, version, f'endpoint=~"{INFERENCE_ENDPOINTS}",code=~"5.."')
-    return f"(sum(increase(modelops_server_requests_total{err}[{window}])) or vector(0)) / {requests(model, version, window)}"
+def error_rate(namespace: str, model: str, version: str, window: str) -> str:
+    err = _sel(namespace, model, version, f'{INFERENCE},code=~"5.."')
+    total = requests(namespace, model, version, window)
+    return f"(sum(increase(modelops_server_requests_total{err}[{window}])) or vector(0)) / {total}"
 
 
-def p99_latency(model: str, version: str, window: str) -> str:
-    s = _sel(model, version, f'endpoint=~"{INFERENCE_ENDPOINTS}"')
+def p99_latency(namespace: str, model: str, version: str, window: str) -> str:
+    s = _sel(namespace, model, version, INFERENCE)
     return f"histogram_quantile(0.99, sum by (le) (rate(modelops_server_request_duration_seconds_bucket{s}[{window}])))"
 
 
 def _newest_and_window(
-    metric: str, by: str, model: str, version: str, window: str, interval: str | None
+    metric: str, by: str, namespace: str, model: str, version: str, window: str, interval: str | None
 ) -> str:
     """Counts over the window, and with `interval` also over the newest interval, told apart by `span`.
 
@@ -43,7 +57,7 @@ def _newest_and_window(
     `offset interval`, clamped at 0: a series that restarted in the interval, or did not exist at
     its start, contributes nothing for that interval (fewer samples, never made-up ones).
     """
-    sel = _sel(model, version)
+    sel = _sel(namespace, model, version)
     whole = f"sum by ({by}) (increase({metric}{sel}[{window}]))"
     if interval is None:
         return whole
@@ -54,22 +68,32 @@ def _newest_and_window(
     )
 
 
-def feature_buckets(model: str, version: str, window: str, interval: str | None = None) -> str:
+def feature_buckets(
+    namespace: str, model: str, version: str, window: str, interval: str | None = None
+) -> str:
     """Cumulative live counts per feature and `le` bucket over the window (and the newest interval)."""
     return _newest_and_window(
-        "modelops_server_feature_value_bucket", "feature, le", model, version, window, interval
+        "modelops_server_feature_value_bucket", "feature, le", namespace, model, version, window, interval
     )
 
 
-def feature_categories(model: str, version: str, window: str, interval: str | None = None) -> str:
+def feature_categories(
+    namespace: str, model: str, version: str, window: str, interval: str | None = None
+) -> str:
     """Live counts per feature and category over the window (and the newest interval)."""
     return _newest_and_window(
-        "modelops_server_feature_category_total", "feature, category", model, version, window, interval
+        "modelops_server_feature_category_total",
+        "feature, category",
+        namespace,
+        model,
+        version,
+        window,
+        interval,
     )
 
 
-def feedback(model: str, version: str, window: str) -> dict[str, str]:
-    s = _sel(model, version)
+def feedback(namespace: str, model: str, version: str, window: str) -> dict[str, str]:
+    s = _sel(namespace, model, version)
     return {
         "labelled": f"sum(increase(modelops_server_feedback_labelled_total{s}[{window}]))",
         "correct": f"sum(increase(modelops_server_feedback_correct_total{s}[{window}]))",

@@ -81,6 +81,8 @@ class Cache:
         if obj is None:  # our deletion: hidden until the watch drops it, unless it came back anew
             if cached is None or cached["metadata"].get("uid") != uid:
                 return cached
+            if cached["metadata"].get("deletionTimestamp"):
+                return cached  # held by a finalizer: its deletion is visible, and still to be handled
             return None
         if cached is not None and newer(cached["metadata"].get("resourceVersion"), rv):
             return cached

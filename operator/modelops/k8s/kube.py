@@ -165,7 +165,8 @@ class Kube:
         res = self.dyn.resources.get(api_version=api_version, kind=type_)
         body = {"propagationPolicy": "Background"}
         _or_none(lambda: self.dyn.delete(res, name=name, namespace=namespace, body=body))
-        self.cache.deleted(kind, namespace, name, observed["metadata"].get("uid"))
+        if not observed["metadata"].get("finalizers"):  # with finalizers it lingers, being deleted
+            self.cache.deleted(kind, namespace, name, observed["metadata"].get("uid"))
         return True
 
     def patch_status(self, plural: str, body: dict[str, Any], status: dict[str, Any]) -> None:

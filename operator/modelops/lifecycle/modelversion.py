@@ -370,6 +370,9 @@ def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm
         if (ready and dep)
         else Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, want))
     )
+    if not ready:  # say why it does not serve: replicas, and the servers' own last words
+        why = _replica_text(dep, want) + (f": {dep.pod_failure}" if dep and dep.pod_failure else "")
+        notes.insert(0, f"not serving: {why}")
     msg = "; ".join(["champion" + (f", {pm}" if pm else ""), *notes])
     conditions = [
         *base,

@@ -581,7 +581,7 @@ def plan(o: Observed) -> Plan:
         message = f"no champion for model {model}: nothing to evaluate or retrain from" + tail
         conds.append(Cond("Ready", "False", "NoChampion", message))
     elif ev.prom_error:
-        message = f"Prometheus unreachable, drift and performance cannot trigger: {ev.prom_error}" + tail
+        message = f"Prometheus query failed, drift and performance cannot trigger: {ev.prom_error}" + tail
         conds.append(Cond("Ready", "False", PROMETHEUS_UNREACHABLE, message))
     elif spec.suspend:
         message = f"suspended: evaluating {champ.name}, never retraining" + tail

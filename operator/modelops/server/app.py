@@ -453,7 +453,7 @@ class App:
                 content_length = int(value) if value.isdigit() else -1
             elif key == b"x-request-id":
                 header_id = value.decode("latin-1")
-        endpoint, handler = self._route(path)
+        label, handler = self._route(path)
         try:
             response = await handler(method, receive, content_length, header_id)
         except RequestError as exc:
@@ -469,10 +469,10 @@ class App:
             headers.append((b"x-request-id", response.request_id.encode("latin-1", "replace")))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
-        self.service.metrics.observe_request(endpoint, response.status, time.perf_counter() - start)
+        self.service.metrics.observe_request(label, response.status, time.perf_counter() - start)
 
     def _route(self, path: str) -> tuple[str, Handler]:
-        """Endpoint label (bounded cardinality, for metrics) and its handler."""
+        """The `handler` label (bounded cardinality, for metrics) and the handler itself."""
         svc = self.service
         limit = svc.settings.max_body_bytes
         if path.startswith("/v2/models/"):
@@ -516,8 +516,8 @@ class App:
             "/v2/": ("server_metadata", svc.server_metadata),
         }
         if path in simple:
-            endpoint, fn = simple[path]
-            return endpoint, _get(fn)
+            label, fn = simple[path]
+            return label, _get(fn)
         return "unknown", _not_found(path)
 
 

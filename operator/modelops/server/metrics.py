@@ -1,5 +1,10 @@
 """The server's Prometheus metrics, every series labelled with model and version.
 
+Label names never collide with a target label a scrape attaches (prometheus-operator's PodMonitor
+adds namespace, pod, container, endpoint, job, instance; a ServiceMonitor also service): a
+colliding label would be renamed `exported_<name>` and every query on it would find nothing.
+So the HTTP handler of a request is `handler`, not `endpoint`; `COLLIDING` is checked in tests.
+
 One custom Collector keeps plain counters (numpy arrays and dicts) and renders them with
 prometheus-client's metric families at scrape time. Why not Counter/Histogram objects: each
 feature needs its OWN buckets (its reference edges, so live bucket shares line up with the
@@ -24,6 +29,8 @@ from prometheus_client.utils import floatToGoString
 
 from .model import ServedModel
 
+COLLIDING = frozenset({"endpoint", "namespace", "pod", "service", "job", "instance", "container"})
+"""Target labels of Prometheus and the Prometheus Operator, which the server must not export."""
 OTHER = "__other__"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -76,7 +83,7 @@ class ServerMetrics(Collector):
     def __init__(self, model_name: str, version: str) -> None:
         self.model_name, self.version = model_name, version
         self.requests: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, list[float]] = {}  # endpoint -> [bucket counts..., sum]
+        self.latency: dict[str, list[float]] = {}  # handler -> [bucket counts..., sum]
         self.ready = 0
         self.rows = 0
         self.feedback_labelled = 0
@@ -113,12 +120,12 @@ class ServerMetrics(Collector):
         self.prediction_reference = pred_ref
         self.model = model
 
-    def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        key = (endpoint, str(code))
+    def observe_request(self, handler: str, code: int, seconds: float) -> None:
+        key = (handler, str(code))
         self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.latency.get(endpoint)
+        hist = self.latency.get(handler)
         if hist is None:
-            hist = self.latency[endpoint] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            hist = self.latency[handler] = [0.0] * (len(LATENCY_BUCKETS) + 2)
         hist[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         hist[-1] += seconds
 
@@ -161,23 +168,23 @@ class ServerMetrics(Collector):
 
         requests = CounterMetricFamily(
             "modelops_server_requests",
-            "HTTP requests by endpoint and status code.",
-            labels=[*mv, "endpoint", "code"],
+            "HTTP requests by handler and status code.",
+            labels=[*mv, "handler", "code"],
         )
-        for (endpoint, code), n in sorted(self.requests.items()):
-            requests.add_metric([*base, endpoint, code], n)
+        for (handler, code), n in sorted(self.requests.items()):
+            requests.add_metric([*base, handler, code], n)
         yield requests
 
         latency = HistogramMetricFamily(
             "modelops_server_request_duration_seconds",
-            "Request latency by endpoint.",
-            labels=[*mv, "endpoint"],
+            "Request latency by handler.",
+            labels=[*mv, "handler"],
         )
         bounds = [le_label(b) for b in LATENCY_BUCKETS] + ["+Inf"]
-        for endpoint, hist in sorted(self.latency.items()):
+        for handler, hist in sorted(self.latency.items()):
             cumulative = np.cumsum(hist[:-1])
             latency.add_metric(
-                [*base, endpoint], list(zip(bounds, cumulative.tolist(), strict=True)), sum_value=hist[-1]
+                [*base, handler], list(zip(bounds, cumulative.tolist(), strict=True)), sum_value=hist[-1]
             )
         yield latency
 
