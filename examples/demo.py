@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         say("traffic", "DRIFT: clients now send petal length +3.0cm, petal width +1.5cm", RED)
         r2 = wait(
             narrator,
-            "a drift retrain to be promoted",
+            "a retrain on the shifted data to be promoted",
             lambda: next(
                 (
                     n
@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         trig = (narrator.policy().get("status") or {}).get("history", [])
         ok = (
             not v1_files.exists()
-            and any(t["reason"] == "drift" and t["child"] == r2 for t in trig)
+            # The shift moves the features (drift) and costs accuracy on the feedback labels
+            # (performance); whichever trigger is due first closes the loop.
+            and any(t["reason"] in ("drift", "performance") and t["child"] == r2 for t in trig)
             and bool(settled)
         )
         summary(kc, narrator, traffic, trig)
