@@ -15,7 +15,7 @@ import kopf
 from modelops import metrics
 from modelops.api.base import format_time
 from modelops.k8s.cache import Cache
-from modelops.k8s.kube import Kube, load_config
+from modelops.k8s.kube import Conflict, Kube, load_config
 from modelops.settings import Settings
 
 from .workqueue import WorkQueue
@@ -88,7 +88,7 @@ def measured(kind: str) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        metrics.RECONCILES.labels(kind, "conflict" if type(e).__name__ == "Conflict" else "error").inc()
+        metrics.RECONCILES.labels(kind, "conflict" if isinstance(e, Conflict) else "error").inc()
         raise
     else:
         metrics.RECONCILES.labels(kind, "ok").inc()

@@ -15,13 +15,14 @@ Index handlers are `async` so they run inline in the event loop (no thread per e
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from modelops import GROUP, VERSION, metrics
 from modelops.api.modelversion import PHASES
-from modelops.k8s.cache import strip
+from modelops.k8s.cache import INDEX_PREFIX, strip
 from modelops.lifecycle import naming
 from modelops.lifecycle.observed import pod_view
 
@@ -30,8 +31,15 @@ from .workqueue import NEW, URGENT
 
 OWNED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 OWNED_SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
-OWNED_RESOURCES = (("batch", "jobs"), ("apps", "deployments"), ("v1", "services"), ("v1", "pods"))
-"""Watched only with the server-side label selector OWNED_SELECTOR."""
+CHILDREN: dict[str, tuple[str, ...]] = {
+    "jobs": ("batch", "v1", "jobs"),
+    "deployments": ("apps", "v1", "deployments"),
+    "services": ("v1", "services"),
+}
+"""Owned kinds cached whole, by their Kopf resource; pods are cached as PodViews."""
+PODS = ("v1", "pods")
+OWNED_RESOURCES = tuple((r[0], r[-1]) for r in (*CHILDREN.values(), PODS))
+"""(group, plural) of what is watched only with the server-side label selector OWNED_SELECTOR."""
 
 
 def _labels(body: kopf.Body) -> dict[str, str]:
@@ -39,10 +47,20 @@ def _labels(body: kopf.Body) -> dict[str, str]:
 
 
 # --- indexes (the caches) ------------------------------------------------------------------------
-@kopf.index(GROUP, VERSION, "modelversions", id="modelops_versions")
-async def modelops_versions(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    runtime.cache.caught_up("versions", namespace, name, body)
-    return {(namespace, name): strip(body)}
+def _whole(kind: str) -> Callable[..., Awaitable[dict[Any, Any]]]:
+    """An index keeping each object of `kind` whole (less managedFields), by (namespace, name)."""
+
+    async def index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        runtime.cache.caught_up(kind, namespace, name, body)
+        return {(namespace, name): strip(body)}
+
+    return index
+
+
+kopf.index(GROUP, VERSION, "modelversions", id=INDEX_PREFIX + "versions")(_whole("versions"))
+kopf.index(GROUP, VERSION, "retrainpolicies", id=INDEX_PREFIX + "policies")(_whole("policies"))
+for _kind, _resource in CHILDREN.items():
+    kopf.index(*_resource, labels=OWNED, id=INDEX_PREFIX + _kind)(_whole(_kind))
 
 
 @kopf.index(GROUP, VERSION, "modelversions", id="modelops_versions_by_model")
@@ -50,36 +68,12 @@ async def modelops_versions_by_model(namespace: str, name: str, spec: kopf.Spec,
     return {(namespace, spec.get("model", "")): name}
 
 
-@kopf.index(GROUP, VERSION, "retrainpolicies", id="modelops_policies")
-async def modelops_policies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    runtime.cache.caught_up("policies", namespace, name, body)
-    return {(namespace, name): strip(body)}
-
-
 @kopf.index(GROUP, VERSION, "retrainpolicies", id="modelops_policies_by_model")
 async def modelops_policies_by_model(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
     return {(namespace, spec.get("model", "")): name}
 
 
-@kopf.index("batch", "v1", "jobs", labels=OWNED, id="modelops_jobs")
-async def modelops_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    runtime.cache.caught_up("jobs", namespace, name, body)
-    return {(namespace, name): strip(body)}
-
-
-@kopf.index("apps", "v1", "deployments", labels=OWNED, id="modelops_deployments")
-async def modelops_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    runtime.cache.caught_up("deployments", namespace, name, body)
-    return {(namespace, name): strip(body)}
-
-
-@kopf.index("v1", "services", labels=OWNED, id="modelops_services")
-async def modelops_services(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    runtime.cache.caught_up("services", namespace, name, body)
-    return {(namespace, name): strip(body)}
-
-
-@kopf.index("v1", "pods", labels=OWNED, id="modelops_pods")
+@kopf.index(*PODS, labels=OWNED, id=INDEX_PREFIX + "pods")
 async def modelops_pods(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     labels = _labels(body)
     version, component = labels.get(naming.LABEL_VERSION), labels.get(naming.LABEL_COMPONENT)
@@ -133,25 +127,13 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
         _wake_version(namespace, version)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=OWNED, id="wake")
-async def on_job(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    runtime.start(kwargs)
-    await _on_child("jobs", type, namespace, name, body)
+def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
+    async def wake(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+        runtime.start(kwargs)
+        await _on_child(kind, type, namespace, name, body)
+
+    return wake
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED, id="wake")
-async def on_deployment(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    runtime.start(kwargs)
-    await _on_child("deployments", type, namespace, name, body)
-
-
-@kopf.on.event("v1", "services", labels=OWNED, id="wake")
-async def on_service(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    runtime.start(kwargs)
-    await _on_child("services", type, namespace, name, body)
-
-
-@kopf.on.event("v1", "pods", labels=OWNED, id="wake")
-async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    runtime.start(kwargs)
-    await _on_child("pods", type, namespace, name, body)
+for _kind, _resource in (*CHILDREN.items(), ("pods", PODS)):
+    kopf.on.event(*_resource, labels=OWNED, id="wake")(_child_waker(_kind))
