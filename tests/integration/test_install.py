@@ -607,6 +607,11 @@ def test_shipped_operator_serves_models_in_two_namespaces(
                 assert any(t.startswith("iris-v1-train") for t in stand_in.trainings), stand_in.trainings
                 assert stand_in.server_for("iris-v1") is not None, f"no server ran in {versions.ns}"
 
+            def scraped(ns: str) -> bool:
+                return bool(query(prometheus.url, promql.requests(ns, "iris", "iris-v1", "5m")))
+
+            # The requests must land after the series' first sample, or increase() cannot see them.
+            until(lambda: scraped(namespace), f"the server in {namespace} scraped by Prometheus", 60)
             url = kubelet.server_for("iris-v1").url
             row = {
                 "sepal length (cm)": 5.1,

@@ -489,6 +489,20 @@ def test_feature_histograms_use_the_reference_edges(iris_dir):
     assert m["modelops_server_model_ready"][()] == 1
 
 
+def test_inference_series_exist_at_zero_before_the_first_request(iris_dir):
+    """`increase()` misses whatever a series counted before its first scrape: a burst served before
+    then would never reach the canary or decay queries unless the series start at zero."""
+    from modelops.drift import promql
+    from modelops.server.metrics import INFERENCE_HANDLERS
+
+    assert set(INFERENCE_HANDLERS) == set(promql.INFERENCE_HANDLERS.split("|"))
+    with TestClient(make_app(iris_dir)) as client:
+        m = metrics(client)
+    for handler in INFERENCE_HANDLERS:
+        assert m["modelops_server_requests_total"][(("code", "200"), ("handler", handler))] == 0
+        assert m["modelops_server_request_duration_seconds_count"][(("handler", handler),)] == 0
+
+
 @pytest.mark.parametrize("directory", ["iris_dir", "diabetes_dir", "mixed_dir"])
 def test_no_label_collides_with_a_target_label(request, directory):
     """A label a scrape also attaches (PodMonitor: endpoint, namespace, pod, ...) would be renamed

@@ -77,13 +77,24 @@ class _NumericBins:
         return [(b, float(c)) for b, c in zip(bounds, counts, strict=True)], float(self.sums[j])
 
 
+INFERENCE_HANDLERS = ("infer", "predict")
+"""Handlers whose successful-request series exist from the start, at zero (see ServerMetrics)."""
+
+
 class ServerMetrics(Collector):
-    """Everything /metrics exposes; cheap to update from the request path."""
+    """Everything /metrics exposes; cheap to update from the request path.
+
+    The inference series start at zero rather than at the first request: `increase()` cannot see
+    the requests counted before a series' first sample, so a burst served between the server's
+    start and its first scrape would otherwise never reach a canary or decay query.
+    """
 
     def __init__(self, model_name: str, version: str) -> None:
         self.model_name, self.version = model_name, version
-        self.requests: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, list[float]] = {}  # handler -> [bucket counts..., sum]
+        self.requests: dict[tuple[str, str], int] = {(h, "200"): 0 for h in INFERENCE_HANDLERS}
+        self.latency: dict[str, list[float]] = {  # handler -> [bucket counts..., sum]
+            h: [0.0] * (len(LATENCY_BUCKETS) + 2) for h in INFERENCE_HANDLERS
+        }
         self.ready = 0
         self.rows = 0
         self.feedback_labelled = 0
