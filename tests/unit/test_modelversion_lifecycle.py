@@ -51,16 +51,41 @@ class World:
         self.name, self.spec, self.status, self.now = name, sp, ModelVersionStatus(), NOW
 
     def step(self, **observed) -> Plan:
-        p = plan(
-            Observed(
-                name=self.name, generation=1, spec=self.spec, status=self.status, now=self.now, **observed
-            )
-        )
+        p = self._plan(observed)
         d = self.status.model_dump(by_alias=True, exclude_none=True)
         patch = status_patch(p, d, namespace="ns", name=self.name, generation=1, now="t")
         self.status = ModelVersionStatus.model_validate(merge_patch(d, patch))
         self.last_patch = patch
+        self._assert_settled(p, observed)
         return p
+
+    def _plan(self, observed: dict) -> Plan:
+        return plan(
+            Observed(
+                name=self.name, generation=1, spec=self.spec, status=self.status, now=self.now, **observed
+            )
+        )
+
+    def _assert_settled(self, p: Plan, observed: dict) -> None:
+        """Planning again from the status just written and the children as the operator's own
+        writes left them decides nothing new: the watch's echo of those writes can wake no one.
+        (A promotion is decided again at once by the controller, so it is not an echo.)"""
+        if p.promote:
+            return
+        seen = dict(observed)
+        if p.ensure_job and seen.get("job") is None:
+            seen["job"] = JobView(uid="job-new", created=self.now)
+        dep = seen.get("deployment")
+        if p.replicas is None:
+            seen["deployment"] = None
+        elif dep is None or dep.replicas != p.replicas:
+            ready = dep.ready_replicas if dep else 0
+            seen["deployment"] = DeploymentView(p.replicas, ready, up_to_date=False)
+        again = self._plan(seen)
+        d = self.status.model_dump(by_alias=True, exclude_none=True)
+        assert status_patch(again, d, namespace="ns", name=self.name, generation=1, now="t") == {}
+        assert again.ensure_job <= p.ensure_job and again.replicas == p.replicas
+        assert again.promote <= p.promote and not again.events
 
     def with_result(self, **kw):
         self.status = self.status.model_copy(
@@ -230,6 +255,7 @@ def test_manual_mode_waits_for_a_request():
     w = served_world(promotion={"mode": "Manual"})
     p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"))
     assert p.phase == "Deploying" and not p.promote and "manual promotion" in p.message
+    assert p.replicas == 1  # stays deployed while it waits (it was deleted and recreated each pass)
     p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"), promotion_request="go")
     assert p.promote
 
@@ -298,7 +324,7 @@ def test_server_failure_fails_the_version_not_the_champion():
     [
         (DeploymentView(1, 0, pod_failure="OOMKilled"), "not serving: 0/1 replicas ready: OOMKilled"),
         (DeploymentView(1, 0), "not serving: 0/1 replicas ready"),
-        (None, "not serving: 0/1 replicas ready (no Deployment yet)"),
+        (None, "not serving: 0/1 replicas ready"),
     ],
     ids=["crashing", "no ready pods", "deployment gone"],
 )

@@ -241,11 +241,12 @@ def _training(o: Observed) -> Plan | _Trained:
         result = _result_for_job(s, o.job)
         if o.job is None:
             what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+            # Said as the passes after the Job exists say it, so the echo of this write changes nothing.
             return _progressing(
                 "Training",
                 "Training",
                 "training",
-                Cond("Trained", "False", "JobCreated", f"creating training Job for {spec.model}"),
+                Cond("Trained", "False", "Training", "training"),
                 ensure_job=True,
                 timestamps={"trainingStarted": format_time(now)},
                 events=[("Normal", "TrainingStarted", what)],
@@ -482,6 +483,7 @@ def _rollout(
                 Cond("Ready", "False", "AwaitingPromotion", msg),
             ],
             message=msg,
+            replicas=want,  # kept deployed while it waits: the approver may want to try it
         )
     why = f"promotion requested ({request})" if request else "gates passed; automatic promotion"
     return _promote_when_ready(o, base, ready, want, request, {}, phase="Deploying", why=why)
@@ -554,7 +556,8 @@ def _plan(o: Observed) -> Plan:
     is_champion = restore or (o.champion is not None and o.champion.name == o.name)
     if s.phase in ("Failed", "Rejected") and not is_champion:
         msg = s.message or s.phase
-        return _stalled(s.phase, s.phase, msg)
+        stalled = next((c for c in s.conditions if c.type == "Stalled"), None)
+        return _stalled(s.phase, stalled.reason if stalled else s.phase, msg)  # as the stopping pass said it
 
     trained = _training(o)
     if isinstance(trained, Plan):
@@ -637,9 +640,8 @@ def _promote_when_ready(
 
 
 def _replica_text(dep: DeploymentView | None, want: int) -> str:
-    if dep is None:
-        return f"0/{want} replicas ready (no Deployment yet)"
-    return f"{dep.ready_replicas}/{want} replicas ready"
+    """The same words before and after this pass applies the Deployment: its echo changes nothing."""
+    return f"{dep.ready_replicas if dep else 0}/{want} replicas ready"
 
 
 def _cond_message(conds: list[dict[str, object]], type_: str) -> str:
