@@ -147,10 +147,18 @@ def run_size(
                 last_report[0] = time.monotonic()
             time.sleep(0.5)
 
-    time.sleep(5)  # the operator's watches are up
     sim_thread = threading.Thread(target=simulate, daemon=True)
     sim_thread.start()
     small = {"resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}
+    # The clock starts once the operator is watching: a sentinel version gets its Job first.
+    sentinel = modelversion("sentinel-v1", "sentinel")
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", sentinel)
+    ready_by = time.monotonic() + 180
+    while "sentinel-v1" not in jobs.seen:
+        if time.monotonic() > ready_by:
+            raise SystemExit(f"the operator made no Job in 180 s:\n{op.tail()}")
+        time.sleep(0.2)
+    burst_started = time.time()
     created: dict[str, float] = {}
     start = time.monotonic()
     for i in range(n):
@@ -164,11 +172,16 @@ def run_size(
         if delay > 0:
             time.sleep(delay)
     create_seconds = time.monotonic() - start
+    burst_ended = time.time()
     names = list(created)
     deadline = time.monotonic() + max(900, n * 0.5)
     while True:
         items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modelversions")["items"]
-        serving = sum(1 for i in items if (i.get("status") or {}).get("phase") == "Serving")
+        serving = sum(
+            1
+            for i in items
+            if i["metadata"]["name"] in created and (i.get("status") or {}).get("phase") == "Serving"
+        )
         if serving == n or time.monotonic() > deadline:
             break
         time.sleep(2)
@@ -184,6 +197,7 @@ def run_size(
     rss1, cpu1 = proc_stats(pid)
     time.sleep(2)  # the audit log flushes once a second
     counts = audit_counts(cluster.audit_log, ns, t0, t1)
+    during_burst = audit_counts(cluster.audit_log, ns, burst_started, burst_ended + 1)
     minutes = (t1 - t0) / 60
     writes = sum(v for k, v in counts.items() if k.split()[0] in WRITES)
     reads = sum(v for k, v in counts.items() if k.split()[0] in ("get", "list"))
@@ -202,6 +216,7 @@ def run_size(
         "steady_writes_per_min": round(writes / minutes, 2),
         "steady_reads_per_min": round(reads / minutes, 2),
         "steady_requests_by_verb": dict(counts),
+        "burst_requests_by_verb": dict(during_burst),
         "operator_rss_mib": round(rss1, 1),
         "operator_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
         "loadavg": os.getloadavg(),
