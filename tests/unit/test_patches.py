@@ -104,3 +104,21 @@ def test_cache_shows_an_object_we_deleted_while_a_finalizer_holds_it():
     held["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     index[("ns", "a")] = FakeStore([held])
     assert cache.get("versions", "ns", "a")["metadata"]["deletionTimestamp"]
+
+
+def test_only_the_echo_of_a_settled_write_is_recognised_and_only_once():
+    cache = Cache()
+    cache.wrote("versions", _obj("a", "12"), settled=True)
+    assert not cache.echo("versions", "ns", "a", _obj("a", "11"))  # an older event: still waiting
+    assert cache.echo("versions", "ns", "a", _obj("a", "12"))
+    assert not cache.echo("versions", "ns", "a", _obj("a", "12"))  # a replay wakes as usual
+    cache.wrote("versions", _obj("a", "13"), settled=True)
+    assert not cache.echo("versions", "ns", "a", _obj("a", "14"))  # someone wrote after us
+    assert not cache.echo("versions", "ns", "a", _obj("a", "13"))
+    cache.wrote("versions", _obj("a", "15"))  # not settled (e.g. the policy's write): wakes
+    assert not cache.echo("versions", "ns", "a", _obj("a", "15"))
+    cache.wrote("jobs", _obj("j", "16"), settled=True)
+    cache.echo("jobs", "ns", "j", None)  # gone before its echo
+    cache.caught_up("jobs", "ns", "j", None)
+    cache.caught_up("versions", "ns", "a", _obj("a", "15"))
+    assert cache.overlay_size() == 0

@@ -214,7 +214,9 @@ def collect(body: dict[str, Any], p: Plan, kube: Kube) -> None:
                 "annotations": {naming.ANNOTATION_DELETE_ARTIFACTS: "true"},
                 "finalizers": [*finalizers, naming.FINALIZER],
             }
-            kube.patch_metadata("modelversions", ns, name, meta)  # both at once: never one without the other
+            kube.patch_metadata(
+                "modelversions", ns, name, meta, settled=False
+            )  # both at once, never one alone
         if not kube.delete("versions", f"{GROUP}/{VERSION}", "ModelVersion", ns, name):
             continue
         what = " and its artifacts" if p.delete_artifacts else ""

@@ -10,6 +10,9 @@ a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
 - a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label;
 - a model's stable Service → every version of the model (who the champion is) and its policies.
 
+The echo of a version's own settled write (its status, its children; see `Cache.echo`) does not
+wake the version again: the reconcile that wrote it planned with it already.
+
 Index handlers are `async` so they run inline in the event loop (no thread per event).
 """
 
@@ -95,6 +98,7 @@ def _wake_policies(namespace: str, model: str) -> None:
 def _gone(kind: str, namespace: str, name: str, type_: str | None) -> None:
     if type_ == "DELETED":
         runtime.cache.caught_up(kind, namespace, name, None)
+        runtime.cache.echo(kind, namespace, name, None)
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions", id="wake")
@@ -104,7 +108,8 @@ async def on_version(type: str | None, namespace: str, name: str, body: kopf.Bod
     if type == "DELETED":
         metrics.forget_version(namespace, body.get("spec", {}).get("model", ""), name, PHASES)
     first_sight = type in (None, "ADDED") and not body.get("status")
-    _wake_version(namespace, name, NEW if first_sight else URGENT)
+    if not runtime.cache.echo("versions", namespace, name, body):
+        _wake_version(namespace, name, NEW if first_sight else URGENT)
     _wake_policies(namespace, body.get("spec", {}).get("model", ""))
 
 
@@ -123,7 +128,9 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
         for version in runtime.cache.names("versions_by_model", namespace, model):
             _wake_version(namespace, version)
         _wake_policies(namespace, model)
-    elif version := labels.get(naming.LABEL_VERSION):
+    elif (version := labels.get(naming.LABEL_VERSION)) and not runtime.cache.echo(
+        kind, namespace, name, body
+    ):
         _wake_version(namespace, version)
 
 
@@ -135,5 +142,22 @@ def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
     return wake
 
 
-for _kind, _resource in (*CHILDREN.items(), ("pods", PODS)):
+for _kind, _resource in CHILDREN.items():
     kopf.on.event(*_resource, labels=OWNED, id="wake")(_child_waker(_kind))
+
+_pod_failures: dict[tuple[str, str], str | None] = {}
+"""The failure each owned pod last showed: the only thing of a pod the planner reads (PodView)."""
+
+
+@kopf.on.event(*PODS, labels=OWNED, id="wake")
+async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    """Wake the version only when a pod's failure appears, changes or goes: a pod's many status
+    updates while it is scheduled, started and probed change nothing the planner sees."""
+    runtime.start(kwargs)
+    key = (namespace, name)
+    before = _pod_failures.pop(key, None)
+    now = None if type == "DELETED" else pod_view(body).failure
+    if type != "DELETED":
+        _pod_failures[key] = now
+    if now != before and (version := _labels(body).get(naming.LABEL_VERSION)):
+        _wake_version(namespace, version)

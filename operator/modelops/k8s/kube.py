@@ -154,7 +154,7 @@ class Kube:
         desired = _owned(manifest, owner)
         if observed is not None and contains(observed, desired):
             return False
-        self.cache.wrote(kind, self.apply(desired))
+        self.cache.wrote(kind, self.apply(desired), settled=True)  # only ever by the owner's reconcile
         return True
 
     def delete(self, kind: str, api_version: str, type_: str, namespace: str, name: str) -> bool:
@@ -181,13 +181,15 @@ class Kube:
             if e.status == 409:
                 raise Conflict(f"{plural}/{meta['name']} changed since it was read") from e
             raise
-        self.cache.wrote(PLURAL_KIND[plural], out)
+        self.cache.wrote(PLURAL_KIND[plural], out, settled=True)  # by the object's own reconcile
 
-    def patch_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+    def patch_metadata(
+        self, plural: str, namespace: str, name: str, metadata: dict[str, Any], *, settled: bool
+    ) -> None:
         out = self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, name, {"metadata": metadata}
         )
-        self.cache.wrote(PLURAL_KIND[plural], out)
+        self.cache.wrote(PLURAL_KIND[plural], out, settled=settled)
 
     def release(self, namespace: str, name: str, owner_uid: str) -> bool:
         """Drop `owner_uid` from a ModelVersion's ownerReferences (a compare-and-swap); False if not there."""
@@ -200,7 +202,7 @@ class Kube:
             "ownerReferences": [o for o in owners if o.get("uid") != owner_uid] or None,
         }
         try:
-            self.patch_metadata("modelversions", namespace, name, meta)
+            self.patch_metadata("modelversions", namespace, name, meta, settled=False)  # the policy's write
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"modelversions/{name} changed while releasing it") from e
@@ -226,7 +228,7 @@ class Kube:
         meta = body["metadata"]
         patch = {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers or None}
         try:
-            self.patch_metadata(plural, meta["namespace"], meta["name"], patch)
+            self.patch_metadata(plural, meta["namespace"], meta["name"], patch, settled=True)
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{plural}/{meta['name']} changed since it was read") from e
