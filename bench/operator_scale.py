@@ -38,6 +38,7 @@ from tests.support.simulate import Simulator, modelversion  # noqa: E402
 GROUP, VERSION = "modelops.dev", "v1alpha1"
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 AGENTS = ("modelops-operator/", "kopf/")
+WAIT = "modelops_workqueue_queue_duration_seconds"
 BEFORE = {
     "writes_per_min_100_serving": 1760,
     "reads_per_min_100_serving": 3500,
@@ -99,6 +100,34 @@ class JobWatch(threading.Thread):
             for ev in w.stream(self.batch.list_namespaced_job, self.ns, timeout_seconds=5):
                 name = ev["object"].metadata.name
                 self.seen.setdefault(name.removesuffix("-train"), time.monotonic())
+
+
+def operator_metrics(op: OperatorProcess) -> dict[str, float]:
+    """The operator's own work-queue and reconcile figures, from its /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = s.labels
+            if labels.get("kind", labels.get("name")) != "ModelVersion":
+                continue
+            key = s.name + "".join(f"|{labels[k]}" for k in ("result", "priority", "le") if k in labels)
+            out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def histogram_quantile(m: dict[str, float], name: str, priority: str, q: float) -> float | None:
+    """The upper bound of the bucket holding quantile q (as PromQL's histogram_quantile, unsmoothed)."""
+    buckets = sorted(
+        (float(k.rsplit("|", 1)[1]), v) for k, v in m.items() if k.startswith(f"{name}_bucket|{priority}|")
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    target = q * buckets[-1][1]
+    return next(le for le, count in buckets if count >= target)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -187,6 +216,7 @@ def run_size(
         time.sleep(2)
     all_serving_at = time.monotonic()
     stop_sim.set()
+    lifecycle = operator_metrics(op)
     latencies = [jobs.seen[k] - created[k] for k in names if k in jobs.seen]
     time.sleep(10)  # echoes of the last promotions settle
     pid = operator_pid(op)
@@ -217,6 +247,12 @@ def run_size(
         "steady_reads_per_min": round(reads / minutes, 2),
         "steady_requests_by_verb": dict(counts),
         "burst_requests_by_verb": dict(during_burst),
+        "reconciles_per_version": round(
+            sum(v for k, v in lifecycle.items() if k.startswith("modelops_reconciles_total")) / (n + 1), 2
+        ),
+        "queue_wait_new_p50_s": histogram_quantile(lifecycle, WAIT, "new", 0.5),
+        "queue_wait_new_p99_s": histogram_quantile(lifecycle, WAIT, "new", 0.99),
+        "queue_wait_urgent_p99_s": histogram_quantile(lifecycle, WAIT, "urgent", 0.99),
         "operator_rss_mib": round(rss1, 1),
         "operator_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
         "loadavg": os.getloadavg(),
@@ -236,13 +272,14 @@ def write_results(results: list[dict[str, Any]]) -> Path:
     lines = [
         f"# Operator scale ({stamp}, 2 cores; kwok nodes, simulated trainer reports and server readiness)",
         "",
-        "| versions | create→Job p50 / p99 | all Serving after last report | steady writes/min | steady reads/min | operator CPU s/min | RSS MiB | load avg (1/5/15 min) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| versions | create→Job p50 / p99 | queue wait of new versions p50 / p99 | reconciles per version to Serving | all Serving after last report | steady writes/min | steady reads/min | operator CPU s/min | RSS MiB | load avg (1/5/15 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         load = "/".join(f"{x:.1f}" for x in r["loadavg"])
         lines.append(
             f"| {r['n']} | {r['create_to_job_p50_s']} s / {r['create_to_job_p99_s']} s | "
+            f"≤ {r['queue_wait_new_p50_s']} s / ≤ {r['queue_wait_new_p99_s']} s | {r['reconciles_per_version']} | "
             f"{r['all_serving_after_last_report_s']} s ({r['serving']}/{r['n']}) | {r['steady_writes_per_min']} | "
             f"{r['steady_reads_per_min']} | {r['operator_cpu_s_per_min']} | {r['operator_rss_mib']} | {load} |"
         )

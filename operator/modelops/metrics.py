@@ -13,6 +13,21 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# The work queue, as controller-runtime exports its own (workqueue_depth, …_adds_total, …).
+WORKQUEUE_DEPTH = Gauge("modelops_workqueue_depth", "Keys waiting for a worker.", ["name"])
+WORKQUEUE_ADDS = Counter(
+    "modelops_workqueue_adds_total", "Keys queued (coalesced adds count once).", ["name", "priority"]
+)
+WORKQUEUE_WAIT = Histogram(
+    "modelops_workqueue_queue_duration_seconds",
+    "Time a key waited in the queue before a worker took it, by priority (urgent: a change to an "
+    "object already handled; new: a first sighting).",
+    ["name", "priority"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+WORKQUEUE_RETRIES = Counter(
+    "modelops_workqueue_retries_total", "Reconciles retried after an error.", ["name"]
+)
 VERSION_PHASE = Gauge(
     "modelops_version_phase",
     "1 for the phase each ModelVersion is in.",

@@ -157,3 +157,25 @@ def test_existing_objects_go_before_a_burst_of_new_ones():
     run(main())
     assert order[:2] == ["serving", "new-5"]
     assert order.count("new-5") == 1
+
+
+def test_the_queue_reports_depth_adds_and_waits_by_priority_as_client_go_does():
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"name": "metrics-t", **labels}) or 0.0
+
+    async def main() -> None:
+        q = WorkQueue("metrics-t", lambda k: GONE, resync=60)
+        for _ in range(5):
+            q.add("a", NEW)  # coalesced: one add
+        q.add("b")
+        assert sample("modelops_workqueue_depth") == 2
+        assert sample("modelops_workqueue_adds_total", priority="new") == 1
+        task = asyncio.create_task(q.run(1))
+        await until(lambda: sample("modelops_workqueue_queue_duration_seconds_count", priority="new") == 1)
+        task.cancel()
+
+    run(main())
+    assert sample("modelops_workqueue_queue_duration_seconds_count", priority="urgent") == 1
+    assert sample("modelops_workqueue_depth") == 0

@@ -23,14 +23,18 @@ import heapq
 import itertools
 import logging
 import random
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from modelops import metrics
 
 log = logging.getLogger(__name__)
 
 URGENT, NEW = 0, 1
 """Priorities: URGENT for objects that exist and changed, NEW for first sightings."""
+PRIORITY_NAMES = {URGENT: "urgent", NEW: "new"}
 
 
 class WorkQueue:
@@ -50,6 +54,8 @@ class WorkQueue:
         self._heap: list[tuple[int, int, Hashable]] = []
         self._seq = itertools.count()
         self._queued: dict[Hashable, int] = {}
+        self._since: dict[Hashable, float] = {}
+        """When each queued key was first added (coalesced adds keep the first time)."""
         self._active: set[Hashable] = set()
         self._dirty: dict[Hashable, int] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
@@ -67,7 +73,10 @@ class WorkQueue:
         if queued is not None and queued <= priority:
             return
         self._queued[key] = priority
+        self._since.setdefault(key, time.monotonic())
         heapq.heappush(self._heap, (priority, next(self._seq), key))
+        metrics.WORKQUEUE_ADDS.labels(self.name, PRIORITY_NAMES[priority]).inc()
+        metrics.WORKQUEUE_DEPTH.labels(self.name).set(len(self._queued))
         self._ready.set()
 
     def add_after(self, key: Hashable, delay: float) -> None:
@@ -111,6 +120,9 @@ class WorkQueue:
                 priority, _, key = heapq.heappop(self._heap)
                 if self._queued.get(key) == priority:
                     del self._queued[key]
+                    waited = time.monotonic() - self._since.pop(key, time.monotonic())
+                    metrics.WORKQUEUE_WAIT.labels(self.name, PRIORITY_NAMES[priority]).observe(waited)
+                    metrics.WORKQUEUE_DEPTH.labels(self.name).set(len(self._queued))
                     return key
             self._ready.clear()
             await self._ready.wait()
@@ -119,6 +131,7 @@ class WorkQueue:
         """The delay before retrying `key` after one more failure."""
         n = self._failures.get(key, 0) + 1
         self._failures[key] = n
+        metrics.WORKQUEUE_RETRIES.labels(self.name).inc()
         return min(self.max_backoff, self.base_backoff * 2 ** (n - 1))
 
     async def _worker(self, pool: ThreadPoolExecutor) -> None:
