@@ -380,7 +380,7 @@ def test_a_rejected_child_does_not_cause_an_immediate_new_one():
 def test_max_concurrent_counts_children_in_flight():
     w = World(spec=policy(triggers={"drift": {"consecutive": 1}}, cooldown="1s"))
     t = w.retrain(drift())
-    for phase in ("Pending", "Training", "Validating", "Deploying", "Canary"):
+    for phase in ("Pending", "Training", "Deploying", "Canary"):
         w.set_phase(t.child, phase)
         w.tick(minutes=1)
         p = w.step(drift(), request=f"manual-{phase}")
@@ -689,7 +689,7 @@ def test_retention_never_touches_champion_rollback_target_or_in_flight():
         v("champ", "Serving", 0, champion=True),
         *(
             v(f"fly-{p}", p, 0, owned=True)
-            for p in ("Pending", "Training", "Validating", "Deploying", "Canary")
+            for p in ("Pending", "Training", "Deploying", "Canary")
         ),
         v("asked", "Superseded", 80, key="superseded", promotion_requested=True),
         v("going", "Retired", 70, key="retired", deleting=True),

@@ -188,7 +188,6 @@ class ModelVersionSpec(ApiModel):
 Phase = Literal[
     "Pending",
     "Training",
-    "Validating",
     "Rejected",
     "Deploying",
     "Canary",
@@ -261,7 +260,7 @@ class ServingStatus(StatusModel):
 class ModelVersionStatus(StatusModel):
     phase: Phase = Field(
         default="Pending",
-        description="Pending, Training, Validating, Rejected, Deploying, Canary, Serving, Superseded, Retired or Failed.",
+        description="Pending (no status yet), Training, Rejected, Deploying, Canary, Serving, Superseded, Retired or Failed.",
     )
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation the operator last acted on."

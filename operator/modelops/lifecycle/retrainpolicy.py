@@ -64,7 +64,7 @@ from .naming import child_name
 from .patches import merge_patch
 
 HISTORY_LIMIT = 20
-IN_FLIGHT = ("Pending", "Training", "Validating", "Deploying", "Canary")
+IN_FLIGHT = ("Pending", "Training", "Deploying", "Canary")
 """Phases of a child that count against `maxConcurrent` (and that retention never touches)."""
 RETIRED = ("Superseded", "Retired")
 FAILED = ("Rejected", "Failed")
