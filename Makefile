@@ -16,13 +16,20 @@ $(PY):
 venv: $(PY) ## Create the virtualenv and install the package with test extras
 	$(PY) -m pip install -q -e '.[test]'
 
-deps: ## Debian packages the tests and demo run: prometheus (with promtool) and lua5.1
-	@missing=""; command -v prometheus >/dev/null || missing="$$missing prometheus"; \
-	command -v lua5.1 >/dev/null || missing="$$missing lua5.1"; \
+# command (or file) -> Debian package; the second group is for the real node and the image builds.
+DEB_DEPS := prometheus:prometheus lua5.1:lua5.1 \
+  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables \
+  conntrack:conntrack debootstrap:debootstrap umoci:umoci skopeo:skopeo buildah:buildah
+
+deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptables, buildah... for the real node
+	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  if [[ $$cmd == /* ]]; then [[ -e $$cmd ]] || missing="$$missing $$pkg"; \
+	  else command -v $$cmd >/dev/null || [[ -x /usr/sbin/$$cmd ]] || missing="$$missing $$pkg"; fi; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true; \
+	  systemctl disable --now containerd >/dev/null 2>&1 || true; \
 	fi
 
 demo: deps venv cluster-binaries ## The whole life of one model on a local cluster, narrated (--keep: make demo ARGS=--keep)
@@ -30,6 +37,12 @@ demo: deps venv cluster-binaries ## The whole life of one model on a local clust
 
 cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, etcd and kwok
 	tests/cluster/go/build.sh
+
+node-binaries: ## Also build (or reuse) kubelet and kube-proxy for the real node
+	tests/cluster/go/build.sh --node
+
+image: deps ## Build (or reuse) pause, base and project images with buildah (OCI archives in ~/.cache/modelops/images)
+	tests/cluster/node/images.sh all
 
 cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and print the KUBECONFIG to export
 	$(PY) -m tests.cluster up --dir .cluster
@@ -56,4 +69,4 @@ bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServe
 drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
 	$(PY) bench/drift_power.py
 
-.PHONY: help venv deps demo cluster-binaries cluster-up cluster-down crds lint unit test bench drift-power
+.PHONY: help venv deps demo cluster-binaries node-binaries image cluster-up cluster-down crds lint unit test bench drift-power

@@ -21,7 +21,9 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
   for m in $staging; do go mod edit -replace "$m=$m@$staging_tag"; done
   go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@${KUBERNETES_VERSION}" \
                "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBERNETES_VERSION}" \
-               "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}"
+               "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kubelet@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kube-proxy@${KUBERNETES_VERSION}"
   go mod tidy )
 
 ( cd etcd
