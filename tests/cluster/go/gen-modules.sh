@@ -37,4 +37,9 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
   go mod init modelops.dev/testcluster/kwok >/dev/null 2>&1
   go get -tool "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
   go mod tidy )
+( cd prometheus
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/prometheus >/dev/null 2>&1
+  go get -tool "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_VERSION}"
+  go mod tidy )
 echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}"
