@@ -19,7 +19,7 @@ venv: $(PY) ## Create the virtualenv and install the package with test extras
 # command (or file) -> Debian package; the second group is for the real node and the image builds.
 DEB_DEPS := prometheus:prometheus lua5.1:lua5.1 \
   containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables \
-  conntrack:conntrack debootstrap:debootstrap umoci:umoci skopeo:skopeo buildah:buildah
+  conntrack:conntrack debootstrap:debootstrap buildah:buildah
 
 deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptables, buildah... for the real node
 	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -32,20 +32,21 @@ deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptable
 	  systemctl disable --now containerd >/dev/null 2>&1 || true; \
 	fi
 
-demo: deps venv cluster-binaries ## The whole life of one model on a local cluster, narrated (--keep: make demo ARGS=--keep)
-	$(PY) examples/demo.py $(ARGS)
+demo: deps venv cluster-binaries $(if $(REAL_NODE),node-binaries image) ## The whole life of one model, narrated (ARGS=--keep; REAL_NODE=1: real containers)
+	$(PY) examples/demo.py $(ARGS) $(if $(REAL_NODE),--real-node)
 
 cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, etcd and kwok
 	tests/cluster/go/build.sh
 
-node-binaries: ## Also build (or reuse) kubelet and kube-proxy for the real node
+node-binaries: ## Also build (or reuse) kubelet, kube-proxy, and Prometheus with kubernetes_sd, for the real node
 	tests/cluster/go/build.sh --node
+	tests/cluster/go/build.sh --prometheus
 
 image: deps ## Build (or reuse) pause, base and project images with buildah (OCI archives in ~/.cache/modelops/images)
 	tests/cluster/node/images.sh all
 
-cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and print the KUBECONFIG to export
-	$(PY) -m tests.cluster up --dir .cluster
+cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and print the KUBECONFIG to export (REAL_NODE=1: a real node)
+	$(PY) -m tests.cluster up --dir .cluster $(if $(REAL_NODE),--real-node --timeout 900)
 
 cluster-down: ## Stop the local cluster started by cluster-up
 	$(PY) -m tests.cluster down --dir .cluster
@@ -60,7 +61,11 @@ lint: venv ## ruff check and format check
 unit: venv ## Fast tests of pure code, no cluster
 	$(VENV)/bin/pytest tests/unit -q
 
-test: deps venv cluster-binaries lint ## The whole suite: lint, unit, integration against a local cluster, e2e
+# The real node's builds (kubelet, kube-proxy, Prometheus, images) run before pytest, whose per-test
+# timeout they would exceed cold; MODELOPS_REAL_NODE=0 skips them and the real-node tests.
+REAL_NODE_BUILDS := $(if $(filter 0,$(MODELOPS_REAL_NODE)),,node-binaries image)
+
+test: deps venv cluster-binaries $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/pytest -q
 
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)

@@ -315,7 +315,7 @@ class LocalCluster:
                     self._start_once(bin_dir)
                     break
                 except _PortTaken:
-                    self._terminate()
+                    self._terminate(node=False)  # the node is prepared, not started: keep its lock and IP
                     if attempt == 2:
                         raise
             if self.node is not None:
@@ -656,8 +656,8 @@ class LocalCluster:
 
     # -- shutdown and state ---------------------------------------------------------------------------
 
-    def _terminate(self) -> None:
-        if self.node is not None:
+    def _terminate(self, node: bool = True) -> None:
+        if self.node is not None and node:
             pids = {c.name: c.process.pid for c in self._components if c.process}
             api_up = any(
                 c.name == "kube-apiserver" and c.process and c.process.poll() is None

@@ -389,11 +389,23 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             if image.name == "base" or image.tag in present:
                 continue
             begin = time.monotonic()
-            _run(self._ctr("images", "import", "--no-unpack=false", str(image.archive)), timeout=900)
+            _run(self._ctr("images", "import", str(image.archive)), timeout=900)
             self.timings[f"import {image.name}"] = time.monotonic() - begin
             present = set(_run(self._ctr("images", "ls", "-q")).stdout.split())
             if image.tag not in present:
                 raise NodeError(f"imported {image.archive} but containerd lists no {image.tag}: {present}")
+        self._prune_images()
+
+    def _prune_images(self) -> None:
+        """Drop every image that is not one of ours now (older builds, and the digest and ID
+        references the CRI adds for them), so the cached store holds one project image, not one
+        per code change (≈ 0.9 GB unpacked each)."""
+        rows = [line.split() for line in _run(self._ctr("images", "ls")).stdout.splitlines()[1:]]
+        wanted = {image.tag for image in self.images.values()}
+        keep = {row[2] for row in rows if len(row) > 2 and row[0] in wanted}
+        stale = [row[0] for row in rows if len(row) > 2 and row[2] not in keep]
+        if stale:
+            _run(self._ctr("images", "rm", "--sync", *stale), check=False, timeout=300)
 
     def _start_kubelet(self, kubeconfig: Path) -> None:
         config = {

@@ -29,7 +29,11 @@ project_key() {
     cd "$repo"
     cat images/Dockerfile images/Dockerfile.dockerignore
     python3 -c 'import json, sys, tomllib; d = tomllib.load(open("pyproject.toml", "rb")); print(json.dumps([d.get("project"), d.get("build-system"), d.get("tool", {}).get("setuptools")], sort_keys=True))'
-    find operator -type f -not -path '*/__pycache__/*' -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum
+    # Sources only: git's view (tracked and new files, not ignored ones such as the egg-info
+    # that `pip install -e` rewrites), falling back to find outside a work tree.
+    { git ls-files -co --exclude-standard operator 2>/dev/null \
+        || find operator -type f -not -path '*/__pycache__/*' -not -name '*.pyc' -not -path '*.egg-info/*'; } \
+      | LC_ALL=C sort | xargs -r sha256sum
   } | digest
 }
 
@@ -46,6 +50,8 @@ cached() {
       buildah push -q "$tag" "oci-archive:$out.tmp:$tag" >/dev/null
       mv "$out.tmp" "$out"
       step "built $name: $(du -h "$out" | cut -f1) archive"
+      # Keep the three newest archives of each image (branches alternate), drop older ones.
+      ls -t "$cache/$name"-*.oci.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
     fi
     exec 8>&-
   fi
