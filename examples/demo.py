@@ -1,6 +1,7 @@
 """The ModelOps demo: one model's whole life on a local Kubernetes, narrated as it happens.
 
   make demo            # or: python examples/demo.py [--keep]
+  make demo REAL_NODE=1  # every pod a container on a real kubelet + containerd node (root)
 
 It builds or reuses the local control plane (tests/cluster), starts the real Prometheus,
 the operator and the kubelet stand-in that runs the trainer and model server for the pods
@@ -30,7 +31,11 @@ from sklearn.datasets import load_iris  # noqa: E402
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
 from tests.support.kubelet import Kubelet, local_persistent_volume  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
-from tests.support.prometheus import PrometheusServer  # noqa: E402
+from tests.support.prometheus import (  # noqa: E402
+    PrometheusServer,
+    kubernetes_sd_prometheus,
+    podmonitor_scrape_config,
+)
 from tests.support.traffic import IrisTraffic  # noqa: E402
 
 GROUP, VERSION, NS = "modelops.dev", "v1alpha1", "modelops-demo"
@@ -118,12 +123,16 @@ class Narrator:
             )
 
 
-def champion_url(core: client.CoreV1Api, kubelet: Kubelet) -> str | None:
-    """Clients call the model's champion; the stand-in knows where its server listens."""
+def champion_url(core: client.CoreV1Api, kubelet: Kubelet | None) -> str | None:
+    """Clients call the model's champion: on a real node through the stable Service's ClusterIP
+    (kube-proxy routes it), otherwise where the stand-in's server listens."""
     try:
-        version = core.read_namespaced_service("iris", NS).spec.selector["modelops.dev/version"]
+        svc = core.read_namespaced_service("iris", NS)
+        version = svc.spec.selector["modelops.dev/version"]
     except Exception:  # no champion yet, or the cluster is going away
         return None
+    if kubelet is None:
+        return f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}"
     srv = kubelet.server_for(version)
     return srv.url if srv else None
 
@@ -139,14 +148,14 @@ def wait(narrator: Narrator, what: str, check: Any, timeout: float) -> Any:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def write_new_data(kubelet: Kubelet) -> str:
+def write_new_data(volume: Path) -> str:
     """Fresh labelled data in the new distribution, as a data team would land it on the claim."""
     iris = load_iris(as_frame=True)
     frame = iris.data.copy()
     for k, v in SHIFT.items():
         frame[k] = frame[k] + v
     frame["species"] = iris.target
-    path = kubelet.volume("modelops-artifacts") / NEW_DATA
+    path = volume / NEW_DATA
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return f"pvc://modelops-artifacts/{NEW_DATA}"
@@ -160,15 +169,35 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="leave the cluster, Prometheus and operator running"
     )
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="run the trainer and servers as containers of the image built here on a real node (root)",
+    )
     args = parser.parse_args(argv)
     print(f"{BOLD}ModelOps demo{RESET}: one model's whole life on a local Kubernetes\n")
     work = Path(tempfile.mkdtemp(prefix="modelops-demo-"))
-    say("cluster", "building or reusing kube-apiserver, controller-manager, scheduler, etcd and kwok …")
-    cluster = LocalCluster(directory=work / "cluster").start()
+    real = args.real_node
+    say(
+        "cluster",
+        "building or reusing the control plane and "
+        + ("a real node (kubelet, kube-proxy, containerd, the project image) …" if real else "kwok …"),
+    )
+    cluster = LocalCluster(
+        directory=work / "cluster", real_node=real, start_timeout=600 if real else 120
+    ).start()
     kc = str(cluster.kubeconfig)
     say("cluster", f"ready: {kubectl(kc, 'get', 'nodes', '-o', 'name').split()} (kubeconfig {kc})")
-    prom = PrometheusServer(work / "prometheus").start()
-    say("prometheus", f"ready at {prom.url}, scraping every 1s")
+    if real:
+        prom = PrometheusServer(
+            work / "prometheus",
+            scrape_configs=[podmonitor_scrape_config(cluster.kubeconfig, [NS])],
+            binary=kubernetes_sd_prometheus(),
+        ).start()
+        say("prometheus", f"ready at {prom.url}, finding server pods by kubernetes_sd, scraping every 1s")
+    else:
+        prom = PrometheusServer(work / "prometheus").start()
+        say("prometheus", f"ready at {prom.url}, scraping every 1s")
     api = config.new_client_from_config(config_file=kc)
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds"))
@@ -181,13 +210,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml"))
     core.create_namespace({"metadata": {"name": NS}})
-    kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
-    # The local cluster has no storage provisioner: bind the example's claim to the stand-in's folder.
     claim = "modelops-artifacts"
-    core.create_persistent_volume(
-        local_persistent_volume(f"{NS}-artifacts", NS, claim, kubelet.volume(claim))
-    )
-    op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url).start()
+    kubelet: Kubelet | None = None
+    image_env: dict[str, str] = {}
+    if real:
+        assert cluster.node is not None
+        # A hostPath volume gets no fsGroup: the folder belongs to the pods' uid, as a provisioner would do.
+        volume = work / "pv"
+        volume.mkdir()
+        os.chown(volume, 65532, 65532)
+        image_env = {
+            "MODELOPS_IMAGE": cluster.node.images["project"].tag,
+            "MODELOPS_IMAGE_PULL_POLICY": "Never",
+        }
+    else:
+        kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
+        volume = kubelet.volume(claim)
+    # The local cluster has no storage provisioner: bind the example's claim to a local folder.
+    core.create_persistent_volume(local_persistent_volume(f"{NS}-artifacts", NS, claim, volume))
+    op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url, **image_env).start()
     say("operator", f"started (modelops run -n {NS}); log {op.log}")
     traffic = IrisTraffic(lambda: champion_url(core, kubelet), limit=200_000, pause=0.03, seed=7)
     narrator = Narrator(custom)
@@ -249,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
         )
 
-        uri = write_new_data(kubelet)
+        uri = write_new_data(volume)
         custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -279,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
         )
         wait(narrator, "retention to collect iris-v1", lambda: "iris-v1" in narrator.deleted, args.timeout)
-        v1_files = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v1")
+        v1_files = volume / "iris" / "iris-v1"
         start = len(narrator.evaluations)
         settled = wait(
             narrator,
@@ -317,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             op.stop()
-            kubelet.stop()
+            if kubelet is not None:
+                kubelet.stop()
             prom.stop()
             cluster.stop()
     print(f"\n{GREEN if ok else RED}{BOLD}{'the loop closed' if ok else 'the loop did not close'}{RESET}")
