@@ -49,6 +49,8 @@ cached() {
       "$build" "$tag"
       buildah push -q "$tag" "oci-archive:$out.tmp:$tag" >/dev/null
       mv "$out.tmp" "$out"
+      # The archive is the cache; only the base stays in buildah's store (the next build's FROM).
+      [[ $name == base ]] || buildah rmi -f "$tag" >/dev/null 2>&1 || true
       step "built $name: $(du -h "$out" | cut -f1) archive"
       # Keep the three newest archives of each image (branches alternate), drop older ones.
       ls -t "$cache/$name"-*.oci.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
