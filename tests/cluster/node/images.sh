@@ -63,9 +63,9 @@ cached() {
 # Makes TAG present in buildah's storage, from the cached archive when the store was wiped.
 ensure_local() {
   local name="$1" tag="$2"
-  buildah inspect "$tag" >/dev/null 2>&1 && return
+  buildah inspect --type image "$tag" >/dev/null 2>&1 && return
+  # The archive's ref name is the tag, so the pulled image is named as before.
   buildah pull -q "oci-archive:$cache/$name-${tag##*:}.oci.tar" >/dev/null
-  buildah tag "$(buildah images -q --filter reference="$tag" | head -1 || true)" "$tag" 2>/dev/null || true
 }
 
 build_pause() {
