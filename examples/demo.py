@@ -33,8 +33,8 @@ from tests.support.kubelet import Kubelet, local_persistent_volume  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 from tests.support.prometheus import (  # noqa: E402
     PrometheusServer,
+    kubernetes_sd,
     kubernetes_sd_prometheus,
-    podmonitor_scrape_config,
 )
 from tests.support.traffic import IrisTraffic  # noqa: E402
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if real:
         prom = PrometheusServer(
             work / "prometheus",
-            scrape_configs=[podmonitor_scrape_config(cluster.kubeconfig, [NS])],
+            discovery=kubernetes_sd(cluster.kubeconfig, [NS]),
             binary=kubernetes_sd_prometheus(),
         ).start()
         say("prometheus", f"ready at {prom.url}, finding server pods by kubernetes_sd, scraping every 1s")

@@ -27,7 +27,12 @@ from tests.cluster.node import NODE_NAME, leftovers, read_sysctls
 from tests.helpers import wait_for
 from tests.support.kubelet import local_persistent_volume
 from tests.support.operator import OperatorProcess
-from tests.support.prometheus import PrometheusServer, kubernetes_sd_prometheus, podmonitor_scrape_config
+from tests.support.prometheus import (
+    PrometheusServer,
+    kubernetes_sd,
+    kubernetes_sd_prometheus,
+    shipped_podmonitor,
+)
 from tests.support.wait import eventually
 
 # Module fixtures (node start, image import, training) count against the first test's timeout.
@@ -292,9 +297,10 @@ def test_prometheus_scrapes_the_server_pod_found_by_kubernetes_sd(
     real: LocalCluster, api: client.ApiClient, serving: dict[str, Any], tmp_path: Path
 ) -> None:
     pod = server_pod(api).metadata.name
-    job = podmonitor_scrape_config(real.kubeconfig, [NS])
     prom = PrometheusServer(
-        tmp_path / "prometheus", scrape_configs=[job], binary=kubernetes_sd_prometheus()
+        tmp_path / "prometheus",
+        discovery=kubernetes_sd(real.kubeconfig, [NS]),
+        binary=kubernetes_sd_prometheus(),
     ).start()
     try:
 
@@ -303,7 +309,11 @@ def test_prometheus_scrapes_the_server_pod_found_by_kubernetes_sd(
             return r.json()["data"]["result"] or None
 
         result = eventually(up, timeout=90, what=f"Prometheus to scrape {pod} found by kubernetes_sd")
-        assert result[0]["metric"]["namespace"] == NS
+        labels = result[0]["metric"]
+        # The shipped PodMonitor's relabelling, applied to what kubernetes_sd found.
+        pm = shipped_podmonitor()["metadata"]
+        assert labels["namespace"] == NS and labels["container"] == "server", labels
+        assert labels["job"] == f"{pm['namespace']}/{pm['name']}" and labels["endpoint"] == "http", labels
         # The scrape carried the server's own series, not just a reachable port.
         query = f'count({{__name__=~"modelops_.+", pod="{pod}"}}) > 0'
         eventually(
@@ -321,12 +331,6 @@ class OperatorCrashed(AssertionError):
     """The operator's container exited: its log says why."""
 
 
-@pytest.mark.xfail(
-    raises=OperatorCrashed,
-    strict=False,
-    reason="`modelops run --all-namespaces` (as shipped) crashes in kopf: main.py passes namespaces=None "
-    "with clusterwide (TypeError in select_specific_namespaces); being fixed on main",
-)
 def test_operator_deployed_from_manifests_serves_a_model(
     real: LocalCluster,
     api: client.ApiClient,
