@@ -32,8 +32,8 @@ deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptable
 	  systemctl disable --now containerd >/dev/null 2>&1 || true; \
 	fi
 
-demo: deps venv cluster-binaries $(if $(REAL_NODE),node-binaries image) ## The whole life of one model, narrated (ARGS=--keep; REAL_NODE=1: real containers)
-	$(PY) examples/demo.py $(ARGS) $(if $(REAL_NODE),--real-node)
+demo: deps venv cluster-binaries $(if $(KWOK),,node-binaries image) ## The whole life of one model on a real node, narrated (ARGS=--keep; KWOK=1: kwok + stand-in, no root)
+	$(PY) examples/demo.py $(ARGS) $(if $(KWOK),--kwok)
 
 cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, etcd and kwok
 	tests/cluster/go/build.sh

@@ -1,12 +1,14 @@
 """The ModelOps demo: one model's whole life on a local Kubernetes, narrated as it happens.
 
-  make demo            # or: python examples/demo.py [--keep]
-  make demo REAL_NODE=1  # every pod a container on a real kubelet + containerd node (root)
+  make demo            # or: python examples/demo.py [--keep]; root: a real node
+  make demo KWOK=1     # or: --kwok; kwok nodes and the kubelet stand-in, no root needed
 
-It builds or reuses the local control plane (tests/cluster), starts the real Prometheus,
-the operator and the kubelet stand-in that runs the trainer and model server for the pods
-kwok holds, applies examples/iris as written, then drives traffic: first drawn from the
-training data, then drifted. The RetrainPolicy notices, retrains on the new data, the
+It builds or reuses the local control plane (tests/cluster) with a real node (kubelet,
+containerd, kube-proxy; the trainer and model servers run as containers of the image built
+here), starts the real Prometheus (finding the server pods by Kubernetes discovery) and the
+operator, applies examples/iris as written, then drives traffic through the champion's Service:
+first drawn from the training data, then drifted. With --kwok, kwok holds the pods and the
+kubelet stand-in runs the trainer and servers as host processes. The RetrainPolicy notices, retrains on the new data, the
 challenger is validated against the champion and promoted, and retention collects the
 oldest version. Exits 0 only if that loop closed.
 """
@@ -170,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     parser.add_argument(
-        "--real-node",
+        "--kwok",
         action="store_true",
-        help="run the trainer and servers as containers of the image built here on a real node (root)",
+        help="kwok nodes and the kubelet stand-in instead of a real node (which needs root)",
     )
     args = parser.parse_args(argv)
+    if not args.kwok and os.geteuid() != 0:
+        parser.error(
+            "a real node needs root (kubelet, containerd, iptables); run with --kwok (make demo KWOK=1)"
+        )
     print(f"{BOLD}ModelOps demo{RESET}: one model's whole life on a local Kubernetes\n")
     work = Path(tempfile.mkdtemp(prefix="modelops-demo-"))
-    real = args.real_node
+    real = not args.kwok
     say(
         "cluster",
         "building or reusing the control plane and "
