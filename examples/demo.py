@@ -5,10 +5,12 @@
 
 It builds or reuses the local control plane (tests/cluster) with a real node (kubelet,
 containerd, kube-proxy; the trainer and model servers run as containers of the image built
-here), starts the real Prometheus (finding the server pods by Kubernetes discovery) and the
-operator, applies examples/iris as written, then drives traffic through the champion's Service:
+here), starts the real Prometheus (finding the server pods by Kubernetes discovery), installs
+the operator from manifests/ (it runs as the shipped Deployment's pod), applies examples/iris
+as written, then drives traffic through the champion's Service:
 first drawn from the training data, then drifted. With --kwok, kwok holds the pods and the
-kubelet stand-in runs the trainer and servers as host processes. The RetrainPolicy notices, retrains on the new data, the
+kubelet stand-in runs the trainer and servers as host processes, and the operator is a host
+process too. The RetrainPolicy notices, retrains on the new data, the
 challenger is validated against the champion and promoted, and retention collects the
 oldest version. Exits 0 only if that loop closed.
 """
@@ -31,8 +33,9 @@ from kubernetes import client, config  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
+from tests.cluster.node import NODE_IP  # noqa: E402
 from tests.support.kubelet import Kubelet, local_persistent_volume  # noqa: E402
-from tests.support.operator import OperatorProcess  # noqa: E402
+from tests.support.operator import OperatorDeployment, OperatorProcess  # noqa: E402
 from tests.support.prometheus import (  # noqa: E402
     PrometheusServer,
     kubernetes_sd,
@@ -195,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     kc = str(cluster.kubeconfig)
     say("cluster", f"ready: {kubectl(kc, 'get', 'nodes', '-o', 'name').split()} (kubeconfig {kc})")
     if real:
+        # On the node's address: the operator's pod queries it from the pod network.
         prom = PrometheusServer(
             work / "prometheus",
             discovery=kubernetes_sd(cluster.kubeconfig, [NS]),
             binary=kubernetes_sd_prometheus(),
+            host=NODE_IP,
         ).start()
         say("prometheus", f"ready at {prom.url}, finding server pods by kubernetes_sd, scraping every 1s")
     else:
@@ -206,7 +211,18 @@ def main(argv: list[str] | None = None) -> int:
         say("prometheus", f"ready at {prom.url}, scraping every 1s")
     api = config.new_client_from_config(config_file=kc)
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    op: OperatorProcess | OperatorDeployment
+    if real:
+        assert cluster.node is not None
+        op = OperatorDeployment(
+            cluster.kubeconfig, cluster.node.images["project"].tag, MODELOPS_PROMETHEUS_URL=prom.url
+        ).install()
+        say("kubectl", "applied manifests/ (CRDs, RBAC, the operator's Deployment) with the image built here")
+    else:
+        kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl(
+            kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml")
+        )
     kubectl(
         kc,
         "wait",
@@ -214,28 +230,25 @@ def main(argv: list[str] | None = None) -> int:
         "crd/modelversions.modelops.dev",
         "crd/retrainpolicies.modelops.dev",
     )
-    kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml"))
     core.create_namespace({"metadata": {"name": NS}})
     claim = "modelops-artifacts"
     kubelet: Kubelet | None = None
-    image_env: dict[str, str] = {}
     if real:
-        assert cluster.node is not None
         # A hostPath volume gets no fsGroup: the folder belongs to the pods' uid, as a provisioner would do.
         volume = work / "pv"
         volume.mkdir()
         os.chown(volume, 65532, 65532)
-        image_env = {
-            "MODELOPS_IMAGE": cluster.node.images["project"].tag,
-            "MODELOPS_IMAGE_PULL_POLICY": "Never",
-        }
     else:
         kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
         volume = kubelet.volume(claim)
     # The local cluster has no storage provisioner: bind the example's claim to a local folder.
     core.create_persistent_volume(local_persistent_volume(f"{NS}-artifacts", NS, claim, volume))
-    op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url, **image_env).start()
-    say("operator", f"started (modelops run -n {NS}); log {op.log}")
+    if isinstance(op, OperatorDeployment):
+        pod = op.wait_ready(api)
+        say("operator", f"pod {pod.metadata.name} Ready on {pod.spec.node_name}; log: {op.log}")
+    else:
+        op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url).start()
+        say("operator", f"started (modelops run -n {NS}); log {op.log}")
     traffic = IrisTraffic(lambda: champion_url(core, kubelet), limit=200_000, pause=0.03, seed=7)
     narrator = Narrator(custom)
     ok = False
@@ -360,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(
                 f"\nkept running: export KUBECONFIG={kc}   (stop: python -m tests.cluster down --dir {work / 'cluster'}"
-                f"; kill {op.proc.pid if op.proc else ''} {prom.proc.pid if prom.proc else ''})"
+                f"; kill {' '.join(str(p.pid) for p in (getattr(op, 'proc', None), prom.proc) if p)})"
             )
         else:
             op.stop()

@@ -30,8 +30,8 @@ import yaml
 from kubernetes import client, config
 
 from tests.cluster.node import NODE_NAME, RUN_DIR, Image, build_images, leftovers, read_sysctls
-from tests.helpers import wait_for
 from tests.support.kubelet import local_persistent_volume
+from tests.support.operator import OPERATOR_NS, OperatorDeployment
 from tests.support.prometheus import (
     PrometheusServer,
     kubernetes_sd,
@@ -46,8 +46,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(12
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "modelops.dev", "v1alpha1"
 NS = "real-node"
-OPERATOR_NS = "modelops-system"
-SHIPPED_IMAGE = "ghcr.io/modelops/modelops:0.1.0"
 RUN_AS = 65532
 SERVING_TIMEOUT = 480.0
 """Generous: under load a cold container start plus training can take minutes on 2 shared cores."""
@@ -143,59 +141,14 @@ def project_image(real: Cluster) -> str:
     return real.images["project"].tag
 
 
-class OperatorCrashed(AssertionError):
-    """The operator's container exited: its log says why."""
-
-
-def operator_pods(api: client.ApiClient) -> list[client.V1Pod]:
-    return (
-        client.CoreV1Api(api)
-        .list_namespaced_pod(OPERATOR_NS, label_selector="app.kubernetes.io/component=operator")
-        .items
-    )
-
-
 @pytest.fixture(scope="module")
 def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client.V1Pod:
-    """The install as users apply it (`kubectl apply --server-side -k manifests/`: CRDs, namespace,
-    ServiceAccount, RBAC, settings, the restricted Deployment), only the image swapped for the one
-    built here, as manifests/kustomization.yaml tells users to. The operator runs nowhere else."""
-    rendered = kubectl(real.kubeconfig, "kustomize", str(ROOT / "manifests")).stdout
-    assert rendered.count(SHIPPED_IMAGE) == 2, "the Deployment's image and MODELOPS_IMAGE in the settings"
-    kubectl(
-        real.kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        input=rendered.replace(SHIPPED_IMAGE, project_image),
-    )
-
-    def ready() -> client.V1Pod | None:
-        for pod in operator_pods(api):
-            for cs in pod.status.container_statuses or []:
-                if cs.restart_count or (cs.state and cs.state.terminated):
-                    logs = kubectl(
-                        real.kubeconfig,
-                        "-n",
-                        OPERATOR_NS,
-                        "logs",
-                        pod.metadata.name,
-                        "--tail=30",
-                        check=False,
-                    )
-                    raise OperatorCrashed(f"{pod.metadata.name} exited:\n{logs.stdout[-3000:]}")
-                if cs.ready:
-                    return pod
-        return None
-
-    return wait_for(ready, timeout=300, message="the operator Deployment Ready on the real node")
+    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node."""
+    return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)
 
 
 def operator_log(real: Cluster, tail: int = 60) -> str:
-    return kubectl(
-        real.kubeconfig, "-n", OPERATOR_NS, "logs", "deploy/modelops-operator", f"--tail={tail}", check=False
-    ).stdout
+    return OperatorDeployment(real.kubeconfig, "").tail(tail)
 
 
 @pytest.fixture(scope="module")

@@ -179,17 +179,20 @@ class PrometheusServer:
         scrape_interval: str = "1s",
         discovery: dict[str, Any] | None = None,
         binary: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         """`scrape_interval` replaces the PodMonitor's 15s so tests see data within seconds.
 
         `discovery` defaults to the stand-in's target files; `binary` to Debian's prometheus
-        (:func:`kubernetes_sd_prometheus` for `kubernetes_sd`).
+        (:func:`kubernetes_sd_prometheus` for `kubernetes_sd`); `host` is where it listens (a
+        real node's address, for an operator running in a pod).
         """
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.scrape_interval = scrape_interval
         self.discovery = discovery
+        self.host = host
         self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
         self.targets_dir = workdir / "targets"
@@ -197,7 +200,7 @@ class PrometheusServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def set_targets(self, group: str, targets: list[dict[str, object]]) -> None:
         tmp = self.targets_dir / f".{group}.json.tmp"
@@ -225,7 +228,7 @@ class PrometheusServer:
                 binary,
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1h",
             ],
