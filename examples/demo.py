@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         volume = kubelet.volume(claim)
     # The local cluster has no storage provisioner: bind the example's claim to a local folder.
     core.create_persistent_volume(local_persistent_volume(f"{NS}-artifacts", NS, claim, volume))
-    if isinstance(op, OperatorDeployment):
+    if real:
+        assert isinstance(op, OperatorDeployment)
         pod = op.wait_ready(api)
         say("operator", f"pod {pod.metadata.name} Ready on {pod.spec.node_name}; log: {op.log}")
     else:
@@ -396,7 +397,7 @@ def summary(kc: str, narrator: Narrator, traffic: IrisTraffic, history: list[dic
         acc = (st.get("training") or {}).get("metrics", {}).get("accuracy")
         print(
             f"{name:<16}{mv['spec'].get('parent') or '-':<16}{st.get('phase', '?'):<12}"
-            f"{acc if acc is None else f'{acc:.4f}':>9}  {mv['spec']['training']['dataset']['uri']:<40}"
+            f"{'-' if acc is None else f'{acc:.4f}':>9}  {mv['spec']['training']['dataset']['uri']:<40}"
         )
     for name in narrator.deleted:
         print(f"{name:<16}{'-':<16}{'(deleted)':<12}{'':>9}  artifacts removed by retention")
