@@ -16,23 +16,37 @@ $(PY):
 venv: $(PY) ## Create the virtualenv and install the package with test extras
 	$(PY) -m pip install -q -e '.[test]'
 
-deps: ## Debian packages the tests and demo run: prometheus (with promtool) and lua5.1
-	@missing=""; command -v prometheus >/dev/null || missing="$$missing prometheus"; \
-	command -v lua5.1 >/dev/null || missing="$$missing lua5.1"; \
+# command (or file) -> Debian package; the second group is for the real node and the image builds.
+DEB_DEPS := prometheus:prometheus lua5.1:lua5.1 \
+  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables \
+  conntrack:conntrack debootstrap:debootstrap buildah:buildah
+
+deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptables, buildah... for the real node
+	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  if [[ $$cmd == /* ]]; then [[ -e $$cmd ]] || missing="$$missing $$pkg"; \
+	  else command -v $$cmd >/dev/null || [[ -x /usr/sbin/$$cmd ]] || missing="$$missing $$pkg"; fi; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true; \
+	  systemctl disable --now containerd >/dev/null 2>&1 || true; \
 	fi
 
-demo: deps venv cluster-binaries ## The whole life of one model on a local cluster, narrated (--keep: make demo ARGS=--keep)
-	$(PY) examples/demo.py $(ARGS)
+demo: deps venv cluster-binaries $(if $(KWOK),,node-binaries image) ## The whole life of one model on a real node, narrated (ARGS=--keep; KWOK=1: kwok + stand-in, no root)
+	$(PY) examples/demo.py $(ARGS) $(if $(KWOK),--kwok)
 
 cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, etcd and kwok
 	tests/cluster/go/build.sh
 
-cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and print the KUBECONFIG to export
-	$(PY) -m tests.cluster up --dir .cluster
+node-binaries: ## Also build (or reuse) kubelet, kube-proxy, and Prometheus with kubernetes_sd, for the real node
+	tests/cluster/go/build.sh --node
+	tests/cluster/go/build.sh --prometheus
+
+image: deps ## Build (or reuse) pause, base and project images with buildah (OCI archives in ~/.cache/modelops/images)
+	tests/cluster/node/images.sh all
+
+cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and print the KUBECONFIG to export (REAL_NODE=1: a real node)
+	$(PY) -m tests.cluster up --dir .cluster $(if $(REAL_NODE),--real-node --timeout 900)
 
 cluster-down: ## Stop the local cluster started by cluster-up
 	$(PY) -m tests.cluster down --dir .cluster
@@ -47,7 +61,11 @@ lint: venv ## ruff check and format check
 unit: venv ## Fast tests of pure code, no cluster
 	$(VENV)/bin/pytest tests/unit -q
 
-test: deps venv cluster-binaries lint ## The whole suite: lint, unit, integration against a local cluster, e2e
+# The real node's builds (kubelet, kube-proxy, Prometheus, images) run before pytest, whose per-test
+# timeout they would exceed cold; MODELOPS_REAL_NODE=0 skips them and the real-node tests.
+REAL_NODE_BUILDS := $(if $(filter 0,$(MODELOPS_REAL_NODE)),,node-binaries image)
+
+test: deps venv cluster-binaries $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/pytest -q
 
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)
@@ -56,4 +74,4 @@ bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServe
 drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
 	$(PY) bench/drift_power.py
 
-.PHONY: help venv deps demo cluster-binaries cluster-up cluster-down crds lint unit test bench drift-power
+.PHONY: help venv deps demo cluster-binaries node-binaries image cluster-up cluster-down crds lint unit test bench drift-power

@@ -1,11 +1,16 @@
 """The ModelOps demo: one model's whole life on a local Kubernetes, narrated as it happens.
 
-  make demo            # or: python examples/demo.py [--keep]
+  make demo            # or: python examples/demo.py [--keep]; root: a real node
+  make demo KWOK=1     # or: --kwok; kwok nodes and the kubelet stand-in, no root needed
 
-It builds or reuses the local control plane (tests/cluster), starts the real Prometheus,
-the operator and the kubelet stand-in that runs the trainer and model server for the pods
-kwok holds, applies examples/iris as written, then drives traffic: first drawn from the
-training data, then drifted. The RetrainPolicy notices, retrains on the new data, the
+It builds or reuses the local control plane (tests/cluster) with a real node (kubelet,
+containerd, kube-proxy; the trainer and model servers run as containers of the image built
+here), starts the real Prometheus (finding the server pods by Kubernetes discovery), installs
+the operator from manifests/ (it runs as the shipped Deployment's pod), applies examples/iris
+as written, then drives traffic through the champion's Service:
+first drawn from the training data, then drifted. With --kwok, kwok holds the pods and the
+kubelet stand-in runs the trainer and servers as host processes, and the operator is a host
+process too. The RetrainPolicy notices, retrains on the new data, the
 challenger is validated against the champion and promoted, and retention collects the
 oldest version. Exits 0 only if that loop closed.
 """
@@ -28,9 +33,14 @@ from kubernetes import client, config  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
+from tests.cluster.node import NODE_IP  # noqa: E402
 from tests.support.kubelet import Kubelet, local_persistent_volume  # noqa: E402
-from tests.support.operator import OperatorProcess  # noqa: E402
-from tests.support.prometheus import PrometheusServer  # noqa: E402
+from tests.support.operator import OperatorDeployment, OperatorProcess  # noqa: E402
+from tests.support.prometheus import (  # noqa: E402
+    PrometheusServer,
+    kubernetes_sd,
+    kubernetes_sd_prometheus,
+)
 from tests.support.traffic import IrisTraffic  # noqa: E402
 
 GROUP, VERSION, NS = "modelops.dev", "v1alpha1", "modelops-demo"
@@ -118,12 +128,16 @@ class Narrator:
             )
 
 
-def champion_url(core: client.CoreV1Api, kubelet: Kubelet) -> str | None:
-    """Clients call the model's champion; the stand-in knows where its server listens."""
+def champion_url(core: client.CoreV1Api, kubelet: Kubelet | None) -> str | None:
+    """Clients call the model's champion: on a real node through the stable Service's ClusterIP
+    (kube-proxy routes it), otherwise where the stand-in's server listens."""
     try:
-        version = core.read_namespaced_service("iris", NS).spec.selector["modelops.dev/version"]
+        svc = core.read_namespaced_service("iris", NS)
+        version = svc.spec.selector["modelops.dev/version"]
     except Exception:  # no champion yet, or the cluster is going away
         return None
+    if kubelet is None:
+        return f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}"
     srv = kubelet.server_for(version)
     return srv.url if srv else None
 
@@ -139,14 +153,14 @@ def wait(narrator: Narrator, what: str, check: Any, timeout: float) -> Any:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def write_new_data(kubelet: Kubelet) -> str:
+def write_new_data(volume: Path) -> str:
     """Fresh labelled data in the new distribution, as a data team would land it on the claim."""
     iris = load_iris(as_frame=True)
     frame = iris.data.copy()
     for k, v in SHIFT.items():
         frame[k] = frame[k] + v
     frame["species"] = iris.target
-    path = kubelet.volume("modelops-artifacts") / NEW_DATA
+    path = volume / NEW_DATA
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return f"pvc://modelops-artifacts/{NEW_DATA}"
@@ -160,18 +174,55 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="leave the cluster, Prometheus and operator running"
     )
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument(
+        "--kwok",
+        action="store_true",
+        help="kwok nodes and the kubelet stand-in instead of a real node (which needs root)",
+    )
     args = parser.parse_args(argv)
+    if not args.kwok and os.geteuid() != 0:
+        parser.error(
+            "a real node needs root (kubelet, containerd, iptables); run with --kwok (make demo KWOK=1)"
+        )
     print(f"{BOLD}ModelOps demo{RESET}: one model's whole life on a local Kubernetes\n")
     work = Path(tempfile.mkdtemp(prefix="modelops-demo-"))
-    say("cluster", "building or reusing kube-apiserver, controller-manager, scheduler, etcd and kwok …")
-    cluster = LocalCluster(directory=work / "cluster").start()
+    real = not args.kwok
+    say(
+        "cluster",
+        "building or reusing the control plane and "
+        + ("a real node (kubelet, kube-proxy, containerd, the project image) …" if real else "kwok …"),
+    )
+    cluster = LocalCluster(
+        directory=work / "cluster", real_node=real, start_timeout=600 if real else 120
+    ).start()
     kc = str(cluster.kubeconfig)
     say("cluster", f"ready: {kubectl(kc, 'get', 'nodes', '-o', 'name').split()} (kubeconfig {kc})")
-    prom = PrometheusServer(work / "prometheus").start()
-    say("prometheus", f"ready at {prom.url}, scraping every 1s")
+    if real:
+        # On the node's address: the operator's pod queries it from the pod network.
+        prom = PrometheusServer(
+            work / "prometheus",
+            discovery=kubernetes_sd(cluster.kubeconfig, [NS]),
+            binary=kubernetes_sd_prometheus(),
+            host=NODE_IP,
+        ).start()
+        say("prometheus", f"ready at {prom.url}, finding server pods by kubernetes_sd, scraping every 1s")
+    else:
+        prom = PrometheusServer(work / "prometheus").start()
+        say("prometheus", f"ready at {prom.url}, scraping every 1s")
     api = config.new_client_from_config(config_file=kc)
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    op: OperatorProcess | OperatorDeployment
+    if real:
+        assert cluster.node is not None
+        op = OperatorDeployment(
+            cluster.kubeconfig, cluster.node.images["project"].tag, MODELOPS_PROMETHEUS_URL=prom.url
+        ).install()
+        say("kubectl", "applied manifests/ (CRDs, RBAC, the operator's Deployment) with the image built here")
+    else:
+        kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl(
+            kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml")
+        )
     kubectl(
         kc,
         "wait",
@@ -179,16 +230,26 @@ def main(argv: list[str] | None = None) -> int:
         "crd/modelversions.modelops.dev",
         "crd/retrainpolicies.modelops.dev",
     )
-    kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "rbac" / "trainer.yaml"))
     core.create_namespace({"metadata": {"name": NS}})
-    kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
-    # The local cluster has no storage provisioner: bind the example's claim to the stand-in's folder.
     claim = "modelops-artifacts"
-    core.create_persistent_volume(
-        local_persistent_volume(f"{NS}-artifacts", NS, claim, kubelet.volume(claim))
-    )
-    op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url).start()
-    say("operator", f"started (modelops run -n {NS}); log {op.log}")
+    kubelet: Kubelet | None = None
+    if real:
+        # A hostPath volume gets no fsGroup: the folder belongs to the pods' uid, as a provisioner would do.
+        volume = work / "pv"
+        volume.mkdir()
+        os.chown(volume, 65532, 65532)
+    else:
+        kubelet = Kubelet(api, NS, kc, work / "kubelet", on_targets=prom.set_targets).start()
+        volume = kubelet.volume(claim)
+    # The local cluster has no storage provisioner: bind the example's claim to a local folder.
+    core.create_persistent_volume(local_persistent_volume(f"{NS}-artifacts", NS, claim, volume))
+    if real:
+        assert isinstance(op, OperatorDeployment)
+        pod = op.wait_ready(api)
+        say("operator", f"pod {pod.metadata.name} Ready on {pod.spec.node_name}; log: {op.log}")
+    else:
+        op = OperatorProcess(kc, NS, work, MODELOPS_PROMETHEUS_URL=prom.url).start()
+        say("operator", f"started (modelops run -n {NS}); log {op.log}")
     traffic = IrisTraffic(lambda: champion_url(core, kubelet), limit=200_000, pause=0.03, seed=7)
     narrator = Narrator(custom)
     ok = False
@@ -249,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
         )
 
-        uri = write_new_data(kubelet)
+        uri = write_new_data(volume)
         custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -279,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
         )
         wait(narrator, "retention to collect iris-v1", lambda: "iris-v1" in narrator.deleted, args.timeout)
-        v1_files = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v1")
+        v1_files = volume / "iris" / "iris-v1"
         start = len(narrator.evaluations)
         settled = wait(
             narrator,
@@ -313,11 +374,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(
                 f"\nkept running: export KUBECONFIG={kc}   (stop: python -m tests.cluster down --dir {work / 'cluster'}"
-                f"; kill {op.proc.pid if op.proc else ''} {prom.proc.pid if prom.proc else ''})"
+                f"; kill {' '.join(str(p.pid) for p in (getattr(op, 'proc', None), prom.proc) if p)})"
             )
         else:
             op.stop()
-            kubelet.stop()
+            if kubelet is not None:
+                kubelet.stop()
             prom.stop()
             cluster.stop()
     print(f"\n{GREEN if ok else RED}{BOLD}{'the loop closed' if ok else 'the loop did not close'}{RESET}")
@@ -335,7 +397,7 @@ def summary(kc: str, narrator: Narrator, traffic: IrisTraffic, history: list[dic
         acc = (st.get("training") or {}).get("metrics", {}).get("accuracy")
         print(
             f"{name:<16}{mv['spec'].get('parent') or '-':<16}{st.get('phase', '?'):<12}"
-            f"{acc if acc is None else f'{acc:.4f}':>9}  {mv['spec']['training']['dataset']['uri']:<40}"
+            f"{'-' if acc is None else f'{acc:.4f}':>9}  {mv['spec']['training']['dataset']['uri']:<40}"
         )
     for name in narrator.deleted:
         print(f"{name:<16}{'-':<16}{'(deleted)':<12}{'':>9}  artifacts removed by retention")

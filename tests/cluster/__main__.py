@@ -26,7 +26,7 @@ def _running(directory: Path) -> bool:
     return state is not None and all(alive for _, _, alive in component_status(state))
 
 
-def up(directory: Path, timeout: float) -> int:
+def up(directory: Path, timeout: float, real_node: bool = False) -> int:
     if _running(directory):
         print(f"local cluster already running in {directory}", file=sys.stderr)
         print(f"export KUBECONFIG={directory / 'kubeconfig'}")
@@ -36,7 +36,7 @@ def up(directory: Path, timeout: float) -> int:
         for sub in ("etcd", "pki", "kwok", "logs"):
             shutil.rmtree(directory / sub, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster(directory, detach=True, start_timeout=timeout)
+    cluster = LocalCluster(directory, detach=True, start_timeout=timeout, real_node=real_node)
     try:
         cluster.start()
     except ClusterError as e:
@@ -77,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--dir", default=".cluster", type=Path, help="cluster directory (default .cluster)")
     parser.add_argument("--timeout", default=180.0, type=float, help="seconds to wait for readiness (up)")
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="up: a real kubelet + containerd + kube-proxy node instead of kwok's (root; one per machine)",
+    )
     args = parser.parse_args(argv)
     directory = args.dir.resolve()
     if args.command == "up":
-        return up(directory, args.timeout)
+        return up(directory, args.timeout, args.real_node)
     if args.command == "down":
         return down(directory)
     return status(directory)

@@ -35,6 +35,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from tests.cluster import pki
+from tests.cluster.node import NODE_IP, NODE_NAME, RealNode
 
 HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE / "go" / "build.sh"
@@ -98,14 +99,16 @@ class _PortTaken(ClusterError):
     """A component lost the race for a port we picked; starting again with new ports fixes it."""
 
 
-def find_binaries() -> Path:
+def find_binaries(node: bool = False) -> Path:
     """The directory holding the cluster binaries: $MODELOPS_CLUSTER_BIN, else what build.sh prints.
 
-    build.sh returns at once when its cache is warm; cold, it compiles for many minutes.
+    build.sh returns at once when its cache is warm; cold, it compiles for many minutes. ``node``
+    adds kubelet and kube-proxy (for a real node).
     """
     if env := os.environ.get("MODELOPS_CLUSTER_BIN"):
         return Path(env).resolve()
-    out = subprocess.run([str(BUILD_SH)], stdout=subprocess.PIPE, text=True, check=True)
+    args = [str(BUILD_SH), "--node"] if node else [str(BUILD_SH)]
+    out = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=True)
     lines = out.stdout.strip().splitlines()
     if not lines:
         raise ClusterError(f"{BUILD_SH} printed no bin directory")
@@ -265,6 +268,7 @@ class LocalCluster:
         bin_dir: str | Path | None = None,
         detach: bool = False,
         start_timeout: float = 120.0,
+        real_node: bool = False,
     ) -> None:
         self._temporary = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="modelops-cluster-")).resolve()
@@ -277,18 +281,21 @@ class LocalCluster:
         self.startup_seconds: float | None = None
         self._components: list[_Component] = []
         self._stopped = True
+        self.real_node = real_node
+        """A real kubelet + containerd + kube-proxy node (tests/cluster/node.py) instead of kwok's."""
+        self.node: RealNode | None = None
 
     # -- public API -----------------------------------------------------------------------------------
 
     @property
     def simulated(self) -> bool:
         """Pods are played by kwok stages (held ModelOps pods honour sim.modelops.dev/* annotations)."""
-        return True
+        return not self.real_node
 
     @property
     def bin_dir(self) -> Path:
         if self._bin_dir is None:
-            self._bin_dir = find_binaries()
+            self._bin_dir = find_binaries(node=self.real_node)
         return self._bin_dir
 
     def start(self) -> LocalCluster:
@@ -300,14 +307,19 @@ class LocalCluster:
             _install_cleanup_hooks()
             _live.add(self)
         try:
+            if self.real_node:
+                self.node = RealNode(self.directory, "", None, bin_dir, self._spawn_node)
+                self.node.prepare()
             for attempt in range(3):
                 try:
                     self._start_once(bin_dir)
                     break
                 except _PortTaken:
-                    self._terminate()
+                    self._terminate(node=False)  # the node is prepared, not started: keep its lock and IP
                     if attempt == 2:
                         raise
+            if self.node is not None:
+                self.node.start()
             self._wait_until_ready(begin + self.start_timeout)
         except BaseException:
             self.stop(keep=True)
@@ -349,7 +361,10 @@ class LocalCluster:
         pki_dir = self.directory / "pki"
         pki_dir.mkdir(parents=True)
         etcd_port, peer_port, api_port = _free_ports(3)
-        self.server = f"https://127.0.0.1:{api_port}"
+        # A real node's pods reach the API through the kubernetes Service, which must point at an
+        # address outside their own loopback: NODE_IP, on the host's lo.
+        address = NODE_IP if self.real_node else "127.0.0.1"
+        self.server = f"https://{address}:{api_port}"
 
         ca = pki.CertificateAuthority(pki_dir)
         serving = ca.issue(
@@ -362,7 +377,7 @@ class LocalCluster:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            server_ips=("127.0.0.1", "10.96.0.1"),
+            server_ips=("127.0.0.1", "10.96.0.1", NODE_IP),
         )
         sa = pki.service_account_keys(pki_dir)
         kubeconfigs = {}
@@ -378,6 +393,8 @@ class LocalCluster:
                 target, server=self.server, ca_pem=ca.cert_pem, client=pair, name="modelops-local"
             )
 
+        if self.node is not None:
+            self.node.server, self.node.ca = self.server, ca
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
         self._components = []
@@ -403,8 +420,8 @@ class LocalCluster:
             [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={address}",
+                f"--advertise-address={address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={pki_dir}",
                 f"--tls-cert-file={serving.cert}",
@@ -418,9 +435,13 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--profiling=false",
                 *self._audit_flags(),
-                # Only loopback is advertised, which Endpoints validation rejects; no pod could reach
-                # the API through the kubernetes Service anyway (kwok runs no containers).
-                "--endpoint-reconciler-type=none",
+                *(
+                    self._real_node_flags(ca)
+                    if self.real_node
+                    # Only loopback is advertised, which Endpoints validation rejects; no pod could
+                    # reach the API through the kubernetes Service anyway (kwok runs no containers).
+                    else ["--endpoint-reconciler-type=none"]
+                ),
             ],
         )
         self._wait_for("kube-apiserver", lambda: self._api_ok("/readyz"), time.monotonic() + 60)
@@ -448,6 +469,8 @@ class LocalCluster:
                 "--secure-port=0",
             ],
         )
+        if self.real_node:
+            return
         kwok_args = [
             str(bin_dir / "kwok"),
             f"--kubeconfig={kubeconfigs['kwok']}",
@@ -460,7 +483,27 @@ class LocalCluster:
         # KWOK_WORKDIR keeps a developer's ~/.kwok/kwok.yaml (which kwok would load) out of the picture.
         self._spawn("kwok", kwok_args, env={"KWOK_WORKDIR": str(self.directory / "kwok")})
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+    def _real_node_flags(self, ca: pki.CertificateAuthority) -> list[str]:
+        """The API server talks to the kubelet (logs, exec) as a cluster admin, by InternalIP."""
+        client = ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters"
+        )
+        return [
+            f"--kubelet-client-certificate={client.cert}",
+            f"--kubelet-client-key={client.key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _spawn_node(self, name: str, args: list[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+        pass_fds = () if self.node is None or self.node._lock_fd is None else (self.node._lock_fd,)
+        self._spawn(name, args, env, pass_fds=pass_fds if name == "containerd" else ())
+        process = self._components[-1].process
+        assert process is not None
+        return process
+
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+    ) -> None:
         log = self.logs / f"{name}.log"
         component = _Component(name, args, log)
         with open(log, "ab") as out:
@@ -475,6 +518,7 @@ class LocalCluster:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
                 preexec_fn=None if self.detach or not self._in_main_thread() else _die_with_parent,
+                pass_fds=pass_fds,
             )
         self._components.append(component)
 
@@ -490,7 +534,7 @@ class LocalCluster:
         api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
         try:
             core = client.CoreV1Api(api_client)
-            for index, name in enumerate(NODE_NAMES):
+            for index, name in enumerate(() if self.real_node else NODE_NAMES):
                 try:
                     core.create_node(self._node(index, name))
                 except ApiException as e:
@@ -519,7 +563,23 @@ class LocalCluster:
                     for name in NODE_NAMES
                 )
 
-            self._wait_for("both kwok nodes Ready and untainted", nodes_schedulable, deadline)
+            if self.real_node:
+
+                def real_node_ready() -> bool:
+                    try:
+                        node = core.read_node(NODE_NAME)
+                    except ApiException as e:
+                        if e.status == 404:
+                            return False
+                        raise
+                    ready = any(
+                        c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
+                    )
+                    return ready and not node.spec.taints
+
+                self._wait_for(f"node {NODE_NAME} Ready and untainted (kubelet)", real_node_ready, deadline)
+            else:
+                self._wait_for("both kwok nodes Ready and untainted", nodes_schedulable, deadline)
         finally:
             api_client.close()
 
@@ -596,7 +656,17 @@ class LocalCluster:
 
     # -- shutdown and state ---------------------------------------------------------------------------
 
-    def _terminate(self) -> None:
+    def _terminate(self, node: bool = True) -> None:
+        if self.node is not None and node:
+            pids = {c.name: c.process.pid for c in self._components if c.process}
+            api_up = any(
+                c.name == "kube-apiserver" and c.process and c.process.poll() is None
+                for c in self._components
+            )
+            self.node.stop(
+                self.kubeconfig if api_up and self.kubeconfig.exists() else None,
+                lambda names: kill_process_groups({n: pids[n] for n in names if n in pids}),
+            )
         kill_process_groups({c.name: c.process.pid for c in self._components if c.process})
         for c in self._components:
             if c.process:
@@ -610,6 +680,7 @@ class LocalCluster:
             "bin_dir": str(self.bin_dir),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "startup_seconds": round(self.startup_seconds or 0, 2),
+            "real_node": self.real_node,
             "components": {
                 c.name: {"pid": c.process.pid, "binary": c.args[0], "log": str(c.log)}
                 for c in self._components
@@ -641,6 +712,18 @@ def stop_detached(directory: Path) -> bool:
     if state is None:
         return False
     components = state.get("components", {})
+    if state.get("real_node"):
+        node = RealNode(directory, state["server"], None, Path(state["bin_dir"]), None)
+        with contextlib.suppress(OSError, ValueError):
+            node._sysctls = json.loads((directory / "node-sysctls.json").read_text())
+        pids = {name: int(info["pid"]) for name, info in components.items()}
+        expect = {name: info["binary"] for name, info in components.items()}
+        node.stop(
+            Path(state["kubeconfig"]) if api_ready(directory, state["server"]) else None,
+            lambda names: kill_process_groups(
+                {n: pids[n] for n in names if n in pids}, expect={n: expect[n] for n in names if n in expect}
+            ),
+        )
     kill_process_groups(
         {name: int(info["pid"]) for name, info in components.items()},
         expect={name: info["binary"] for name, info in components.items()},

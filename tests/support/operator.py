@@ -1,4 +1,5 @@
-"""The operator as a real process (`modelops run`), so tests can SIGKILL and restart it."""
+"""The operator as a real process (`modelops run`), so tests can SIGKILL and restart it; or, on a real
+node, installed from manifests/ and running as the shipped Deployment's pod."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
 
 from tests.cluster.localcluster import _die_with_parent
 
@@ -66,3 +72,82 @@ class OperatorProcess:
         return (
             "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
         )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_IMAGE = "ghcr.io/modelops/modelops:0.1.0"
+OPERATOR_NS = "modelops-system"
+
+
+class OperatorCrashed(AssertionError):
+    """The operator's container exited: its log says why."""
+
+
+class OperatorDeployment:
+    """The install as users apply it (`kubectl apply --server-side -k manifests/`: CRDs, namespace,
+    ServiceAccount, RBAC, settings, the restricted Deployment), with only the image swapped for the
+    one built here, as manifests/kustomization.yaml tells users to, and `settings` over the ConfigMap's."""
+
+    log = f"kubectl -n {OPERATOR_NS} logs deploy/modelops-operator"
+
+    def __init__(self, kubeconfig: Path, image: str, **settings: str) -> None:
+        self.kubeconfig, self.image, self.settings = kubeconfig, image, settings
+
+    def _kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        out = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", "--request-timeout=60s", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args[:3])}: {out.stderr.strip()}")
+        return out.stdout
+
+    def rendered(self) -> list[dict[str, Any]]:
+        text = self._kubectl("kustomize", str(ROOT / "manifests"))
+        assert text.count(SHIPPED_IMAGE) == 2, "the Deployment's image and MODELOPS_IMAGE in the settings"
+        docs = [d for d in yaml.safe_load_all(text.replace(SHIPPED_IMAGE, self.image)) if d]
+        (settings,) = [
+            d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "modelops-settings"
+        ]
+        unknown = set(self.settings) - set(settings["data"])
+        assert not unknown, f"not settings of the shipped ConfigMap: {unknown}"
+        settings["data"].update(self.settings)
+        return docs
+
+    def install(self) -> OperatorDeployment:
+        self._kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(self.rendered()))
+        return self
+
+    def wait_ready(self, api: client.ApiClient, timeout: float = 300) -> client.V1Pod:
+        """The operator pod Ready; a restart or exit fails at once with the container's last words."""
+        core = client.CoreV1Api(api)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pods = core.list_namespaced_pod(
+                OPERATOR_NS, label_selector="app.kubernetes.io/component=operator"
+            )
+            for pod in pods.items:
+                for cs in pod.status.container_statuses or []:
+                    if cs.restart_count or (cs.state and cs.state.terminated):
+                        raise OperatorCrashed(f"{pod.metadata.name} exited:\n{self.tail(30)}")
+                    if cs.ready:
+                        return pod
+            time.sleep(1)
+        raise TimeoutError(f"the operator Deployment not Ready in {timeout:.0f}s:\n{self.tail(30)}")
+
+    def tail(self, lines: int = 80) -> str:
+        return self._kubectl(
+            "-n",
+            OPERATOR_NS,
+            "logs",
+            "deploy/modelops-operator",
+            f"--tail={lines}",
+            "--all-containers",
+            check=False,
+        )
+
+    def stop(self) -> None:
+        """Nothing to do: the pod goes with the node (drained at teardown)."""

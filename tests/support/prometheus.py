@@ -9,9 +9,10 @@ name); `instance` is the address. `podmonitor_scrape_config` generates the same 
 manifests/monitoring/podmonitor.yaml as built by kustomize. The one substitution: the kubelet
 stand-in publishes each server as a file_sd target carrying the `__meta_kubernetes_pod_*` labels
 Kubernetes service discovery would attach (from the pod object), with the address where the
-process really listens, because the simulated pods have no routable IP. Everything after
-discovery is Prometheus' own relabelling, so a server label that collides with a target label is
-renamed `exported_<name>` here exactly as in production.
+process really listens, because the simulated pods have no routable IP. On the real node
+(`kubernetes_sd`) the same job discovers the pods through the API server instead, as production
+does. Everything after discovery is Prometheus' own relabelling, so a server label that collides
+with a target label is renamed `exported_<name>` here exactly as in production.
 """
 
 from __future__ import annotations
@@ -55,10 +56,25 @@ def shipped_podmonitor() -> dict[str, Any]:
     return pm
 
 
+def file_sd(files: list[str]) -> dict[str, Any]:
+    """Discovery from the stand-in's target files (simulated pods have no routable IP)."""
+    return {"file_sd_configs": [{"files": files, "refresh_interval": "1s"}]}
+
+
+def kubernetes_sd(kubeconfig: Path, namespaces: list[str]) -> dict[str, Any]:
+    """Discovery of real pods through the API server, as prometheus-operator configures it."""
+    return {
+        "kubernetes_sd_configs": [
+            {"role": "pod", "kubeconfig_file": str(kubeconfig), "namespaces": {"names": namespaces}}
+        ]
+    }
+
+
 def podmonitor_scrape_config(
-    pm: dict[str, Any], files: list[str], scrape_interval: str | None = None
+    pm: dict[str, Any], discovery: dict[str, Any], scrape_interval: str | None = None
 ) -> list[dict[str, Any]]:
-    """prometheus-operator's scrape config for each podMetricsEndpoint of `pm`, discovering from `files`.
+    """prometheus-operator's scrape config for each podMetricsEndpoint of `pm`, discovering by `discovery`
+    (:func:`file_sd` or :func:`kubernetes_sd`).
 
     Follows generatePodMonitorConfig for what the shipped PodMonitor uses (matchLabels, port, path,
     interval, honorLabels); anything else in the PodMonitor fails loudly rather than being ignored.
@@ -115,7 +131,7 @@ def podmonitor_scrape_config(
             {
                 "job_name": f"podMonitor/{meta['namespace']}/{meta['name']}/{i}",
                 "honor_labels": bool(ep.get("honorLabels", False)),
-                "file_sd_configs": [{"files": files, "refresh_interval": "1s"}],
+                **discovery,
                 "scrape_interval": scrape_interval or ep.get("interval", "30s"),
                 "metrics_path": ep.get("path", "/metrics"),
                 "relabel_configs": relabel,
@@ -157,19 +173,34 @@ def pod_targets(pod: Any, address: str) -> list[dict[str, Any]]:
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, scrape_interval: str = "1s") -> None:
-        """`scrape_interval` replaces the PodMonitor's 15s so tests see data within seconds."""
+    def __init__(
+        self,
+        workdir: Path,
+        scrape_interval: str = "1s",
+        discovery: dict[str, Any] | None = None,
+        binary: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        """`scrape_interval` replaces the PodMonitor's 15s so tests see data within seconds.
+
+        `discovery` defaults to the stand-in's target files; `binary` to Debian's prometheus
+        (:func:`kubernetes_sd_prometheus` for `kubernetes_sd`); `host` is where it listens (a
+        real node's address, for an operator running in a pod).
+        """
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.scrape_interval = scrape_interval
+        self.discovery = discovery
+        self.host = host
+        self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
         self.targets_dir = workdir / "targets"
         self.targets_dir.mkdir(exist_ok=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def set_targets(self, group: str, targets: list[dict[str, object]]) -> None:
         tmp = self.targets_dir / f".{group}.json.tmp"
@@ -177,7 +208,7 @@ class PrometheusServer:
         tmp.rename(self.targets_dir / f"{group}.json")
 
     def start(self) -> PrometheusServer:
-        binary = shutil.which("prometheus")
+        binary = self.binary or shutil.which("prometheus")
         if binary is None:
             raise RuntimeError(
                 "prometheus is not installed (apt-get install prometheus); .ci/run installs it"
@@ -185,7 +216,9 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "scrape_configs": podmonitor_scrape_config(
-                shipped_podmonitor(), [str(self.targets_dir / "*.json")], self.scrape_interval
+                shipped_podmonitor(),
+                self.discovery or file_sd([str(self.targets_dir / "*.json")]),
+                self.scrape_interval,
             ),
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -195,7 +228,7 @@ class PrometheusServer:
                 binary,
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1h",
             ],
@@ -287,3 +320,14 @@ class MisbehavingPrometheus:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def kubernetes_sd_prometheus() -> str:
+    """A Prometheus with kubernetes_sd_configs, built from its Go module and cached (build.sh).
+
+    Debian 12's package (2.42) is built without Kubernetes discovery: loading such a config fails
+    with "field kubernetes_sd_configs not found in type config.ScrapeConfig".
+    """
+    build = Path(__file__).resolve().parents[1] / "cluster" / "go" / "build.sh"
+    out = subprocess.run([str(build), "--prometheus"], stdout=subprocess.PIPE, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]

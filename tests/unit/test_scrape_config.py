@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.prometheus import podmonitor_scrape_config, shipped_podmonitor
+from tests.support.prometheus import file_sd, podmonitor_scrape_config, shipped_podmonitor
 
 needs_tools = pytest.mark.skipif(
     shutil.which("promtool") is None or shutil.which("kubectl") is None,
@@ -25,7 +25,7 @@ needs_tools = pytest.mark.skipif(
 
 @needs_tools
 def test_generated_scrape_config_is_valid_for_prometheus(tmp_path: Path) -> None:
-    jobs = podmonitor_scrape_config(shipped_podmonitor(), [str(tmp_path / "*.json")], "1s")
+    jobs = podmonitor_scrape_config(shipped_podmonitor(), file_sd([str(tmp_path / "*.json")]), "1s")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": jobs}))
     out = subprocess.run(
         ["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
@@ -36,7 +36,7 @@ def test_generated_scrape_config_is_valid_for_prometheus(tmp_path: Path) -> None
 @needs_tools
 def test_generated_relabelling_attaches_prometheus_operators_target_labels() -> None:
     pm = shipped_podmonitor()
-    (job,) = podmonitor_scrape_config(pm, ["x.json"])
+    (job,) = podmonitor_scrape_config(pm, file_sd(["x.json"]))
     assert job["job_name"] == f"podMonitor/{pm['metadata']['namespace']}/modelops-servers/0"
     assert job["honor_labels"] is False, "the shipped PodMonitor keeps target labels authoritative"
     targets = {r["target_label"]: r for r in job["relabel_configs"] if "target_label" in r}

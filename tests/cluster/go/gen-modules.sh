@@ -21,7 +21,9 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
   for m in $staging; do go mod edit -replace "$m=$m@$staging_tag"; done
   go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@${KUBERNETES_VERSION}" \
                "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBERNETES_VERSION}" \
-               "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}"
+               "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kubelet@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kube-proxy@${KUBERNETES_VERSION}"
   go mod tidy )
 
 ( cd etcd
@@ -34,5 +36,10 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
   rm -f go.mod go.sum
   go mod init modelops.dev/testcluster/kwok >/dev/null 2>&1
   go get -tool "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+  go mod tidy )
+( cd prometheus
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/prometheus >/dev/null 2>&1
+  go get -tool "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_VERSION}"
   go mod tidy )
 echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}"

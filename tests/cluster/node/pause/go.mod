@@ -1,0 +1,3 @@
+module modelops.dev/testcluster/pause
+
+go 1.22

@@ -1,0 +1,415 @@
+"""Every pod real: the operator installed from manifests/ and a model's trainer Job and server
+Deployment all run as containers of the project's own image on a real node (kubelet + containerd +
+runc + CNI bridge + kube-proxy, tests/cluster/node.py), with no kwok and no stand-in in the way.
+
+What this module proves is what breaks on a first install: the image, the shipped ServiceAccount,
+RBAC and restricted Deployment, the restricted securityContext of trainer and server, the trainer's
+token and PV as uid 65532, Service routing, Prometheus discovery, and a promotion and rollback
+moving real pods. One cluster for the module, started and stopped exactly as `make cluster-up
+REAL_NODE=1` / `make cluster-down` do (node start ≈ 10-40 s warm); the last test stops it and checks
+that nothing was left on the host. The other suites keep kwok and the kubelet stand-in: they need
+faults a container cannot be made to give on cue (a trainer that hangs or exits with a chosen code,
+a server that dies mid-request, simulated pod readiness) and many versions at once on 2 cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client, config
+
+from tests.cluster.node import NODE_NAME, RUN_DIR, Image, build_images, leftovers, read_sysctls
+from tests.support.kubelet import local_persistent_volume
+from tests.support.operator import OPERATOR_NS, OperatorDeployment
+from tests.support.prometheus import (
+    PrometheusServer,
+    kubernetes_sd,
+    kubernetes_sd_prometheus,
+    shipped_podmonitor,
+)
+from tests.support.wait import eventually
+
+# Module fixtures (node start, image import, install, training) count against the first test's timeout.
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+NS = "real-node"
+RUN_AS = 65532
+SERVING_TIMEOUT = 480.0
+"""Generous: under load a cold container start plus training can take minutes on 2 shared cores."""
+IRIS = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("MODELOPS_REAL_NODE") == "0":
+        return "MODELOPS_REAL_NODE=0"
+    if os.geteuid() != 0:
+        return "a real node needs root (kubelet, containerd, iptables, mounts)"
+    missing = [
+        t for t in ("containerd", "ctr", "runc", "buildah", "debootstrap", "iptables") if not shutil.which(t)
+    ]
+    if missing or not Path("/usr/lib/cni/bridge").exists():
+        return f"missing {missing or 'containernetworking-plugins'}: run make deps"
+    return None
+
+
+if reason := _skip_reason():
+    pytestmark.append(pytest.mark.skip(reason=reason))
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "--request-timeout=60s", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
+def cluster_cli(command: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tests.cluster`, which `make cluster-up` / `make cluster-down` run."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.cluster", command, "--dir", str(directory), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@dataclass
+class Cluster:
+    """A detached local cluster with a real node, as `make cluster-up REAL_NODE=1` leaves it."""
+
+    directory: Path
+    images: dict[str, Image]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.directory / "kubeconfig"
+
+    def ctr(self, *args: str) -> list[str]:
+        return ["ctr", f"--address={RUN_DIR / 'containerd' / 'containerd.sock'}", "--namespace=k8s.io", *args]
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return cluster_cli("down", self.directory)
+
+
+@pytest.fixture(scope="module")
+def sysctls_before() -> dict[str, str]:
+    return read_sysctls()
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory, sysctls_before: dict[str, str]) -> Iterator[Cluster]:
+    directory = tmp_path_factory.mktemp("real-node-cluster")
+    up = cluster_cli("up", directory, "--real-node", "--timeout", "300")
+    cluster = Cluster(directory, build_images("all"))  # cached: the archives cluster-up imported
+    print(up.stderr[-2000:])
+    if up.returncode != 0:
+        cluster.down()
+        pytest.fail(f"cluster-up --real-node failed ({up.returncode}): {up.stderr[-3000:]}")
+    yield cluster
+    cluster.down()  # idempotent: the teardown test normally did it already
+
+
+@pytest.fixture(scope="module")
+def api(real: Cluster) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(config_file=str(real.kubeconfig))
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture(scope="module")
+def project_image(real: Cluster) -> str:
+    return real.images["project"].tag
+
+
+@pytest.fixture(scope="module")
+def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client.V1Pod:
+    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node."""
+    return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)
+
+
+def operator_log(real: Cluster, tail: int = 60) -> str:
+    return OperatorDeployment(real.kubeconfig, "").tail(tail)
+
+
+@pytest.fixture(scope="module")
+def installed(
+    real: Cluster, api: client.ApiClient, operator: client.V1Pod, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A model namespace set up as examples/iris does (its claim, the trainer's ServiceAccount and
+    RoleBinding), enforcing the restricted Pod Security profile, with a hostPath PV pre-bound to the
+    claim (no provisioner here) whose folder belongs to uid 65532 (hostPath volumes get no fsGroup).
+    The example's RetrainPolicy is left out: it would query an in-cluster Prometheus there is not."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        {"metadata": {"name": NS, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    folder = tmp_path_factory.mktemp("real-pv")
+    os.chown(folder, RUN_AS, RUN_AS)
+    folder.parent.chmod(0o755)
+    core.create_persistent_volume(
+        local_persistent_volume(f"artifacts-{NS}", NS, "modelops-artifacts", folder)
+    )
+    for name in ("artifacts-pvc.yaml", "trainer-rbac.yaml"):
+        kubectl(real.kubeconfig, "apply", "--server-side", "-n", NS, "-f", str(ROOT / "examples/iris" / name))
+    return folder
+
+
+def example_version(name: str) -> dict[str, Any]:
+    """examples/iris/modelversion.yaml under another name; drainSeconds 0 so that a superseded
+    champion scales down at once instead of after the default 30 s."""
+    mv = yaml.safe_load((ROOT / "examples/iris/modelversion.yaml").read_text())
+    mv["metadata"]["name"] = name
+    mv["spec"]["serving"]["drainSeconds"] = 0
+    return mv
+
+
+def status(api: client.ApiClient, name: str) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, NS, "modelversions", name)
+    return obj.get("status") or {}
+
+
+def wait_status(real: Cluster, api: client.ApiClient, name: str, check: Any, what: str) -> dict[str, Any]:
+    """Poll `name`'s status until `check(status)`; on timeout print what the cluster and operator say."""
+    try:
+        return eventually(
+            lambda: (st := status(api, name)) and check(st) and st, timeout=SERVING_TIMEOUT, what=what
+        )
+    except AssertionError:
+        print(
+            kubectl(real.kubeconfig, "-n", NS, "get", "mv,pods,jobs,events", "-o", "wide", check=False).stdout
+        )
+        print(f"----- operator log -----\n{operator_log(real)}")
+        raise
+
+
+@pytest.fixture(scope="module")
+def serving(real: Cluster, api: client.ApiClient, installed: Path) -> dict[str, Any]:
+    """iris-v1 applied, trained by a real Job pod and served by a real server pod, all driven by
+    the operator pod."""
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, NS, "modelversions", example_version("iris-v1")
+    )
+    return wait_status(
+        real, api, "iris-v1", lambda st: st.get("phase") == "Serving", "iris-v1 Serving on the real node"
+    )
+
+
+def predict(ip: str, port: int) -> dict[str, Any] | None:
+    try:
+        r = httpx.post(f"http://{ip}:{port}/predict", json={"instances": [IRIS]}, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 200 else None
+
+
+def exec_python(real: Cluster, namespace: str, pod: str, container: str) -> list[str]:
+    """uid and gid, what writing to / gives, effective capabilities and seccomp mode, in the container."""
+    script = (
+        "import os, errno\n"
+        "print(os.getuid(), os.getgid())\n"
+        "try:\n    open('/probe', 'w')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith(('CapEff', 'Seccomp:'))])\n"
+    )
+    args = ("-n", namespace, "exec", pod, "-c", container, "--", "python", "-c", script)
+    return kubectl(real.kubeconfig, *args).stdout.split("\n")
+
+
+def server_pod(api: client.ApiClient, version: str) -> client.V1Pod:
+    pods = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(
+            NS, label_selector=f"app.kubernetes.io/component=server,modelops.dev/version={version}"
+        )
+        .items
+    )
+    running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+    assert running, [(p.metadata.name, p.status.phase) for p in pods]
+    return running[0]
+
+
+def test_node_is_the_only_node_and_runs_the_imported_images(real: Cluster, api: client.ApiClient) -> None:
+    nodes = client.CoreV1Api(api).list_node().items
+    assert [n.metadata.name for n in nodes] == [NODE_NAME]
+    info = nodes[0].status.node_info
+    assert info.container_runtime_version.startswith("containerd://"), info
+    out = subprocess.run(real.ctr("images", "ls", "-q"), capture_output=True, text=True, check=True).stdout
+    for name in ("pause", "project"):
+        assert real.images[name].tag in out.split(), out
+
+
+def test_operator_runs_from_the_shipped_manifests_as_a_restricted_pod(
+    real: Cluster, api: client.ApiClient, operator: client.V1Pod, project_image: str
+) -> None:
+    pod = operator
+    assert pod.spec.node_name == NODE_NAME
+    assert pod.spec.service_account_name == "modelops-operator"
+    assert pod.spec.containers[0].image == project_image
+    out = exec_python(real, OPERATOR_NS, pod.metadata.name, "operator")
+    assert out[:3] == [f"{RUN_AS} {RUN_AS}", "EROFS", "['0000000000000000', '2']"], out
+    # Its metrics Service routes to it (kube-proxy), and it counts its own reconciles.
+    svc = client.CoreV1Api(api).read_namespaced_service("modelops-operator", OPERATOR_NS)
+
+    def metrics() -> str | None:
+        try:
+            r = httpx.get(f"http://{svc.spec.cluster_ip}:8000/metrics", timeout=5)
+        except httpx.HTTPError:
+            return None
+        return r.text if r.status_code == 200 else None
+
+    text = eventually(metrics, timeout=60, what="the operator's /metrics through its Service's ClusterIP")
+    assert "modelops_reconcile" in text, text[:500]
+
+
+def test_modelversion_trained_and_served_by_real_containers(
+    api: client.ApiClient, serving: dict[str, Any], installed: Path, project_image: str
+) -> None:
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    job = batch.read_namespaced_job("iris-v1-train", NS)
+    assert job.status.succeeded == 1
+    trainers = core.list_namespaced_pod(NS, label_selector="job-name=iris-v1-train").items
+    assert trainers and all(p.spec.node_name == NODE_NAME for p in trainers)
+    done = [p for p in trainers if p.status.phase == "Succeeded"]
+    assert done, [(p.metadata.name, p.status.phase) for p in trainers]
+    assert done[0].spec.containers[0].image == project_image
+    assert done[0].status.container_statuses[0].image_id, "a container ran from the imported image"
+    # The artifact was written to the real PV by uid 65532, and is the one the status names.
+    sha = serving["training"]["artifact"]["sha256"]
+    artifacts = list(installed.rglob("model.skops"))
+    assert artifacts, list(installed.rglob("*"))
+    assert artifacts[0].stat().st_uid == RUN_AS
+    assert hashlib.sha256(artifacts[0].read_bytes()).hexdigest() == sha
+    pod = server_pod(api, "iris-v1")
+    assert pod.spec.node_name == NODE_NAME
+    assert pod.spec.containers[0].image == project_image
+    assert all(cs.ready for cs in pod.status.container_statuses), "readiness probe passed in the container"
+
+
+def test_exec_into_server_shows_uid_65532_and_read_only_root(
+    real: Cluster, api: client.ApiClient, serving: dict[str, Any]
+) -> None:
+    out = exec_python(real, NS, server_pod(api, "iris-v1").metadata.name, "server")
+    assert out[0] == f"{RUN_AS} {RUN_AS}", out
+    assert out[1] == "EROFS", out  # read-only root filesystem
+    assert out[2] == "['0000000000000000', '2']", out  # no capabilities, seccomp filter (RuntimeDefault)
+
+
+def test_service_cluster_ip_routes_to_the_server_pod(api: client.ApiClient, serving: dict[str, Any]) -> None:
+    svc = client.CoreV1Api(api).read_namespaced_service("iris-v1-server", NS)
+    ip, port = svc.spec.cluster_ip, svc.spec.ports[0].port
+    # kube-proxy syncs its rules a moment after the endpoints change: poll.
+    body = eventually(
+        lambda: predict(ip, port), timeout=60, what=f"POST /predict through ClusterIP {ip}:{port}"
+    )
+    assert body["predictions"] and body["model_version"] == "iris-v1", body
+
+
+def test_prometheus_scrapes_the_server_pod_found_by_kubernetes_sd(
+    real: Cluster, api: client.ApiClient, serving: dict[str, Any], tmp_path: Path
+) -> None:
+    pod = server_pod(api, "iris-v1").metadata.name
+    prom = PrometheusServer(
+        tmp_path / "prometheus",
+        discovery=kubernetes_sd(real.kubeconfig, [NS]),
+        binary=kubernetes_sd_prometheus(),
+    ).start()
+    try:
+
+        def up() -> list[Any] | None:
+            r = httpx.get(f"{prom.url}/api/v1/query", params={"query": f'up{{pod="{pod}"}} == 1'}, timeout=5)
+            return r.json()["data"]["result"] or None
+
+        result = eventually(up, timeout=90, what=f"Prometheus to scrape {pod} found by kubernetes_sd")
+        labels = result[0]["metric"]
+        # The shipped PodMonitor's relabelling, applied to what kubernetes_sd found.
+        pm = shipped_podmonitor()["metadata"]
+        assert labels["namespace"] == NS and labels["container"] == "server", labels
+        assert labels["job"] == f"{pm['namespace']}/{pm['name']}" and labels["endpoint"] == "http", labels
+        # The scrape carried the server's own series, not just a reachable port.
+        query = f'count({{__name__=~"modelops_.+", pod="{pod}"}}) > 0'
+        eventually(
+            lambda: httpx.get(f"{prom.url}/api/v1/query", params={"query": query}, timeout=5).json()["data"][
+                "result"
+            ],
+            timeout=30,
+            what="the server's modelops_* series in Prometheus",
+        )
+    finally:
+        prom.stop()
+
+
+def test_promotion_and_rollback_move_real_pods_behind_the_stable_service(
+    real: Cluster, api: client.ApiClient, serving: dict[str, Any]
+) -> None:
+    """iris-v2 (the same spec, so the champion comparison passes) is promoted: the model's stable
+    Service routes to its pod and iris-v1's container is stopped; then a rollback request starts
+    iris-v1's container again and the Service routes back to it."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    stable = core.read_namespaced_service("iris", NS)
+    ip, port = stable.spec.cluster_ip, stable.spec.ports[0].port
+
+    def answered_by(version: str) -> bool:
+        body = predict(ip, port)
+        return body is not None and body["model_version"] == version
+
+    eventually(lambda: answered_by("iris-v1"), timeout=60, what="the stable Service answering from iris-v1")
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, "modelversions", example_version("iris-v2"))
+    wait_status(real, api, "iris-v2", lambda st: st.get("phase") == "Serving", "iris-v2 promoted")
+    wait_status(
+        real,
+        api,
+        "iris-v1",
+        lambda st: st.get("phase") == "Superseded" and "scaled down" in st.get("message", ""),
+        "iris-v1 Superseded and scaled down",
+    )
+    eventually(lambda: answered_by("iris-v2"), timeout=60, what="the stable Service answering from iris-v2")
+
+    def v1_containers_gone() -> bool:
+        pods = core.list_namespaced_pod(NS, label_selector="modelops.dev/version=iris-v1").items
+        return not [p for p in pods if p.metadata.labels.get("app.kubernetes.io/component") == "server"]
+
+    eventually(v1_containers_gone, timeout=120, what="iris-v1's server pod stopped and deleted")
+
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NS,
+        "modelversions",
+        "iris-v1",
+        {"metadata": {"annotations": {"modelops.dev/promote": "back-1"}}},
+    )
+    wait_status(real, api, "iris-v1", lambda st: st.get("phase") == "Serving", "iris-v1 rolled back to")
+    assert server_pod(api, "iris-v1").spec.node_name == NODE_NAME
+    eventually(
+        lambda: answered_by("iris-v1"), timeout=60, what="the stable Service answering from iris-v1 again"
+    )
+    wait_status(real, api, "iris-v2", lambda st: st.get("phase") == "Superseded", "iris-v2 Superseded")
+
+
+def test_cluster_down_leaves_nothing_behind(real: Cluster, sysctls_before: dict[str, str]) -> None:
+    """`make cluster-down` on the node with the operator, model pods and Prometheus' discoveries:
+    no process, mount, netns, veth, bridge, iptables chain, cgroup, node IP or changed sysctl."""
+    out = real.down()
+    assert out.returncode == 0, out.stderr
+    print(out.stderr[-1000:])
+    found = leftovers(sysctls_before)
+    assert not any(found.values()), found
