@@ -162,8 +162,8 @@ def test_the_job_names_the_champion_its_artifact_and_mounts_its_claim():
         "name": "v1",
         "uri": "pvc://old-store/churn/v1/model.skops",
         "sha256": "ab" * 32,
-        "path": "/mnt/pvc/old-store/churn/v1/model.skops",
     }
+    assert env["MODELOPS_CHAMPION_ARTIFACT"] == "/mnt/pvc/old-store/churn/v1/model.skops"
     assert req["dataset"]["uri"] == "pvc://golden/set.csv"
     claims = {
         v["persistentVolumeClaim"]["claimName"]: v["name"]
@@ -177,7 +177,7 @@ def test_the_job_names_the_champion_its_artifact_and_mounts_its_claim():
     same = ChampionView("v1", artifact_uri="pvc://modelops-artifacts/churn/v1/model.skops", sha256="ab" * 32)
     job = resources.training_job("v2", "ns", "uid", mv_spec(), st, champion=same)
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert json.loads(env["MODELOPS_COMPARE"])["champion"]["path"] == "/artifacts/churn/v1/model.skops"
+    assert env["MODELOPS_CHAMPION_ARTIFACT"] == "/artifacts/churn/v1/model.skops"
     # no comparison asked for, or no champion: nothing passed
     for champion, sp in (
         (None, mv_spec()),
@@ -272,10 +272,11 @@ def test_a_bad_golden_set_is_the_specs_fault(tmp_path, store):
 def test_the_request_comes_from_the_environment():
     assert compare.Request.from_env({}) is None
     body = {
-        "champion": {"name": "v1", "uri": "u", "sha256": "s", "path": "/p"},
+        "champion": {"name": "v1", "uri": "u", "sha256": "s"},
         "dataset": {"uri": "sklearn:iris"},
     }
-    req = compare.Request.from_env({compare.ENV: json.dumps(body)})
+    req = compare.Request.from_env({compare.ENV: json.dumps(body), compare.ARTIFACT_ENV: "/p"})
     assert req.name == "v1" and req.path == "/p" and req.dataset.uri == "sklearn:iris"
+    assert compare.Request.from_env({compare.ENV: json.dumps(body)}).path is None
     with pytest.raises(BadInput, match="malformed"):
         compare.Request.from_env({compare.ENV: "{}"})

@@ -81,25 +81,21 @@ def champion_path(uri: str, spec: ModelVersionSpec, settings: Settings) -> tuple
 
 def compare_request(
     spec: ModelVersionSpec, champion: ChampionView | None, settings: Settings
-) -> tuple[dict[str, Any] | None, str | None]:
-    """What the trainer needs to score the champion on the same data (MODELOPS_COMPARE), and the
-    extra claim to mount; None when the spec compares with no champion or there is none yet."""
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """What the trainer needs to score the champion on the same data (MODELOPS_COMPARE), the
+    champion's model file in the pod, and the extra claim to mount; Nones when the spec compares
+    with no champion or there is none yet."""
     if spec.validation.champion is None or champion is None:
-        return None, None
+        return None, None, None
     if not champion.artifact_uri or not champion.sha256:
-        return None, None
+        return None, None, None
     path, claim = champion_path(champion.artifact_uri, spec, settings)
     ds = spec.validation.dataset
     body = {
-        "champion": {
-            "name": champion.name,
-            "uri": champion.artifact_uri,
-            "sha256": champion.sha256,
-            "path": path,
-        },
+        "champion": {"name": champion.name, "uri": champion.artifact_uri, "sha256": champion.sha256},
         "dataset": ds.wire() if ds else None,
     }
-    return body, claim
+    return body, path, claim
 
 
 def training_job(
@@ -124,7 +120,7 @@ def training_job(
         {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    request, champion_claim = compare_request(spec, champion, settings)
+    request, champion_file, champion_claim = compare_request(spec, champion, settings)
     golden = spec.validation.dataset if request else None
     claims = [dataset_claim(t.dataset.uri), dataset_claim(golden.uri) if golden else None, champion_claim]
     seen: set[str] = set()
@@ -155,6 +151,8 @@ def training_job(
     ]
     if request is not None:
         env.append({"name": "MODELOPS_COMPARE", "value": json.dumps(request, sort_keys=True)})
+        if champion_file:  # a path of its own: a plain value, as any volume path in a pod spec
+            env.append({"name": "MODELOPS_CHAMPION_ARTIFACT", "value": champion_file})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

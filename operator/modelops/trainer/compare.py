@@ -28,7 +28,9 @@ from .errors import BadInput
 from .evaluate import classification_metrics, regression_metrics
 
 ENV = "MODELOPS_COMPARE"
-"""JSON set by the operator on the training Job: {champion: {name, uri, sha256, path}, dataset}."""
+"""JSON set by the operator on the training Job: {champion: {name, uri, sha256}, dataset}."""
+ARTIFACT_ENV = "MODELOPS_CHAMPION_ARTIFACT"
+"""The champion's model file as mounted in this pod (absent when its store cannot be mounted)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Request:
             raw = json.loads(text)
             champ = raw["champion"]
             ds = Dataset.model_validate(raw["dataset"]) if raw.get("dataset") else None
-            return cls(champ["name"], champ["uri"], champ["sha256"], champ.get("path"), ds)
+            return cls(champ["name"], champ["uri"], champ["sha256"], env.get(ARTIFACT_ENV) or None, ds)
         except (ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{ENV} is malformed: {exc}") from None
 
