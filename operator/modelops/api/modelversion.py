@@ -120,7 +120,7 @@ class Validation(ApiModel):
         default="Reject",
         description="When the champion cannot be scored on the same data (artifact gone, different "
         "features, champion changed during training): Reject the challenger, or decide on the gates only. "
-        "Either way the Compared condition says why.",
+        "Either way the Validated condition (reason ChampionIncomparable or GatesOnly) says why.",
     )
 
 
