@@ -26,6 +26,11 @@ class Settings:
     api_qps: float = 50.0
     api_burst: int = 100
     """Client-side rate limit of the operator's own API requests (watches excluded), like client-go's."""
+    webhook_port: int = 0
+    """Serve the validating admission webhook on this port (HTTPS); 0 serves none."""
+    webhook_addr: str = "0.0.0.0"
+    webhook_cert_dir: str = "/etc/modelops/webhook"
+    """tls.crt and tls.key of the webhook (a cert-manager Secret); Kopf reloads them when they change."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -46,4 +51,7 @@ class Settings:
             workers=int(env.get("MODELOPS_WORKERS", d.workers)),
             api_qps=float(env.get("MODELOPS_API_QPS", d.api_qps)),
             api_burst=int(env.get("MODELOPS_API_BURST", d.api_burst)),
+            webhook_port=int(env.get("MODELOPS_WEBHOOK_PORT", d.webhook_port)),
+            webhook_addr=env.get("MODELOPS_WEBHOOK_ADDR", d.webhook_addr),
+            webhook_cert_dir=env.get("MODELOPS_WEBHOOK_CERT_DIR", d.webhook_cert_dir),
         )

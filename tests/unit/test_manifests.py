@@ -35,6 +35,7 @@ KUSTOMIZATIONS = (
     "manifests/argocd",
     "manifests/kopf-peering",
     "manifests/kopf-peering/crds",
+    "manifests/webhook",
     "examples/iris",
 )
 FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
@@ -225,7 +226,7 @@ def test_namespace_enforces_the_restricted_profile() -> None:
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-@pytest.mark.parametrize("path", ["manifests", "manifests/kopf-peering"])
+@pytest.mark.parametrize("path", ["manifests", "manifests/kopf-peering", "manifests/webhook"])
 def test_operator_pod_meets_restricted_pod_security(path: str) -> None:
     """The checks of the "restricted" Pod Security Standard, plus a read-only root filesystem."""
     pod, c = _operator(path)
@@ -529,3 +530,51 @@ def test_example_storage_and_trainer_identity_match_what_the_operator_expects() 
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa}]
     one("manifests", "ClusterRole", binding["roleRef"]["name"])
+
+
+def test_webhook_overlay_serves_what_the_configuration_calls() -> None:
+    """The webhook configuration calls the Service, the Service the operator's webhook port, and the
+    paths are the Kopf handler ids; the certificate is cert-manager's, mounted where the settings say."""
+    from modelops.controllers.admission import MODELVERSION_WEBHOOK, RETRAINPOLICY_WEBHOOK
+
+    path = "manifests/webhook"
+    pod, c = _operator(path)
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    st = Settings.from_env({k: v for k, v in env.items() if v})
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert st.webhook_port == ports["webhook"] == 9443
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == st.webhook_cert_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    cert = one(path, "Certificate", "modelops-webhook")
+    assert volume["secret"]["secretName"] == cert["spec"]["secretName"] and mount["readOnly"]
+    svc = one(path, "Service", "modelops-webhook")
+    assert svc["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert (
+        svc["spec"]["selector"].items()
+        <= one(path, "Deployment", "modelops-operator")["spec"]["template"]["metadata"]["labels"].items()
+    )
+    (config,) = find(path, "ValidatingWebhookConfiguration")
+    ns = cert["metadata"]["namespace"]
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{ns}/modelops-webhook"
+    assert f"modelops-webhook.{ns}.svc" in cert["spec"]["dnsNames"]
+    calls = {}
+    for hook in config["webhooks"]:
+        ref = hook["clientConfig"]["service"]
+        assert (ref["name"], ref["namespace"], ref["port"]) == (
+            "modelops-webhook",
+            ns,
+            svc["spec"]["ports"][0]["port"],
+        )
+        assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+        (rule,) = hook["rules"]
+        assert rule["operations"] == ["CREATE", "UPDATE"], (
+            "never DELETE: a stuck webhook must not block clean-up"
+        )
+        calls[rule["resources"][0]] = ref["path"]
+    assert calls == {
+        "modelversions": f"/{MODELVERSION_WEBHOOK}",
+        "retrainpolicies": f"/{RETRAINPOLICY_WEBHOOK}",
+    }
+    # the core install has no webhook: without cert-manager nothing would serve it
+    assert not find("manifests", "ValidatingWebhookConfiguration")
+    assert "MODELOPS_WEBHOOK_PORT" not in {e["name"] for e in _operator()[1].get("env", [])}

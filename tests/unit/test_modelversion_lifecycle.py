@@ -156,8 +156,19 @@ def test_worse_challenger_loses_to_champion():
     w = World(spec(validation={"champion": {"metric": "accuracy", "minImprovement": 0.0}}), name="v2")
     w.step()
     w.with_result(accuracy=0.90)
+    same_data = {
+        "champion": "v1",
+        "championSha256": "cd" * 32,
+        "evaluations": [
+            {"set": "heldOut", "rows": 38, "challenger": {"accuracy": 0.90}, "champion": {"accuracy": 0.95}}
+        ],
+    }
+    w.status.training.comparison = ModelVersionStatus.model_validate(
+        {"training": {"comparison": same_data}}
+    ).training.comparison
     p = w.step(job=JobView(uid="job-1", succeeded=1), champion=ChampionView("v1", {"accuracy": 0.95}))
     assert p.phase == "Rejected" and cond(w.status, "Validated").reason == "ChampionBetter"
+    assert w.status.comparison.verdict == "ChampionBetter"
 
 
 def test_champion_comparison_direction():

@@ -110,6 +110,18 @@ class ChampionComparison(ApiModel):
 class Validation(ApiModel):
     gates: list[Gate] = Field(default_factory=list, max_length=20)
     champion: ChampionComparison | None = None
+    dataset: Dataset | None = Field(
+        default=None,
+        description="A fixed evaluation (golden) set: challenger and champion are both scored on it, "
+        "besides the challenger's held-out split. Its target defaults to the training target; "
+        "it must have the training features.",
+    )
+    on_incomparable: Literal["Reject", "GatesOnly"] = Field(
+        default="Reject",
+        description="When the champion cannot be scored on the same data (artifact gone, different "
+        "features, champion changed during training): Reject the challenger, or decide on the gates only. "
+        "Either way the Validated condition (reason ChampionIncomparable or GatesOnly) says why.",
+    )
 
 
 class Canary(ApiModel):
@@ -220,6 +232,25 @@ class Artifact(StatusModel):
     sha256: str = Field(description="Digest of model.skops; the server refuses a file that does not match.")
 
 
+class Evaluation(StatusModel):
+    """Both models scored on one evaluation set."""
+
+    set: str = Field(description="heldOut (the challenger's test split) or golden (validation.dataset).")
+    uri: str | None = Field(default=None, description="The data set the rows came from.")
+    rows: int = Field(default=0, description="Rows scored.")
+    challenger: dict[str, float] = Field(default_factory=dict, description="This version's metrics.")
+    champion: dict[str, float] = Field(default_factory=dict, description="The champion's metrics.")
+
+
+class Comparison(StatusModel):
+    """Champion and challenger on the same data, as the trainer measured them."""
+
+    champion: str = Field(description="The champion version scored.")
+    champion_sha256: str | None = Field(default=None, description="Digest of the champion artifact loaded.")
+    evaluations: list[Evaluation] = Field(default_factory=list, description="One entry per evaluation set.")
+    error: str | None = Field(default=None, description="Why the champion could not be scored.")
+
+
 class TrainingResult(StatusModel):
     """What the trainer reported, bound to one Job run by its uid."""
 
@@ -246,6 +277,9 @@ class TrainingResult(StatusModel):
         default=None, description="The distribution of the model's predictions on the held-out data."
     )
     rows: dict[str, int] = Field(default_factory=dict, description="Rows used: train and test.")
+    comparison: Comparison | None = Field(
+        default=None, description="The champion scored on the same data, when there was one to compare with."
+    )
     finished_at: str | None = Field(default=None, description="When the trainer reported.")
 
 
@@ -255,6 +289,18 @@ class ServingStatus(StatusModel):
     endpoint: str | None = Field(default=None, description="In-cluster URL of this version's Service.")
     replicas: int = Field(default=0, description="Server replicas the operator asked for.")
     ready_replicas: int = Field(default=0, description="Server replicas ready.")
+
+
+class Verdict(StatusModel):
+    """What the champion comparison decided, and on which evidence."""
+
+    verdict: Literal["ChallengerBetter", "ChampionBetter", "Incomparable"] = Field(
+        description="ChallengerBetter, ChampionBetter or Incomparable."
+    )
+    champion: str | None = Field(default=None, description="The champion compared with.")
+    champion_sha256: str | None = Field(default=None, description="Digest of the champion artifact scored.")
+    metric: str | None = Field(default=None, description="The metric compared.")
+    message: str = Field(default="", description="The numbers per evaluation set, or why none.")
 
 
 class ModelVersionStatus(StatusModel):
@@ -281,6 +327,9 @@ class ModelVersionStatus(StatusModel):
     timestamps: dict[str, str] = Field(
         default_factory=dict,
         description="When each step happened: trainingStarted, trained, deployed, promoted, ...",
+    )
+    comparison: Verdict | None = Field(
+        default=None, description="The champion comparison's verdict on the same-data numbers."
     )
     handled_promotion: str | None = Field(
         default=None, description="The promotion request (annotation or spec) last acted on."

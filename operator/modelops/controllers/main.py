@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import settings  # settings are read in one place: Settings.from_env
 
     st = settings()
+    if st.webhook_port:
+        # Registered only when served: Kopf stops an operator with admission handlers and no server.
+        from . import admission  # noqa: F401
     namespaces, clusterwide = scope(args.namespace or ([] if args.all_namespaces else list(st.namespaces)))
     liveness = args.liveness
     if liveness is None and os.environ.get("MODELOPS_HEALTH_PORT"):

@@ -90,8 +90,11 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
     ns, name = meta["namespace"], meta["name"]
     spec, st = mv.spec, runtime.settings()
     log = runtime.logger(body)
+    # The champion at the Job's creation is the one it scores on the same data (a Job is immutable).
     if p.ensure_job and kube.ensure(
-        "jobs", resources.training_job(name, ns, meta["uid"], spec, st), owner=body
+        "jobs",
+        resources.training_job(name, ns, meta["uid"], spec, st, champion=kube.champion(ns, spec.model)),
+        owner=body,
     ):
         log.info("created Job %s", naming.job_name(name))
         kopf.info(body, reason="Created", message=f"Created Job {naming.job_name(name)}")

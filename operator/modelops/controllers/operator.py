@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -32,14 +33,26 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 70
     settings.networking.request_timeout = 30
+    if st.webhook_port:
+        # Kopf's own HTTPS server with the certificate cert-manager keeps in the mounted Secret
+        # (re-read when it is renewed); the webhook configuration is shipped, not managed by Kopf.
+        certs = Path(st.webhook_cert_dir)
+        settings.admission.server = kopf.WebhookServer(
+            addr=st.webhook_addr,
+            port=st.webhook_port,
+            certfile=str(certs / "tls.crt"),
+            pkeyfile=str(certs / "tls.key"),
+        )
+        settings.admission.managed = None
     runtime.set_kopf_settings(settings)
     runtime.kube()  # fail fast on a bad kubeconfig
     if st.metrics_port:
         start_http_server(st.metrics_port)
     logger.info(
-        "modelops operator started: metrics on :%s, prometheus %s, %d workers per kind, "
+        "modelops operator started: metrics on :%s, webhook on :%s, prometheus %s, %d workers per kind, "
         "resync %.0fs, API %g QPS (burst %d)",
         st.metrics_port,
+        st.webhook_port or "(off)",
         st.prometheus_url,
         st.workers,
         st.resync_seconds,

@@ -17,11 +17,13 @@ from modelops.api.base import format_time, parse_time, try_parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
+    Comparison,
     Gate,
     ModelVersionSpec,
     ModelVersionStatus,
     Phase,
     TrainingResult,
+    Verdict,
 )
 
 from . import naming
@@ -83,6 +85,8 @@ class Plan:
     requeue_after: float | None = None
     """Seconds until a time-based step is due; None when only a change in the world can move it."""
     primary_metric: str | None = None
+    comparison: Verdict | None = None
+    """The champion comparison's verdict on same-data numbers (status.comparison)."""
     ready_replicas: int = 0
     """Ready server pods, as the Deployment reports them (status.serving.readyReplicas)."""
 
@@ -134,6 +138,33 @@ def champion_verdict(
         f"{metric} {new:.4g} vs champion {old:.4g}: improvement {improvement:+.4g} {rel} "
         f"required {min_improvement:+.4g}"
     )
+
+
+def comparison_verdict(spec: ModelVersionSpec, comparison: Comparison | None) -> Verdict | None:
+    """The champion comparison judged on the trainer's same-data numbers: the challenger must beat
+    the champion by minImprovement on EVERY evaluation set (held-out split, and golden set if any).
+
+    None when the spec asks for no comparison or the trainer had no champion to compare with.
+    """
+    rule = spec.validation.champion
+    if rule is None or comparison is None:
+        return None
+    metric = rule.metric
+    base = {"champion": comparison.champion, "champion_sha256": comparison.champion_sha256, "metric": metric}
+    if comparison.error:
+        return Verdict(verdict="Incomparable", message=comparison.error, **base)
+    if not comparison.evaluations:
+        return Verdict(verdict="Incomparable", message="no evaluation set was scored", **base)
+    parts, wins = [], True
+    for ev in comparison.evaluations:
+        if metric not in ev.challenger or metric not in ev.champion:
+            why = f"{metric} was not measured on the {ev.set} set (a {spec.training.estimator.class_} task?)"
+            return Verdict(verdict="Incomparable", message=why, **base)
+        ok, text = champion_verdict(metric, rule.min_improvement, ev.challenger, ev.champion)
+        wins = wins and ok
+        parts.append(f"{ev.set} ({ev.rows} rows): {text}")
+    verdict = "ChallengerBetter" if wins else "ChampionBetter"
+    return Verdict(verdict=verdict, message="; ".join(parts), **base)
 
 
 def canary_verdict(canary: Canary, view: CanaryView | None, elapsed: float) -> tuple[str, str]:
@@ -310,22 +341,35 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
     spec, now = o.spec, o.now
     conds = [c.model_dump(by_alias=True) for c in o.status.conditions]
     if is_true(conds, "Validated"):
-        return Cond("Validated", "True", "GatesPassed", _cond_message(conds, "Validated"))
-    metrics = t.status.training.metrics if t.status.training else {}
-    problems = gate_failures(spec.validation.gates, metrics)
-    verdict = ""
-    if not problems and spec.validation.champion and o.champion and not is_champion:
-        ok, verdict = champion_verdict(
-            spec.validation.champion.metric,
-            spec.validation.champion.min_improvement,
-            metrics,
-            o.champion.metrics,
+        kept = next((c for c in conds if c.get("type") == "Validated"), {})
+        return Cond(
+            "Validated", "True", str(kept.get("reason") or "GatesPassed"), _cond_message(conds, "Validated")
         )
-        if not ok:
-            problems.append(f"champion {o.champion.name} is better: {verdict}")
+    result = t.status.training
+    metrics = result.metrics if result else {}
+    problems = gate_failures(spec.validation.gates, metrics)
+    verdict, reason, passed_reason = "", "GateFailed", "GatesPassed"
+    if not problems and spec.validation.champion and o.champion and not is_champion:
+        v = comparison_verdict(spec, result.comparison if result else None)
+        if v is None:
+            why = f"the training Job had no champion to score; {o.champion.name} is champion now"
+            v = Verdict(verdict="Incomparable", champion=o.champion.name, message=why)
+        elif v.champion != o.champion.name:
+            why = f"scored against {v.champion}, but {o.champion.name} became champion during training"
+            v = Verdict(verdict="Incomparable", champion=o.champion.name, message=why)
+        if v.verdict == "ChampionBetter":
+            problems.append(f"champion {v.champion} is better on the same data: {v.message}")
+            reason = "ChampionBetter"
+        elif v.verdict == "Incomparable" and spec.validation.on_incomparable == "Reject":
+            problems.append(f"champion {v.champion} cannot be compared (onIncomparable: Reject): {v.message}")
+            reason = "ChampionIncomparable"
+        elif v.verdict == "Incomparable":
+            verdict = f"champion {v.champion} cannot be compared, decided on gates only: {v.message}"
+            passed_reason = "GatesOnly"
+        else:
+            verdict = f"beats champion {v.champion} on the same data: {v.message}"
     if problems:
         msg = "rejected: " + "; ".join(problems)
-        reason = "ChampionBetter" if any(p.startswith("champion ") for p in problems) else "GateFailed"
         p = _stalled(
             "Rejected",
             reason,
@@ -340,9 +384,11 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         p.timestamps = {**t.timestamps, **p.timestamps}
         return p
     passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
+    if passed_reason == "GatesOnly":
+        t.events.append(("Warning", "ChampionIncomparable", verdict))
     t.events.append(("Normal", "Validated", passed))
     t.timestamps["validated"] = format_time(now)
-    return Cond("Validated", "True", "GatesPassed", passed)
+    return Cond("Validated", "True", passed_reason, passed)
 
 
 def _retired(o: Observed, base: list[Cond]) -> Plan:
@@ -544,6 +590,7 @@ def plan(o: Observed) -> Plan:
     """Everything the version should look like now, from what is observed; the stages in order."""
     p = _plan(o)
     p.primary_metric = primary_metric(o.spec, o.status.training.metrics if o.status.training else {})
+    p.comparison = comparison_verdict(o.spec, o.status.training.comparison if o.status.training else None)
     p.ready_replicas = o.deployment.ready_replicas if o.deployment else 0
     return p
 
@@ -674,6 +721,7 @@ def status_patch(
         "conditions": conds,
         "champion": p.champion,
         "primaryMetric": p.primary_metric,
+        "comparison": p.comparison.wire() if p.comparison else None,
         "timestamps": p.timestamps or None,
         "handledPromotion": p.handled_promotion,
         "serving": None,

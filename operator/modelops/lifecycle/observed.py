@@ -51,6 +51,9 @@ class ChampionView:
     metrics: dict[str, float] = field(default_factory=dict)
     recorded: str | None = None
     """Who the stable Service's modelops.dev/champion annotation names (the last promotion)."""
+    artifact_uri: str | None = None
+    sha256: str | None = None
+    """The champion's artifact: what a challenger's training Job loads to score it on the same data."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,16 @@ def champion_view(
     name: str, champion: Mapping[str, Any] | None, service: Mapping[str, Any] | None = None
 ) -> ChampionView:
     """The champion with the metrics a challenger must beat and the promotion on record."""
-    metrics = (((champion or {}).get("status") or {}).get("training") or {}).get("metrics") or {}
+    training = ((champion or {}).get("status") or {}).get("training") or {}
+    metrics = training.get("metrics") or {}
+    artifact = training.get("artifact") or {}
     recorded = (((service or {}).get("metadata") or {}).get("annotations") or {}).get(
         naming.ANNOTATION_CHAMPION
     )
-    return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()}, recorded=recorded)
+    return ChampionView(
+        name=name,
+        metrics={k: float(v) for k, v in metrics.items()},
+        recorded=recorded,
+        artifact_uri=artifact.get("uri"),
+        sha256=artifact.get("sha256"),
+    )

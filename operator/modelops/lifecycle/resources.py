@@ -9,6 +9,7 @@ from modelops.api.modelversion import ModelVersionSpec, ResourceRequirements
 from modelops.settings import Settings
 
 from . import naming
+from .observed import ChampionView
 
 PVC_SCHEME = "pvc://"
 RUN_AS = 65532
@@ -61,10 +62,54 @@ def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": labels}
 
 
+def champion_path(uri: str, spec: ModelVersionSpec, settings: Settings) -> tuple[str | None, str | None]:
+    """Where a training Job finds a champion's model file, and the claim to mount for it (if another).
+
+    Same claim as this version's storage: under its mount. Another claim: mounted read-only under
+    the PVC root. `file://` (local runs): the path itself. Anything else cannot be mounted: None.
+    """
+    if uri.startswith("file://"):
+        return uri[len("file://") :], None
+    claim = dataset_claim(uri)
+    if claim is None:
+        return None, None
+    rel = uri[len(PVC_SCHEME) + len(claim) + 1 :]
+    if claim == spec.storage.pvc:
+        return f"{spec.storage.mount_path.rstrip('/')}/{rel}", None
+    return f"{settings.pvc_root}/{claim}/{rel}", claim
+
+
+def compare_request(
+    spec: ModelVersionSpec, champion: ChampionView | None, settings: Settings
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """What the trainer needs to score the champion on the same data (MODELOPS_COMPARE), the
+    champion's model file in the pod, and the extra claim to mount; Nones when the spec compares
+    with no champion or there is none yet."""
+    if spec.validation.champion is None or champion is None:
+        return None, None, None
+    if not champion.artifact_uri or not champion.sha256:
+        return None, None, None
+    path, claim = champion_path(champion.artifact_uri, spec, settings)
+    ds = spec.validation.dataset
+    body = {
+        "champion": {"name": champion.name, "uri": champion.artifact_uri, "sha256": champion.sha256},
+        "dataset": ds.wire() if ds else None,
+    }
+    return body, path, claim
+
+
 def training_job(
-    name: str, namespace: str, uid: str, spec: ModelVersionSpec, settings: Settings
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: ModelVersionSpec,
+    settings: Settings,
+    champion: ChampionView | None = None,
 ) -> dict[str, Any]:
-    """The training Job: runs `modelops train` on the spec, writes the artifact, reports to our status."""
+    """The training Job: runs `modelops train` on the spec, writes the artifact, reports to our status.
+
+    With a champion to compare with, its name, artifact and digest go to the trainer, and its claim
+    (and a golden set's) is mounted read-only."""
     labels = naming.version_labels(spec.model, name, "trainer")
     t = spec.training
     mounts = [
@@ -75,12 +120,22 @@ def training_job(
         {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    claim = dataset_claim(t.dataset.uri)
-    if claim and claim != spec.storage.pvc:
-        mounts.append({"name": "dataset", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
-        volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
-    elif claim:
-        mounts.append({"name": "artifacts", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
+    request, champion_file, champion_claim = compare_request(spec, champion, settings)
+    golden = spec.validation.dataset if request else None
+    claims = [dataset_claim(t.dataset.uri), dataset_claim(golden.uri) if golden else None, champion_claim]
+    seen: set[str] = set()
+    for claim in claims:
+        if not claim or claim in seen:
+            continue
+        seen.add(claim)
+        if claim == spec.storage.pvc:
+            mounts.append(
+                {"name": "artifacts", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True}
+            )
+            continue
+        volume = "dataset" if not volumes[2:] else f"claim-{len(volumes) - 1}"
+        mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
+        volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     env = [
         {"name": "MODELOPS_TRAINING_SPEC", "value": json.dumps(t.wire(), sort_keys=True)},
         {"name": "MODELOPS_ARTIFACT_ROOT", "value": spec.storage.mount_path},
@@ -94,6 +149,10 @@ def training_job(
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}},
         },
     ]
+    if request is not None:
+        env.append({"name": "MODELOPS_COMPARE", "value": json.dumps(request, sort_keys=True)})
+        if champion_file:  # a path of its own: a plain value, as any volume path in a pod spec
+            env.append({"name": "MODELOPS_CHAMPION_ARTIFACT", "value": champion_file})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from modelops import artifacts
@@ -29,7 +28,7 @@ from modelops.api.base import format_time
 from modelops.api.estimators import ALLOWED, task_of
 from modelops.api.modelversion import Artifact, Bin, Training, TrainingResult
 
-from . import data, report
+from . import compare, data, report
 from .errors import BadInput, ReportError
 from .estimators import build_pipeline
 from .evaluate import classification_metrics, regression_metrics
@@ -113,8 +112,11 @@ def train(
     version: str,
     store: str | os.PathLike[str],
     job_uid: str | None = None,
+    compare_with: compare.Request | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate, record references and write the artifact; return the result (wire form)."""
+    """Fit, evaluate, record references and write the artifact; return the result (wire form).
+
+    With `compare_with`, the champion it names is scored on the same data as this model."""
     started = _now()
     estimator = spec.estimator.class_
     task = task_of(estimator)
@@ -149,6 +151,9 @@ def train(
     else:
         prediction_reference = numeric_bins(train_pred, spec.reference_bins)
     rows = {"total": len(y_train) + len(y_test), "train": len(y_train), "test": len(y_test)}
+    comparison = None
+    if compare_with is not None:
+        comparison = compare.compare(compare_with, pipeline, task, prepared, X_test, y_test, metrics)
 
     final = Path(store).resolve() / model_name / version
     pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
@@ -172,6 +177,7 @@ def train(
             reference={k: Bin(**v) for k, v in reference.items()},
             prediction_reference=Bin(**prediction_reference),
             rows=rows,
+            comparison=comparison,
             finished_at=finished,
         )
         metadata = {
@@ -189,6 +195,7 @@ def train(
             "dataset": {"uri": spec.dataset.uri, "sha256": raw.digest},
             "datasetDigest": raw.digest,
             "rows": rows,
+            "comparison": comparison.wire() if comparison else None,
             "artifact": {"file": artifacts.MODEL_FILE, "sha256": digest, "uri": uri},
             "libraries": _library_versions(),
             "spec": spec.wire(),
@@ -205,9 +212,7 @@ def _split(prepared: data.Prepared, spec: Training, classification: bool) -> lis
     """The held-out split, refused with a reason where scikit-learn would fail obscurely."""
     from sklearn.model_selection import train_test_split
 
-    y = prepared.y
-    if classification and not (pd.api.types.is_integer_dtype(y.dtype) or pd.api.types.is_bool_dtype(y.dtype)):
-        y = y.astype(str)  # float or text labels: compared and exported as strings
+    y = compare.labels(prepared.y, classification)  # float or text labels: compared as strings
     stratify = data.check_split(y, spec.split, classification)
     y_arr = y.to_numpy()
     try:
@@ -273,7 +278,14 @@ def main(argv: list[str]) -> int:
             if not value or not NAME.match(value):
                 raise BadInput(f"{flag} must be a lowercase DNS name, got {value!r}")
         job_uid = target.job_uid if target else None
-        result = train(spec, args.model, args.version, args.store, job_uid=job_uid)
+        result = train(
+            spec,
+            args.model,
+            args.version,
+            args.store,
+            job_uid=job_uid,
+            compare_with=compare.Request.from_env(),
+        )
         if target is not None:
             report.send(report.patch_body(TrainingResult.model_validate(result), target), target)
     except BadInput as exc:
