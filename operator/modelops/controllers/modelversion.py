@@ -125,7 +125,13 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
     ns, name = meta["namespace"], meta["name"]
     current = body.get("status") or {}
     patch = status_patch(
-        p, current, namespace=ns, name=name, generation=meta.get("generation"), now=runtime.ts()
+        p,
+        current,
+        namespace=ns,
+        name=name,
+        generation=meta.get("generation"),
+        now=runtime.ts(),
+        model=mv.spec.model,
     )
     if patch:
         kube.patch_status(PLURAL, body, patch)

@@ -17,6 +17,8 @@ from modelops.api.base import format_time, parse_time, try_parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
+    Fairness,
+    FairnessReport,
     Gate,
     ModelVersionSpec,
     ModelVersionStatus,
@@ -115,6 +117,28 @@ def gate_failures(gates: list[Gate], metrics: dict[str, float]) -> list[str]:
             out.append(f"{g.metric} {value:.4g} < min {g.min:g}")
         elif g.max is not None and value > g.max:
             out.append(f"{g.metric} {value:.4g} > max {g.max:g}")
+    return out
+
+
+def fairness_failures(fairness: Fairness | None, report: FairnessReport | None) -> list[str]:
+    """The fairness gate: every sensitive feature whose groups differ by more than allowed."""
+    if fairness is None:
+        return []
+    if report is None or report.metric != fairness.metric:
+        return [f"fairness {fairness.metric} was not measured by the trainer"]
+    out = []
+    for feature in fairness.sensitive_features:
+        diff = report.differences.get(feature)
+        if diff is None:
+            out.append(f"fairness for {feature!r} was not measured")
+            continue
+        if diff > fairness.max_difference + 1e-12:
+            groups = [g for g in report.groups if g.feature == feature and g.value is not None]
+            spread = ", ".join(f"{g.group}={g.value:.3g}" for g in sorted(groups, key=lambda g: g.value or 0))
+            out.append(
+                f"fairness: {fairness.metric} differs by {diff:.3g} between groups of {feature!r} "
+                f"({spread}) > maxDifference {fairness.max_difference:g}"
+            )
     return out
 
 
@@ -257,9 +281,11 @@ def _training(o: Observed) -> Plan | _Trained:
             what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
             events.append(("Normal", "TrainingStarted", what))
         failure: str | None = None
+        reason = "TrainingFailed"
         requeue: float | None = None
         if result is not None and not result.succeeded:
             failure = result.message or "trainer reported failure"
+            reason = result.reason or reason
         elif o.job.failed:
             failure = o.job.failure_message or "training Job failed"
         elif o.job.succeeded and result is None:
@@ -272,12 +298,12 @@ def _training(o: Observed) -> Plan | _Trained:
             msg = f"training failed: {failure}"
             stop = _stalled(
                 "Failed",
-                "TrainingFailed",
+                reason,
                 msg,
-                Cond("Trained", "False", "TrainingFailed", failure),
+                Cond("Trained", "False", reason, failure),
                 ts="failed",
                 now=now,
-                event="TrainingFailed",
+                event=reason,
             )
         elif result is None:
             wait = (
@@ -313,6 +339,7 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         return Cond("Validated", "True", "GatesPassed", _cond_message(conds, "Validated"))
     metrics = t.status.training.metrics if t.status.training else {}
     problems = gate_failures(spec.validation.gates, metrics)
+    problems += fairness_failures(spec.validation.fairness, t.status.training.fairness if t.status.training else None)
     verdict = ""
     if not problems and spec.validation.champion and o.champion and not is_champion:
         ok, verdict = champion_verdict(
@@ -325,7 +352,12 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
             problems.append(f"champion {o.champion.name} is better: {verdict}")
     if problems:
         msg = "rejected: " + "; ".join(problems)
-        reason = "ChampionBetter" if any(p.startswith("champion ") for p in problems) else "GateFailed"
+        if any(p.startswith("champion ") for p in problems):
+            reason = "ChampionBetter"
+        elif any(p.startswith("fairness") for p in problems) and not gate_failures(spec.validation.gates, metrics):
+            reason = "FairnessGateFailed"
+        else:
+            reason = "GateFailed"
         p = _stalled(
             "Rejected",
             reason,
@@ -340,6 +372,8 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         p.timestamps = {**t.timestamps, **p.timestamps}
         return p
     passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
+    if spec.validation.fairness is not None:
+        passed += f"; fairness {spec.validation.fairness.metric} within {spec.validation.fairness.max_difference:g}"
     t.events.append(("Normal", "Validated", passed))
     t.timestamps["validated"] = format_time(now)
     return Cond("Validated", "True", "GatesPassed", passed)
@@ -660,6 +694,7 @@ def status_patch(
     name: str,
     generation: int | None,
     now: str,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The minimal merge patch of status that records `p`; empty when nothing changed.
 
@@ -690,5 +725,6 @@ def status_patch(
             "endpoint": f"http://{svc}.{namespace}.svc",
             "replicas": p.replicas,
             "readyReplicas": p.ready_replicas,
+            "card": f"http://{svc}.{namespace}.svc/v2/models/{model}/card" if model else None,
         }
     return merge_diff(current, desired)
