@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modelops.api.modelversion import ModelVersionSpec, ModelVersionStatus
+from modelops.api.modelversion import FairnessReport, ModelVersionSpec, ModelVersionStatus
 from modelops.lifecycle.modelversion import (
     CANARY_POLL_SECONDS,
     CanaryView,
@@ -140,6 +140,65 @@ def test_job_failure_carries_the_trainers_reason():
     assert p.events[0][:2] == ("Warning", "TrainingFailed")
     assert cond(w.status, "Stalled").status == "True"
     assert w.step(job=JobView(uid="job-1", failed=True)).phase == "Failed"  # terminal
+
+
+def test_a_data_quality_failure_fails_with_its_own_reason():
+    w = World(spec())
+    w.step()
+    msg = "data quality: column 'x' has 25.0% missing values, above the limit maxMissingFraction 0.1"
+    w.status = w.status.model_copy(
+        update={
+            "training": ModelVersionStatus.model_validate(
+                {
+                    "training": {
+                        "jobUid": "job-1",
+                        "succeeded": False,
+                        "message": msg,
+                        "reason": "DataQualityFailed",
+                    }
+                }
+            ).training
+        }
+    )
+    p = w.step(job=JobView(uid="job-1", failed=True))
+    assert p.phase == "Failed" and "column 'x'" in p.message and "maxMissingFraction 0.1" in p.message
+    assert cond(w.status, "Trained").reason == "DataQualityFailed"
+    assert cond(w.status, "Stalled").reason == "DataQualityFailed"
+    assert p.events[0][:2] == ("Warning", "DataQualityFailed")
+
+
+def test_the_fairness_gate_rejects_a_biased_version():
+    sp = spec(
+        validation={
+            "gates": [{"metric": "accuracy", "min": 0.8}],
+            "fairness": {"sensitiveFeatures": ["group"], "metric": "selection_rate", "maxDifference": 0.1},
+        }
+    )
+    table = {
+        "metric": "selection_rate",
+        "groups": [
+            {"feature": "group", "group": "A", "value": 0.7, "count": 50},
+            {"feature": "group", "group": "B", "value": 0.2, "count": 50},
+        ],
+        "differences": {"group": 0.5},
+    }
+    w = World(sp)
+    w.step()
+    w.with_result()
+    w.status.training.fairness = FairnessReport.model_validate(table)
+    p = w.step(job=JobView(uid="job-1", succeeded=1))
+    assert p.phase == "Rejected" and p.replicas is None
+    assert cond(w.status, "Validated").reason == "FairnessGateFailed"
+    assert "'group'" in p.message and "maxDifference 0.1" in p.message
+    # within the limit it passes, and the Validated message says so
+    w = World(sp)
+    w.step()
+    w.with_result()
+    w.status.training.fairness = FairnessReport.model_validate({**table, "differences": {"group": 0.05}})
+    p = w.step(job=JobView(uid="job-1", succeeded=1))
+    assert (
+        p.phase == "Deploying" and "fairness selection_rate within 0.1" in cond(w.status, "Validated").message
+    )
 
 
 def test_gate_failure_rejects_and_never_deploys():

@@ -287,7 +287,9 @@ class ModelVersionSpec(ApiModel):
     serving: Serving = Field(default_factory=Serving)
     promotion: Promotion = Field(default_factory=Promotion)
     storage: Storage = Field(default_factory=Storage)
-    card: Card = Field(default_factory=Card, description="Model card facts, captured when the version trains.")
+    card: Card = Field(
+        default_factory=Card, description="Model card facts, captured when the version trains."
+    )
     retired: bool = Field(default=False, description="Retire this version: its Deployment is removed.")
 
 
@@ -421,7 +423,9 @@ class TrainingResult(StatusModel):
     explanations: Explanations | None = Field(
         default=None, description="Permutation importance on the held-out split."
     )
-    fairness: FairnessReport | None = Field(default=None, description="Per-group metrics on the held-out split.")
+    fairness: FairnessReport | None = Field(
+        default=None, description="Per-group metrics on the held-out split."
+    )
     card: str | None = Field(default=None, description="Where the model card is (next to the artifact).")
     finished_at: str | None = Field(default=None, description="When the trainer reported.")
 

@@ -339,7 +339,9 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         return Cond("Validated", "True", "GatesPassed", _cond_message(conds, "Validated"))
     metrics = t.status.training.metrics if t.status.training else {}
     problems = gate_failures(spec.validation.gates, metrics)
-    problems += fairness_failures(spec.validation.fairness, t.status.training.fairness if t.status.training else None)
+    problems += fairness_failures(
+        spec.validation.fairness, t.status.training.fairness if t.status.training else None
+    )
     verdict = ""
     if not problems and spec.validation.champion and o.champion and not is_champion:
         ok, verdict = champion_verdict(
@@ -354,7 +356,9 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         msg = "rejected: " + "; ".join(problems)
         if any(p.startswith("champion ") for p in problems):
             reason = "ChampionBetter"
-        elif any(p.startswith("fairness") for p in problems) and not gate_failures(spec.validation.gates, metrics):
+        elif any(p.startswith("fairness") for p in problems) and not gate_failures(
+            spec.validation.gates, metrics
+        ):
             reason = "FairnessGateFailed"
         else:
             reason = "GateFailed"
@@ -373,7 +377,9 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         return p
     passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
     if spec.validation.fairness is not None:
-        passed += f"; fairness {spec.validation.fairness.metric} within {spec.validation.fairness.max_difference:g}"
+        passed += (
+            f"; fairness {spec.validation.fairness.metric} within {spec.validation.fairness.max_difference:g}"
+        )
     t.events.append(("Normal", "Validated", passed))
     t.timestamps["validated"] = format_time(now)
     return Cond("Validated", "True", "GatesPassed", passed)

@@ -26,7 +26,12 @@ RATE_METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate")
 
 
 def permutation_importance(
-    pipeline: Any, X_test: np.ndarray, y_test: np.ndarray, features: list[str], seed: int, classification: bool
+    pipeline: Any,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    features: list[str],
+    seed: int,
+    classification: bool,
 ) -> dict[str, Any]:
     """Every feature's importance, most important first (the drop of the default score)."""
     from sklearn.inspection import permutation_importance as pi
@@ -57,9 +62,13 @@ def fairness_table(
 
     classification = classes is not None
     if spec.metric == "mae" and classification:
-        raise BadInput("validation.fairness.metric mae needs a regressor; use accuracy or a rate for a classifier")
+        raise BadInput(
+            "validation.fairness.metric mae needs a regressor; use accuracy or a rate for a classifier"
+        )
     if spec.metric != "mae" and not classification:
-        raise BadInput(f"validation.fairness.metric {spec.metric} needs a classifier; use mae for a regressor")
+        raise BadInput(
+            f"validation.fairness.metric {spec.metric} needs a classifier; use mae for a regressor"
+        )
     if spec.metric in RATE_METRICS and len(classes or []) != 2:
         raise BadInput(
             f"validation.fairness.metric {spec.metric} needs a binary classifier; the target has "
@@ -199,17 +208,25 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"- **Dataset:** `{d['uri']}` (sha256 `{d['sha256']}`)",
         f"- **Rows:** {d['rows'].get('total')} ({d['rows'].get('train')} train, {d['rows'].get('test')} test)",
-        f"- **Target:** {card['target']}" + (f" (classes: {', '.join(map(str, card['classes']))})" if card['classes'] else ""),
+        f"- **Target:** {card['target']}"
+        + (f" (classes: {', '.join(map(str, card['classes']))})" if card["classes"] else ""),
         f"- **Columns excluded before anything was stored:** {d['excludedColumns']}",
         "",
         "| feature | type | used for training |",
         "|---|---|---|",
     ]
-    out += [f"| {f['name']} | {f['dtype']} | {'yes' if f['usedForTraining'] else 'no (evaluation only)'} |" for f in card["features"]]
+    out += [
+        f"| {f['name']} | {f['dtype']} | {'yes' if f['usedForTraining'] else 'no (evaluation only)'} |"
+        for f in card["features"]
+    ]
     out += ["", "## Metrics", "", "| set | " + " | ".join(sorted(card["metrics"]["test"])) + " |"]
     out += ["|---|" + "---|" * len(card["metrics"]["test"])]
     for name, values in card["metrics"].items():
-        out.append(f"| {name} | " + " | ".join(f"{values.get(k, float('nan')):.4g}" for k in sorted(card["metrics"]["test"])) + " |")
+        out.append(
+            f"| {name} | "
+            + " | ".join(f"{values.get(k, float('nan')):.4g}" for k in sorted(card["metrics"]["test"]))
+            + " |"
+        )
     q = card["dataQuality"]
     out += ["", "## Data quality", ""]
     out += (
@@ -217,7 +234,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         if q is None
         else [
             f"{'passed' if q['passed'] else 'FAILED'}: {q['checks']} check(s), {q['failed']} failed, "
-            f"{q['droppedRows']} row(s) dropped" + (f"; compared with parent {q['parent']}" if q["parent"] else "")
+            f"{q['droppedRows']} row(s) dropped"
+            + (f"; compared with parent {q['parent']}" if q["parent"] else "")
         ]
     )
     e = card["explanations"]
@@ -225,7 +243,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     if e:
         out += [f"Permutation importance on the held-out split ({e['scoring']} drop):", ""]
         out += ["| feature | importance | std |", "|---|---|---|"]
-        out += [f"| {t['feature']} | {t['importance']:.4f} | {t['std']:.4f} |" for t in e["top"][:TOP_FEATURES]]
+        out += [
+            f"| {t['feature']} | {t['importance']:.4f} | {t['std']:.4f} |" for t in e["top"][:TOP_FEATURES]
+        ]
     else:
         out.append("—")
     f = card["fairness"]

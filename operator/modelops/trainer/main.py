@@ -36,9 +36,6 @@ from .estimators import build_pipeline
 from .evaluate import classification_metrics, regression_metrics
 from .reference import category_bins, numeric_bins
 
-CARD_JSON = "model-card.json"
-CARD_MD = "model-card.md"
-DATA_QUALITY_FILE = "data-quality.json"
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -160,7 +157,12 @@ def train(
     if sensitive_unused:
         target = dataset.target or raw.default_target
         feats = dataset.features or [c for c in raw.frame.columns if c != target]
-        dataset = dataset.model_copy(update={"features": [f for f in feats if f not in sensitive_unused]})
+        dataset = dataset.model_copy(
+            update={
+                "features": [f for f in feats if f not in sensitive_unused],
+                "categorical": [c for c in dataset.categorical if c not in sensitive_unused],
+            }
+        )
     parent_meta = _parent_metadata(store_root, model_name, ctx.parent)
 
     dq_report: dict[str, Any] | None = None
@@ -226,10 +228,10 @@ def train(
     pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
     if pvc:
         uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}"
-        card_uri = f"pvc://{pvc}/{model_name}/{version}/{CARD_MD}"
+        card_uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.CARD_MD}"
     else:
         uri = f"file://{final / artifacts.MODEL_FILE}"
-        card_uri = f"file://{final / CARD_MD}"
+        card_uri = f"file://{final / artifacts.CARD_MD}"
     with artifacts.atomic_directory(final) as tmp:
         artifacts.dump_model(pipeline, tmp / artifacts.MODEL_FILE)
         digest = artifacts.sha256_file(tmp / artifacts.MODEL_FILE)
@@ -283,7 +285,7 @@ def train(
         }
         artifacts.write_json(tmp / artifacts.METADATA_FILE, metadata)
         if dq_report is not None:
-            artifacts.write_json(tmp / DATA_QUALITY_FILE, dq_report)
+            artifacts.write_json(tmp / artifacts.DATA_QUALITY_FILE, dq_report)
         card = governance.card(
             model=model_name,
             version=version,
@@ -291,8 +293,8 @@ def train(
             metadata=metadata,
             sensitive_unused=sensitive_unused,
         )
-        artifacts.write_json(tmp / CARD_JSON, card)
-        (tmp / CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
+        artifacts.write_json(tmp / artifacts.CARD_JSON, card)
+        (tmp / artifacts.CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
         artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
     return result.wire()
 

@@ -54,10 +54,16 @@ def data_schema(frame: pd.DataFrame, cols: Columns) -> dict[str, Any]:
     columns: list[dict[str, Any]] = []
     for name in cols.numeric:
         values = pd.to_numeric(frame[name], errors="coerce")
-        columns.append({"name": name, "dtype": "number", "min": _num(values.min()), "max": _num(values.max())})
+        # unrounded: a rounded bound would put the parent's own extremes out of range
+        lo, hi = _num(values.min(), 17), _num(values.max(), 17)
+        columns.append({"name": name, "dtype": "number", "min": lo, "max": hi})
     for name in cols.categorical:
         columns.append(
-            {"name": name, "dtype": "category", "categories": sorted(frame[name].dropna().astype(str).unique())}
+            {
+                "name": name,
+                "dtype": "category",
+                "categories": sorted(frame[name].dropna().astype(str).unique()),
+            }
         )
     shares = None
     if cols.classification:
@@ -93,29 +99,51 @@ def check(
     parent_cols = {c["name"]: c for c in (parent or {}).get("columns", [])}
     mine = [*cols.numeric, *cols.categorical]
 
-    def add(kind: str, column: str | None, value: float | None, limit: float | None, ok: bool, msg: str) -> None:
+    def add(
+        kind: str, column: str | None, value: float | None, limit: float | None, ok: bool, msg: str
+    ) -> None:
         checks.append(
             {"check": kind, "column": column, "value": value, "limit": limit, "passed": ok, "message": msg}
         )
 
     if spec.min_rows is not None:
         ok = n >= spec.min_rows
-        add("minRows", None, n, spec.min_rows, ok, f"{n} rows" + ("" if ok else f" < minRows {spec.min_rows}"))
+        add(
+            "minRows", None, n, spec.min_rows, ok, f"{n} rows" + ("" if ok else f" < minRows {spec.min_rows}")
+        )
 
     # Schema against the parent: a column it had must still be there, with the same kind.
     if parent is not None and spec.schema_check:
         for name, pc in parent_cols.items():
             if name not in frame.columns:
-                add("schema", name, None, None, False, f"column {name!r} of parent {parent_name} is missing "
-                    "(dropped or renamed)")
+                add(
+                    "schema",
+                    name,
+                    None,
+                    None,
+                    False,
+                    f"column {name!r} of parent {parent_name} is missing (dropped or renamed)",
+                )
             elif name not in mine:
-                add("schema", name, None, None, False, f"column {name!r} of parent {parent_name} is no longer "
-                    "a feature")
+                add(
+                    "schema",
+                    name,
+                    None,
+                    None,
+                    False,
+                    f"column {name!r} of parent {parent_name} is no longer a feature",
+                )
             else:
                 kind = "category" if name in cols.categorical else "number"
                 if pc.get("dtype") != kind:
-                    add("schema", name, None, None, False, f"column {name!r} was {pc.get('dtype')} in parent "
-                        f"{parent_name} but is {kind} now")
+                    add(
+                        "schema",
+                        name,
+                        None,
+                        None,
+                        False,
+                        f"column {name!r} was {pc.get('dtype')} in parent {parent_name} but is {kind} now",
+                    )
         new = [c for c in mine if c not in parent_cols]
         if new:
             add("schema", None, len(new), None, True, f"new column(s) not in parent: {', '.join(new[:10])}")
@@ -147,11 +175,9 @@ def check(
         checks_for: list[Any] = []
         if name in ranges:
             lo, hi = ranges[name]
-            checks_for.append(
-                pa.Check.in_range(-np.inf if lo is None else lo, np.inf if hi is None else hi, name="outOfRange")
-            )
+            checks_for.append(pa.Check.in_range(-np.inf if lo is None else lo, np.inf if hi is None else hi))
         if name in unseen:
-            checks_for.append(pa.Check.isin(unseen[name], name="unseenCategories"))
+            checks_for.append(pa.Check.isin(unseen[name]))
         dtype = str if name in cols.categorical else float
         schema_cols[name] = pa.Column(dtype, nullable=False, coerce=True, checks=checks_for)
     schema_cols[cols.target] = pa.Column(nullable=False, required=False)
@@ -177,48 +203,96 @@ def check(
         bad = failing(name, "coerce_dtype")
         if len(bad):
             row = bad.iloc[0]
-            add("dtype", name, len(bad), 0, False, f"column {name!r} must be numeric but row {row['index']} "
-                f"holds {row['failure_case']!r}; list it in dataset.categorical to one-hot encode it")
+            add(
+                "dtype",
+                name,
+                len(bad),
+                0,
+                False,
+                f"column {name!r} must be numeric but row {row['index']} "
+                f"holds {row['failure_case']!r}; list it in dataset.categorical to one-hot encode it",
+            )
         own = spec.columns.get(name)
-        limit = own.max_missing_fraction if own and own.max_missing_fraction is not None else spec.max_missing_fraction
+        limit = (
+            own.max_missing_fraction
+            if own and own.max_missing_fraction is not None
+            else spec.max_missing_fraction
+        )
         share = len(failing(name, "not_nullable")) / n if n else 0.0
         ok = share <= limit + 1e-12
-        add("missingValues", name, round(share, 6), limit, ok, f"column {name!r} has {share:.1%} missing values"
-            + ("" if ok else f", above the limit maxMissingFraction {limit:g}"))
+        add(
+            "missingValues",
+            name,
+            round(share, 6),
+            limit,
+            ok,
+            f"column {name!r} has {share:.1%} missing values"
+            + ("" if ok else f", above the limit maxMissingFraction {limit:g}"),
+        )
     if spec.max_duplicate_fraction is not None:
         rows = failing(None, "multiple_fields_uniqueness")["index"].nunique()
         share = rows / n if n else 0.0
         ok = share <= spec.max_duplicate_fraction + 1e-12
-        add("duplicateRows", None, round(share, 6), spec.max_duplicate_fraction, ok,
-            f"{rows} duplicate row(s) ({share:.1%})" + ("" if ok else
-            f", above the limit maxDuplicateFraction {spec.max_duplicate_fraction:g}"))
+        add(
+            "duplicateRows",
+            None,
+            round(share, 6),
+            spec.max_duplicate_fraction,
+            ok,
+            f"{rows} duplicate row(s) ({share:.1%})"
+            + ("" if ok else f", above the limit maxDuplicateFraction {spec.max_duplicate_fraction:g}"),
+        )
     for name, (lo, hi) in ranges.items():
         limit = spec.max_out_of_range_fraction or 0.0
-        share = failing(name, "outOfRange")["index"].nunique() / n if n else 0.0
+        share = failing(name, "in_range")["index"].nunique() / n if n else 0.0
         ok = share <= limit + 1e-12
         where = f"[{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
-        add("outOfRange", name, round(share, 6), limit, ok, f"column {name!r} has {share:.1%} of rows outside "
-            f"{where}" + ("" if ok else f", above the limit maxOutOfRangeFraction {limit:g}"))
+        add(
+            "outOfRange",
+            name,
+            round(share, 6),
+            limit,
+            ok,
+            f"column {name!r} has {share:.1%} of rows outside "
+            f"{where}" + ("" if ok else f", above the limit maxOutOfRangeFraction {limit:g}"),
+        )
     for name in unseen:
         limit = spec.max_unseen_category_fraction or 0.0
-        bad = failing(name, "unseenCategories")
+        bad = failing(name, "isin")
         share = bad["index"].nunique() / n if n else 0.0
         ok = share <= limit + 1e-12
         new = sorted({str(v) for v in bad["failure_case"]})[:5]
-        add("unseenCategories", name, round(share, 6), limit, ok, f"column {name!r} has {share:.1%} of rows in "
-            f"categories the parent never saw" + (f" ({', '.join(new)})" if new else "")
-            + ("" if ok else f", above the limit maxUnseenCategoryFraction {limit:g}"))
+        add(
+            "unseenCategories",
+            name,
+            round(share, 6),
+            limit,
+            ok,
+            f"column {name!r} has {share:.1%} of rows in "
+            f"categories the parent never saw"
+            + (f" ({', '.join(new)})" if new else "")
+            + ("" if ok else f", above the limit maxUnseenCategoryFraction {limit:g}"),
+        )
 
     if spec.max_label_share_change is not None and cols.classification and cols.target in frame.columns:
         before = (parent or {}).get("labelShares")
         if before:
             now = frame[cols.target].dropna().astype(str).value_counts(normalize=True)
-            diffs = {k: abs(float(now.get(k, 0.0)) - float(before.get(k, 0.0))) for k in set(before) | set(now.index)}
+            diffs = {
+                k: abs(float(now.get(k, 0.0)) - float(before.get(k, 0.0)))
+                for k in set(before) | set(now.index)
+            }
             label, change = max(sorted(diffs.items()), key=lambda kv: kv[1])
             ok = change <= spec.max_label_share_change + 1e-12
-            add("labelShareChange", cols.target, round(change, 6), spec.max_label_share_change, ok,
+            add(
+                "labelShareChange",
+                cols.target,
+                round(change, 6),
+                spec.max_label_share_change,
+                ok,
                 f"share of label {label!r} changed by {change:.1%} against the parent"
-                + ("" if ok else f", above the limit maxLabelShareChange {spec.max_label_share_change:g}"))
+                + ("" if ok else f", above the limit maxLabelShareChange {spec.max_label_share_change:g}"),
+            )
 
     checks.sort(key=lambda c: c["passed"])  # failed first: what the user must read
     return {
@@ -242,7 +316,9 @@ def column_stats(frame: pd.DataFrame, cols: Columns) -> dict[str, dict[str, Any]
             stats["dtype"] = "category"
         else:
             values = pd.to_numeric(col, errors="coerce")
-            stats.update(dtype="number", min=_num(values.min()), max=_num(values.max()), mean=_num(values.mean()))
+            stats.update(
+                dtype="number", min=_num(values.min()), max=_num(values.max()), mean=_num(values.mean())
+            )
         out[name] = stats
     return out
 
@@ -264,9 +340,9 @@ def bounded(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _num(value: Any) -> float | None:
+def _num(value: Any, digits: int = 6) -> float | None:
     try:
         f = float(value)
     except (TypeError, ValueError):
         return None
-    return round(f, 6) if np.isfinite(f) else None
+    return round(f, digits) if np.isfinite(f) else None
