@@ -146,6 +146,11 @@ def train(
     ctx = context or Context()
     store_root = Path(store).resolve()
     raw = data.load(spec.dataset.uri)
+    overlap = [
+        c for c in spec.dataset.exclude if c == spec.dataset.target or c in (spec.dataset.features or [])
+    ]
+    if overlap:
+        raise BadInput(f"dataset.exclude drops {', '.join(overlap)}, which dataset.target or features uses")
     excluded = data.exclude(raw, spec.dataset.exclude)
     fairness = ctx.fairness
     sensitive = list(fairness.sensitive_features) if fairness else []
