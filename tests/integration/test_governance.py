@@ -115,3 +115,44 @@ def test_the_model_card_is_served_and_linked_from_status(mvs, kubelet, operator)
     print("\n$ curl " + st["serving"]["card"] + "?format=markdown\n" + md.text)
     show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.serving.card}")
     show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.training.explanations.top[0:3]}")
+
+
+def test_audit_history_across_an_approved_promotion_and_a_rollback(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.create("iris-v2", parent="iris-v1", promotion={"mode": "Manual", "requireApproval": True})
+    eventually(
+        lambda: (mvs.condition("iris-v2", "Promoted") or {}).get("reason") == "AwaitingPromotion",
+        timeout=120,
+        what="iris-v2 to wait for a promotion request",
+    )
+    show(mvs, "annotate", "mv", "iris-v2", "modelops.dev/promote=release-2")
+    eventually(
+        lambda: (mvs.condition("iris-v2", "Promoted") or {}).get("reason") == "AwaitingApproval",
+        timeout=60,
+        what="iris-v2 to wait for an approver",
+    )
+    assert mvs.champion_of("iris") == "iris-v1"
+    show(mvs, "annotate", "mv", "iris-v2", "modelops.dev/approved-by=alice@example.com")
+    mvs.wait_phase("iris-v2", "Serving")
+    mvs.wait_phase("iris-v1", "Superseded")
+    show(mvs, "annotate", "mv", "iris-v1", "modelops.dev/promote=rollback-1")
+    mvs.wait_phase("iris-v1", "Serving")
+    assert mvs.champion_of("iris") == "iris-v1"
+
+    v1 = [(h["decision"], h["by"]) for h in mvs.status("iris-v1")["history"]]
+    assert v1 == [
+        ("Promoted", "operator"),
+        ("RolledBack", "annotation:rollback-1 (field manager kubectl-annotate)"),
+    ], v1
+    (v2,) = mvs.status("iris-v2")["history"]
+    assert v2["decision"] == "Promoted" and v2["approvedBy"] == "alice@example.com"
+    assert v2["by"] == "annotation:release-2 (field manager kubectl-annotate)"
+    eventually(
+        lambda: any(v2["message"] in e for e in mvs.events("iris-v2")),
+        timeout=30,
+        what="the Promoting Event to carry the history line",
+    )
+    show(mvs, "get", "mv")
+    show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.history}")
+    show(mvs, "get", "mv", "iris-v2", "-o", "jsonpath={.status.history}")

@@ -181,3 +181,37 @@ def test_the_server_serves_the_card(tmp_path):
         assert client.get("/v2/models/other/card").status_code == 404
     (d / artifacts.CARD_JSON).unlink()
     assert read_card(str(d)) is None
+
+
+def test_who_wrote_the_promotion_request_survives_the_cache():
+    from modelops.controllers.modelversion import requested_by
+    from modelops.k8s.cache import strip
+
+    body = {
+        "metadata": {
+            "name": "v1",
+            "annotations": {"modelops.dev/promote": "go"},
+            "managedFields": [
+                {"manager": "kubectl-create", "operation": "Update", "fieldsV1": {"f:spec": {"f:model": {}}}},
+                {
+                    "manager": "kubectl-annotate",
+                    "operation": "Update",
+                    "fieldsV1": {"f:metadata": {"f:annotations": {"f:modelops.dev/promote": {}, "f:x": {}}}},
+                },
+            ],
+        },
+        "spec": {},
+    }
+    stripped = strip(body)
+    assert requested_by(stripped) == "kubectl-annotate"
+    assert stripped["metadata"]["managedFields"] == [
+        {
+            "manager": "kubectl-annotate",
+            "operation": "Update",
+            "fieldsV1": {"f:metadata": {"f:annotations": {"f:modelops.dev/promote": {}}}},
+        }
+    ]
+    assert (
+        "managedFields"
+        not in strip({"metadata": {"managedFields": body["metadata"]["managedFields"][:1]}})["metadata"]
+    )

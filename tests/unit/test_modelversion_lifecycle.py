@@ -319,6 +319,66 @@ def test_manual_mode_waits_for_a_request():
     assert p.promote
 
 
+def test_manual_mode_with_approval_waits_for_an_approver_and_records_who_asked():
+    w = served_world(promotion={"mode": "Manual", "requireApproval": True})
+    dep, champ = DeploymentView(1, 1), ChampionView("v0")
+    p = w.step(
+        deployment=dep, champion=champ, promotion_request="annotation:go", requested_by="kubectl-annotate"
+    )
+    assert not p.promote and "waiting for approval" in p.message
+    assert cond(w.status, "Promoted").reason == "AwaitingApproval"
+    assert p.replicas == 1, "the deployed version keeps serving its Deployment while it waits"
+    p = w.step(
+        deployment=dep,
+        champion=champ,
+        promotion_request="annotation:go",
+        requested_by="kubectl-annotate",
+        approved_by="alice",
+    )
+    assert p.promote
+    (entry,) = w.status.history
+    assert (entry.decision, entry.reason, entry.approved_by) == ("Promoted", "Promoting", "alice")
+    assert entry.by == "annotation:go (field manager kubectl-annotate)"
+    promoting = next(m for _, r, m in p.events if r == "Promoting")
+    assert promoting == entry.message and "approved by alice" in promoting  # the Event says the same
+
+
+def test_history_records_promotion_rollback_and_rejection_and_is_bounded():
+    from modelops.lifecycle.modelversion import HISTORY_LIMIT
+
+    w = served_world(name="v1")
+    w.step(deployment=DeploymentView(1, 1))
+    assert [h.decision for h in w.status.history] == ["Promoted"]
+    assert w.status.history[0].by == "operator"
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2", recorded="v2"))
+    assert w.status.phase == "Superseded"
+    w.step(
+        deployment=DeploymentView(1, 1), champion=ChampionView("v2", recorded="v2"), promotion_request="rb-1"
+    )
+    assert [h.decision for h in w.status.history] == ["Promoted", "RolledBack"]
+    assert w.status.history[-1].by == "rb-1"
+    # a steady state adds nothing
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    assert len(w.status.history) == 2
+    # bounded: the newest entries are kept
+    p = Plan(
+        phase="Serving", conditions=[], message="", history=[{"time": "t", "decision": "X", "reason": "Y"}]
+    )
+    current = {
+        "history": [{"time": str(i), "decision": "Promoted", "reason": "Promoting"} for i in range(30)]
+    }
+    out = status_patch(p, current, namespace="ns", name="v1", generation=1, now="t")["history"]
+    assert len(out) == HISTORY_LIMIT and out[-1]["decision"] == "X" and out[0]["time"] == "11"
+    # a rejection is audited too
+    r = World(spec())
+    r.step()
+    r.with_result(accuracy=0.5)
+    r.step(job=JobView(uid="job-1", succeeded=1))
+    assert [(h.decision, h.reason) for h in r.status.history] == [("Rejected", "Rejected")]
+
+
 def canary_spec():
     return {
         "rollout": {"strategy": "Canary", "canary": {"replicas": 1, "analysisSeconds": 60, "minRequests": 10}}

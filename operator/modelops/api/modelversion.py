@@ -232,7 +232,23 @@ class Serving(ApiModel):
 
 
 class Promotion(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.requireApproval) || !self.requireApproval || self.mode == 'Manual'",
+                    "promotion.requireApproval needs mode: Manual",
+                ),
+            ]
+        }
+    }
+
     mode: Literal["Auto", "Manual"] = "Auto"
+    require_approval: bool = Field(
+        default=False,
+        description="Manual mode: act on a promotion request only once the annotation "
+        "modelops.dev/approved-by names who approved it.",
+    )
     request: str | None = Field(
         default=None,
         max_length=63,
@@ -427,6 +443,20 @@ class ServingStatus(StatusModel):
     card: str | None = Field(default=None, description="URL of the model card served by this version.")
 
 
+class HistoryEntry(StatusModel):
+    """One decision about this version, as its Event said it."""
+
+    time: str = Field(description="When it was decided.")
+    decision: str = Field(description="Promoted, RolledBack, Rejected, Failed or Retired.")
+    reason: str = Field(description="The Event reason (one CamelCase word).")
+    message: str = Field(default="", description="The Event message.")
+    by: str | None = Field(
+        default=None,
+        description="Who asked: the request token and the field manager that wrote it, or operator.",
+    )
+    approved_by: str | None = Field(default=None, description="The modelops.dev/approved-by annotation.")
+
+
 class ModelVersionStatus(StatusModel):
     phase: Phase = Field(
         default="Pending",
@@ -456,6 +486,11 @@ class ModelVersionStatus(StatusModel):
         default=None, description="The promotion request (annotation or spec) last acted on."
     )
     message: str | None = Field(default=None, description="What is happening now, in one line.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="The audit trail: promotions, rollbacks, rejections, failures, retirement; newest "
+        "last, bounded.",
+    )
 
 
 class ModelVersion(ApiModel):

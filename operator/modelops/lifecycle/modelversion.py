@@ -60,6 +60,10 @@ class Observed:
     champion: ChampionView | None = None
     promotion_request: str | None = None
     canary: CanaryView | None = None
+    requested_by: str | None = None
+    """The field manager that wrote the promotion request (annotation or spec)."""
+    approved_by: str | None = None
+    """The modelops.dev/approved-by annotation."""
 
 
 EventType = Literal["Normal", "Warning"]
@@ -85,6 +89,8 @@ class Plan:
     requeue_after: float | None = None
     """Seconds until a time-based step is due; None when only a change in the world can move it."""
     primary_metric: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Audit entries to append to status.history, one per audited Event of this pass."""
     ready_replicas: int = 0
     """Ready server pods, as the Deployment reports them (status.serving.readyReplicas)."""
 
@@ -580,9 +586,49 @@ def _canary(
 # --- the plan ---------------------------------------------------------------------------------------
 
 
+HISTORY_LIMIT = 20
+AUDITED = {
+    "Promoting": "Promoted",
+    "ChampionChangedByHand": "RolledBack",
+    "Rejected": "Rejected",
+    "CanaryRolledBack": "Rejected",
+    "TrainingFailed": "Failed",
+    "DataQualityFailed": "Failed",
+    "ServerFailed": "Failed",
+    "Retired": "Retired",
+}
+"""Event reasons that are decisions worth an audit line, and the decision each records."""
+
+
+def _audit(o: Observed, p: Plan) -> None:
+    """One history entry per audited Event, with the same words; promotions say who asked."""
+    request = o.promotion_request if o.promotion_request != o.status.handled_promotion else None
+    events = []
+    for kind, reason, msg in p.events:
+        decision = AUDITED.get(reason)
+        if decision is None:
+            events.append((kind, reason, msg))
+            continue
+        by, approved = "operator", None
+        if reason == "Promoting":
+            if o.status.timestamps.get("promoted"):
+                decision = "RolledBack"
+            if request:
+                by = request + (f" (field manager {o.requested_by})" if o.requested_by else "")
+                approved = o.approved_by
+                msg += f"; requested by {by}" + (f", approved by {approved}" if approved else "")
+        events.append((kind, reason, msg))
+        entry = {"time": format_time(o.now), "decision": decision, "reason": reason, "message": msg, "by": by}
+        if approved:
+            entry["approvedBy"] = approved
+        p.history.append(entry)
+    p.events = events
+
+
 def plan(o: Observed) -> Plan:
     """Everything the version should look like now, from what is observed; the stages in order."""
     p = _plan(o)
+    _audit(o, p)
     p.primary_metric = primary_metric(o.spec, o.status.training.metrics if o.status.training else {})
     p.ready_replicas = o.deployment.ready_replicas if o.deployment else 0
     return p
@@ -655,8 +701,27 @@ def _promote_when_ready(
     phase: Phase,
     why: str,
 ) -> Plan:
-    """Scale to the serving size, and once ready take the stable Service."""
+    """Scale to the serving size, and once ready take the stable Service (Manual mode with
+    requireApproval: only once someone is named in modelops.dev/approved-by)."""
     dep = o.deployment
+    promo = o.spec.promotion
+    if request and promo.mode == "Manual" and promo.require_approval and not o.approved_by:
+        msg = f"{why}; waiting for approval: annotate {naming.ANNOTATION_APPROVED_BY}=<who>"
+        return _progressing(
+            phase,
+            "AwaitingApproval",
+            msg,
+            *base,
+            Cond(
+                "Deployed",
+                "True" if ready else "False",
+                "ReplicasReady" if ready else "ReplicasNotReady",
+                _replica_text(dep, want),
+            ),
+            Cond("Promoted", "False", "AwaitingApproval", msg),
+            replicas=dep.replicas if dep else 0,
+            timestamps=ts,
+        )
     full = ready and dep is not None and dep.replicas >= want
     msg = f"promoting: {why}" if full else f"{why}; scaling to {want} replica(s) before promotion"
     deployed = (
@@ -723,6 +788,8 @@ def status_patch(
         del desired["timestamps"]
     if p.handled_promotion is None:
         del desired["handledPromotion"]
+    if p.history:
+        desired["history"] = [*(current.get("history") or []), *p.history][-HISTORY_LIMIT:]
     if p.replicas is not None:
         svc = naming.version_service_name(name)
         desired["serving"] = {
