@@ -687,10 +687,7 @@ def test_retention_never_touches_champion_rollback_target_or_in_flight():
         v("old-champ", "Superseded", 1, key="superseded"),  # the rollback target
         v("ancient", "Superseded", 90, key="superseded"),
         v("champ", "Serving", 0, champion=True),
-        *(
-            v(f"fly-{p}", p, 0, owned=True)
-            for p in ("Pending", "Training", "Deploying", "Canary")
-        ),
+        *(v(f"fly-{p}", p, 0, owned=True) for p in ("Pending", "Training", "Deploying", "Canary")),
         v("asked", "Superseded", 80, key="superseded", promotion_requested=True),
         v("going", "Retired", 70, key="retired", deleting=True),
     ]
