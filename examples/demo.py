@@ -273,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             lambda: narrator.versions().get("iris-v1", {}).get("status", {}).get("phase") == "Serving",
             args.timeout,
         )
+        v1 = narrator.versions()["iris-v1"].get("status", {})
+        top = ((v1.get("training") or {}).get("explanations") or {}).get("top", [])[:3]
+        say("card", f"model card: {(v1.get('serving') or {}).get('card')}")
+        say("card", "top features: " + ", ".join(f"{t['feature']} ({t['importance']:.3f})" for t in top))
         traffic.start()
         say(
             "traffic", "clients send rows drawn from the training data to the champion (with feedback labels)"

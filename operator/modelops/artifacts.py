@@ -1,7 +1,8 @@
 """Model artifacts on disk: atomic directory writes, sha256, and safe skops loading.
 
 A trained version lives in `<store>/<model>/<version>/` as `model.skops`, `model.skops.sha256`,
-`metadata.json` and `result.json`. The server never unpickles anything: it checks the file's
+`metadata.json` and `result.json`, with the model card
+(`model-card.json`, `model-card.md`) and, when the data was checked, `data-quality.json`. The server never unpickles anything: it checks the file's
 digest against the one the operator recorded, then loads it with skops, trusting only the types
 that skops reports as untrusted AND that pass our own allow-list below.
 """
@@ -26,6 +27,9 @@ MODEL_FILE = "model.skops"
 DIGEST_FILE = "model.skops.sha256"
 METADATA_FILE = "metadata.json"
 RESULT_FILE = "result.json"
+CARD_JSON = "model-card.json"
+CARD_MD = "model-card.md"
+DATA_QUALITY_FILE = "data-quality.json"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 # Types a skops file may ask us to trust. skops already trusts builtins and most scikit-learn

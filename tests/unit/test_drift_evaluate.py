@@ -280,3 +280,18 @@ def test_evaluate_drift_passes_alpha_and_correction():
         == "Stable"
     )
     assert "alpha 0.2" in ev.summary() and "p=" in ev.summary()
+
+
+def test_drifted_features_are_named_in_order_of_the_champions_importance():
+    from modelops.drift.evaluate import DriftEvaluation, FeatureEval
+
+    feats = {n: FeatureEval(0.3, 500, "Drifted") for n in ("age", "balance", "tenure")}
+    plain = DriftEvaluation("psi", 0.2, feats)
+    assert plain.drifted == ["age", "balance", "tenure"]
+    ranked = DriftEvaluation("psi", 0.2, feats, importance={"tenure": 0.2, "balance": 0.05})
+    assert ranked.drifted == ["tenure", "balance", "age"]
+    assert (
+        ranked.summary().index("tenure=")
+        < ranked.summary().index("balance=")
+        < ranked.summary().index("age=")
+    )

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modelops.api.modelversion import ModelVersionSpec, ModelVersionStatus
+from modelops.api.modelversion import FairnessReport, ModelVersionSpec, ModelVersionStatus
 from modelops.lifecycle.modelversion import (
     CANARY_POLL_SECONDS,
     CanaryView,
@@ -142,6 +142,65 @@ def test_job_failure_carries_the_trainers_reason():
     assert w.step(job=JobView(uid="job-1", failed=True)).phase == "Failed"  # terminal
 
 
+def test_a_data_quality_failure_fails_with_its_own_reason():
+    w = World(spec())
+    w.step()
+    msg = "data quality: column 'x' has 25.0% missing values, above the limit maxMissingFraction 0.1"
+    w.status = w.status.model_copy(
+        update={
+            "training": ModelVersionStatus.model_validate(
+                {
+                    "training": {
+                        "jobUid": "job-1",
+                        "succeeded": False,
+                        "message": msg,
+                        "reason": "DataQualityFailed",
+                    }
+                }
+            ).training
+        }
+    )
+    p = w.step(job=JobView(uid="job-1", failed=True))
+    assert p.phase == "Failed" and "column 'x'" in p.message and "maxMissingFraction 0.1" in p.message
+    assert cond(w.status, "Trained").reason == "DataQualityFailed"
+    assert cond(w.status, "Stalled").reason == "DataQualityFailed"
+    assert p.events[0][:2] == ("Warning", "DataQualityFailed")
+
+
+def test_the_fairness_gate_rejects_a_biased_version():
+    sp = spec(
+        validation={
+            "gates": [{"metric": "accuracy", "min": 0.8}],
+            "fairness": {"sensitiveFeatures": ["group"], "metric": "selection_rate", "maxDifference": 0.1},
+        }
+    )
+    table = {
+        "metric": "selection_rate",
+        "groups": [
+            {"feature": "group", "group": "A", "value": 0.7, "count": 50},
+            {"feature": "group", "group": "B", "value": 0.2, "count": 50},
+        ],
+        "differences": {"group": 0.5},
+    }
+    w = World(sp)
+    w.step()
+    w.with_result()
+    w.status.training.fairness = FairnessReport.model_validate(table)
+    p = w.step(job=JobView(uid="job-1", succeeded=1))
+    assert p.phase == "Rejected" and p.replicas is None
+    assert cond(w.status, "Validated").reason == "FairnessGateFailed"
+    assert "'group'" in p.message and "maxDifference 0.1" in p.message
+    # within the limit it passes, and the Validated message says so
+    w = World(sp)
+    w.step()
+    w.with_result()
+    w.status.training.fairness = FairnessReport.model_validate({**table, "differences": {"group": 0.05}})
+    p = w.step(job=JobView(uid="job-1", succeeded=1))
+    assert (
+        p.phase == "Deploying" and "fairness selection_rate within 0.1" in cond(w.status, "Validated").message
+    )
+
+
 def test_gate_failure_rejects_and_never_deploys():
     w = World(spec())
     w.step()
@@ -269,6 +328,66 @@ def test_manual_mode_waits_for_a_request():
     assert p.replicas == 1  # stays deployed while it waits (it was deleted and recreated each pass)
     p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v0"), promotion_request="go")
     assert p.promote
+
+
+def test_manual_mode_with_approval_waits_for_an_approver_and_records_who_asked():
+    w = served_world(promotion={"mode": "Manual", "requireApproval": True})
+    dep, champ = DeploymentView(1, 1), ChampionView("v0")
+    p = w.step(
+        deployment=dep, champion=champ, promotion_request="annotation:go", requested_by="kubectl-annotate"
+    )
+    assert not p.promote and "waiting for approval" in p.message
+    assert cond(w.status, "Promoted").reason == "AwaitingApproval"
+    assert p.replicas == 1, "the deployed version keeps serving its Deployment while it waits"
+    p = w.step(
+        deployment=dep,
+        champion=champ,
+        promotion_request="annotation:go",
+        requested_by="kubectl-annotate",
+        approved_by="alice",
+    )
+    assert p.promote
+    (entry,) = w.status.history
+    assert (entry.decision, entry.reason, entry.approved_by) == ("Promoted", "Promoting", "alice")
+    assert entry.by == "annotation:go (field manager kubectl-annotate)"
+    promoting = next(m for _, r, m in p.events if r == "Promoting")
+    assert promoting == entry.message and "approved by alice" in promoting  # the Event says the same
+
+
+def test_history_records_promotion_rollback_and_rejection_and_is_bounded():
+    from modelops.lifecycle.modelversion import HISTORY_LIMIT
+
+    w = served_world(name="v1")
+    w.step(deployment=DeploymentView(1, 1))
+    assert [h.decision for h in w.status.history] == ["Promoted"]
+    assert w.status.history[0].by == "operator"
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v2", recorded="v2"))
+    assert w.status.phase == "Superseded"
+    w.step(
+        deployment=DeploymentView(1, 1), champion=ChampionView("v2", recorded="v2"), promotion_request="rb-1"
+    )
+    assert [h.decision for h in w.status.history] == ["Promoted", "RolledBack"]
+    assert w.status.history[-1].by == "rb-1"
+    # a steady state adds nothing
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", recorded="v1"))
+    assert len(w.status.history) == 2
+    # bounded: the newest entries are kept
+    p = Plan(
+        phase="Serving", conditions=[], message="", history=[{"time": "t", "decision": "X", "reason": "Y"}]
+    )
+    current = {
+        "history": [{"time": str(i), "decision": "Promoted", "reason": "Promoting"} for i in range(30)]
+    }
+    out = status_patch(p, current, namespace="ns", name="v1", generation=1, now="t")["history"]
+    assert len(out) == HISTORY_LIMIT and out[-1]["decision"] == "X" and out[0]["time"] == "11"
+    # a rejection is audited too
+    r = World(spec())
+    r.step()
+    r.with_result(accuracy=0.5)
+    r.step(job=JobView(uid="job-1", succeeded=1))
+    assert [(h.decision, h.reason) for h in r.status.history] == [("Rejected", "Rejected")]
 
 
 def canary_spec():

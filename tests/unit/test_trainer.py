@@ -259,6 +259,8 @@ def test_cli_writes_artifact_and_prints_the_result(env, capsys, monkeypatch):
     d = env / "store" / "iris" / "iris-v1"
     assert sorted(p.name for p in d.iterdir()) == [
         "metadata.json",
+        "model-card.json",
+        "model-card.md",
         "model.skops",
         "model.skops.sha256",
         "result.json",

@@ -25,6 +25,9 @@ DATASET_URI = (
 class Dataset(ApiModel):
     """Where the training data is and which columns matter."""
 
+    # No CEL rule keeps `exclude` apart from `target` and `features`: with unbounded lists and
+    # strings its estimated cost exceeds the API server's budget; the trainer refuses the overlap.
+
     uri: str = Field(
         pattern=DATASET_URI,
         description="pvc://<claim>/<path>.csv|.parquet, file:///<path>.csv|.parquet, or sklearn:<name> "
@@ -38,6 +41,12 @@ class Dataset(ApiModel):
     )
     categorical: list[str] = Field(
         default_factory=list, description="Columns to treat as categorical (one-hot encoded)."
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Columns dropped right after reading (e.g. personal data): never used, checked, "
+        "binned, logged or stored.",
     )
 
 
@@ -61,12 +70,64 @@ class Split(ApiModel):
     stratify: bool = Field(default=True, description="Stratify the split on the target (classifiers).")
 
 
+class ColumnLimits(ApiModel):
+    """Limits for one column, overriding the data-wide ones."""
+
+    max_missing_fraction: float | None = Field(default=None, ge=0, le=1)
+    min: float | None = Field(default=None, description="Lowest valid value (numeric columns).")
+    max: float | None = Field(default=None, description="Highest valid value (numeric columns).")
+
+
+class DataQuality(ApiModel):
+    """Checks run on the data inside the training Job, before fitting; a breach fails the version.
+
+    Ranges default to the parent version's observed [min, max]; categories and label shares are
+    compared with the parent's, read from its artifact metadata.
+    """
+
+    min_rows: int | None = Field(default=None, ge=1, description="Fewer rows than this fails.")
+    max_missing_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of missing values allowed per column; rows with a missing value are then dropped.",
+    )
+    max_duplicate_fraction: float | None = Field(
+        default=None, ge=0, le=1, description="Share of rows that repeat an earlier row."
+    )
+    max_out_of_range_fraction: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of a numeric column outside its range (columns[].min/max, else the parent's).",
+    )
+    max_unseen_category_fraction: float | None = Field(
+        default=None, ge=0, le=1, description="Share of a categorical column not seen by the parent."
+    )
+    max_label_share_change: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Largest allowed change of any class's share of the labels against the parent.",
+    )
+    schema_check: bool = Field(
+        default=True,
+        description="Fail when a column of the parent is missing or changed type (numeric vs categorical).",
+    )
+    columns: dict[str, ColumnLimits] = Field(
+        default_factory=dict, description="Per-column limits, by column name.", max_length=200
+    )
+
+
 class Training(ApiModel):
     """How to train: data, estimator, split and the Job's limits."""
 
     dataset: Dataset
     estimator: Estimator
     split: Split = Field(default_factory=Split)
+    data_quality: DataQuality | None = Field(
+        default=None, description="Check the data before fitting; the report goes to status.training."
+    )
     reference_bins: int = Field(
         default=10, ge=2, le=50, description="Quantile bins recorded per numeric feature for drift."
     )
@@ -107,6 +168,28 @@ class ChampionComparison(ApiModel):
     )
 
 
+FairnessMetric = Literal["accuracy", "selection_rate", "true_positive_rate", "false_positive_rate", "mae"]
+
+
+class Fairness(ApiModel):
+    """Per-group metrics on the held-out split (fairlearn's MetricFrame) and a gate on their spread."""
+
+    sensitive_features: list[str] = Field(min_length=1, max_length=10)
+    metric: FairnessMetric = Field(
+        default="selection_rate",
+        description="accuracy, selection_rate, true_positive_rate, false_positive_rate (binary "
+        "classifiers) or mae (regressors).",
+    )
+    max_difference: float = Field(
+        default=0.1, ge=0, description="Largest allowed difference of the metric between two groups."
+    )
+    used_for_training: bool = Field(
+        default=True,
+        description="False: the sensitive columns are kept out of the model's inputs and only group the "
+        "evaluation.",
+    )
+
+
 class Validation(ApiModel):
     gates: list[Gate] = Field(default_factory=list, max_length=20)
     champion: ChampionComparison | None = None
@@ -122,6 +205,7 @@ class Validation(ApiModel):
         "features, champion changed during training): Reject the challenger, or decide on the gates only. "
         "Either way the Validated condition (reason ChampionIncomparable or GatesOnly) says why.",
     )
+    fairness: Fairness | None = None
 
 
 class Canary(ApiModel):
@@ -160,13 +244,38 @@ class Serving(ApiModel):
 
 
 class Promotion(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.requireApproval) || !self.requireApproval || self.mode == 'Manual'",
+                    "promotion.requireApproval needs mode: Manual",
+                ),
+            ]
+        }
+    }
+
     mode: Literal["Auto", "Manual"] = "Auto"
+    require_approval: bool = Field(
+        default=False,
+        description="Manual mode: act on a promotion request only once the annotation "
+        "modelops.dev/approved-by names who approved it.",
+    )
     request: str | None = Field(
         default=None,
         max_length=63,
         description="Set or change this token (e.g. a date) to ask for this version to become champion; "
         "the annotation modelops.dev/promote does the same. Rollback is promoting an older version.",
     )
+
+
+class Card(ApiModel):
+    """What a person must know about the model; written into model-card.md and .json at training."""
+
+    owner: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    intended_use: str | None = Field(default=None, max_length=2000)
+    limitations: list[str] = Field(default_factory=list, max_length=20)
 
 
 class Storage(ApiModel):
@@ -194,6 +303,9 @@ class ModelVersionSpec(ApiModel):
     serving: Serving = Field(default_factory=Serving)
     promotion: Promotion = Field(default_factory=Promotion)
     storage: Storage = Field(default_factory=Storage)
+    card: Card = Field(
+        default_factory=Card, description="Model card facts, captured when the version trains."
+    )
     retired: bool = Field(default=False, description="Retire this version: its Deployment is removed.")
 
 
@@ -251,6 +363,68 @@ class Comparison(StatusModel):
     error: str | None = Field(default=None, description="Why the champion could not be scored.")
 
 
+class QualityCheck(StatusModel):
+    """One data check's verdict."""
+
+    check: str = Field(description="minRows, schema, missingValues, duplicateRows, outOfRange, ...")
+    column: str | None = Field(default=None, description="The column checked, when the check is per column.")
+    value: float | None = Field(default=None, description="What was measured (a share or a count).")
+    limit: float | None = Field(default=None, description="The limit it was held to.")
+    passed: bool = Field(description="Whether the value is within the limit.")
+    message: str = Field(default="", description="The verdict in words, naming the column and the limit.")
+
+
+class ColumnStats(StatusModel):
+    dtype: str = Field(description="number or category.")
+    missing: int = Field(default=0, description="Missing values.")
+    distinct: int | None = Field(default=None, description="Distinct values.")
+    min: float | None = Field(default=None, description="Smallest value (numeric).")
+    max: float | None = Field(default=None, description="Largest value (numeric).")
+    mean: float | None = Field(default=None, description="Mean (numeric).")
+
+
+class DataQualityReport(StatusModel):
+    """The data check's report (bounded here; the whole report is data-quality.json beside the model)."""
+
+    passed: bool = Field(description="True when every check passed.")
+    rows: int = Field(default=0, description="Rows read, before any were dropped.")
+    dropped_rows: int = Field(default=0, description="Rows dropped for missing values within the limit.")
+    parent: str | None = Field(default=None, description="The version the data was compared with.")
+    checks: list[QualityCheck] = Field(default_factory=list, description="Failed checks first.")
+    columns: dict[str, ColumnStats] = Field(default_factory=dict, description="Per-column statistics.")
+    truncated: bool = Field(default=False, description="True when checks or columns were cut to fit.")
+
+
+class FeatureImportance(StatusModel):
+    feature: str = Field(description="An input feature.")
+    importance: float = Field(description="Mean drop of the score when the feature is shuffled.")
+    std: float = Field(default=0.0, description="Standard deviation over the repeats.")
+
+
+class Explanations(StatusModel):
+    method: str = Field(default="permutation", description="How importance was measured.")
+    scoring: str = Field(default="", description="The score whose drop is measured.")
+    top: list[FeatureImportance] = Field(default_factory=list, description="Most important first.")
+
+
+class FairnessGroup(StatusModel):
+    feature: str = Field(description="The sensitive feature.")
+    group: str = Field(description="One value of it.")
+    value: float | None = Field(default=None, description="The metric on this group's held-out rows.")
+    count: int = Field(default=0, description="Held-out rows in the group.")
+
+
+class FairnessReport(StatusModel):
+    metric: str = Field(description="The metric compared between groups.")
+    groups: list[FairnessGroup] = Field(default_factory=list, description="The metric per group.")
+    differences: dict[str, float] = Field(
+        default_factory=dict, description="Per sensitive feature, the largest difference between groups."
+    )
+    used_for_training: bool = Field(
+        default=True, description="Whether the sensitive features were model inputs."
+    )
+
+
 class TrainingResult(StatusModel):
     """What the trainer reported, bound to one Job run by its uid."""
 
@@ -259,6 +433,9 @@ class TrainingResult(StatusModel):
     )
     succeeded: bool = Field(default=True, description="False when the trainer failed (see message).")
     message: str | None = Field(default=None, description="Why training failed.")
+    reason: str | None = Field(
+        default=None, description="Why training failed, as one CamelCase word (e.g. DataQualityFailed)."
+    )
     task: Literal["classification", "regression"] | None = Field(
         default=None, description="What the estimator does; decides the metrics."
     )
@@ -280,6 +457,14 @@ class TrainingResult(StatusModel):
     comparison: Comparison | None = Field(
         default=None, description="The champion scored on the same data, when there was one to compare with."
     )
+    data_quality: DataQualityReport | None = Field(default=None, description="The data checks' report.")
+    explanations: Explanations | None = Field(
+        default=None, description="Permutation importance on the held-out split."
+    )
+    fairness: FairnessReport | None = Field(
+        default=None, description="Per-group metrics on the held-out split."
+    )
+    card: str | None = Field(default=None, description="Where the model card is (next to the artifact).")
     finished_at: str | None = Field(default=None, description="When the trainer reported.")
 
 
@@ -289,6 +474,21 @@ class ServingStatus(StatusModel):
     endpoint: str | None = Field(default=None, description="In-cluster URL of this version's Service.")
     replicas: int = Field(default=0, description="Server replicas the operator asked for.")
     ready_replicas: int = Field(default=0, description="Server replicas ready.")
+    card: str | None = Field(default=None, description="URL of the model card served by this version.")
+
+
+class HistoryEntry(StatusModel):
+    """One decision about this version, as its Event said it."""
+
+    time: str = Field(description="When it was decided.")
+    decision: str = Field(description="Promoted, RolledBack, Rejected, Failed or Retired.")
+    reason: str = Field(description="The Event reason (one CamelCase word).")
+    message: str = Field(default="", description="The Event message.")
+    by: str | None = Field(
+        default=None,
+        description="Who asked: the request token and the field manager that wrote it, or operator.",
+    )
+    approved_by: str | None = Field(default=None, description="The modelops.dev/approved-by annotation.")
 
 
 class Verdict(StatusModel):
@@ -335,6 +535,11 @@ class ModelVersionStatus(StatusModel):
         default=None, description="The promotion request (annotation or spec) last acted on."
     )
     message: str | None = Field(default=None, description="What is happening now, in one line.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="The audit trail: promotions, rollbacks, rejections, failures, retirement; newest "
+        "last, bounded.",
+    )
 
 
 class ModelVersion(ApiModel):

@@ -42,6 +42,27 @@ def promotion_token(body: dict[str, Any]) -> str | None:
     return token or None
 
 
+def _manager_of(meta: dict[str, Any], *path: str) -> str | None:
+    """The field manager that last wrote a field (managedFields), e.g. kubectl-annotate."""
+    for entry in reversed(meta.get("managedFields") or []):
+        node: Any = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(f"f:{key}") if isinstance(node, dict) else None
+        if node is not None:
+            return entry.get("manager")
+    return None
+
+
+def requested_by(body: dict[str, Any]) -> str | None:
+    """Who wrote the promotion request: the annotation's field manager, else the spec field's."""
+    meta = body["metadata"]
+    if (meta.get("annotations") or {}).get(naming.ANNOTATION_PROMOTE):
+        return _manager_of(meta, "metadata", "annotations", naming.ANNOTATION_PROMOTE)
+    if (body.get("spec", {}).get("promotion") or {}).get("request"):
+        return _manager_of(meta, "spec", "promotion", "request")
+    return None
+
+
 def observe_canary(url: str, namespace: str, model: str, version: str, window_seconds: int) -> CanaryView:
     """The canary's traffic, within one deadline; any failure or malformed answer is an error view,
     which the planner judges inconclusive (after its grace) like an unreachable Prometheus."""
@@ -80,6 +101,8 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         champion=kube.champion(ns, spec.model),
         promotion_request=promotion_token(body),
         canary=canary,
+        requested_by=requested_by(body),
+        approved_by=(meta.get("annotations") or {}).get(naming.ANNOTATION_APPROVED_BY) or None,
     )
 
 
@@ -128,7 +151,13 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
     ns, name = meta["namespace"], meta["name"]
     current = body.get("status") or {}
     patch = status_patch(
-        p, current, namespace=ns, name=name, generation=meta.get("generation"), now=runtime.ts()
+        p,
+        current,
+        namespace=ns,
+        name=name,
+        generation=meta.get("generation"),
+        now=runtime.ts(),
+        model=mv.spec.model,
     )
     if patch:
         kube.patch_status(PLURAL, body, patch)

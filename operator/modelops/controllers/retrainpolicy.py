@@ -112,8 +112,15 @@ def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str, namespace
                 deadline=deadline,
             )
             rows = champion.status.training.rows.get("train") if champion.status.training else None
+            explained = champion.status.training.explanations if champion.status.training else None
+            importance = {t.feature: t.importance for t in explained.top} if explained else {}
             drift = evaluate_drift(
-                spec.triggers.drift, reference, buckets, categories, reference_samples=rows
+                spec.triggers.drift,
+                reference,
+                buckets,
+                categories,
+                reference_samples=rows,
+                importance=importance,
             )
         if spec.triggers.performance is not None:
             q = promql.feedback(ns, model, name, window)

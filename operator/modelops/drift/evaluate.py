@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any, Literal, Protocol
 
@@ -184,10 +184,13 @@ class DriftEvaluation:
     """Why nothing could be evaluated at all (e.g. the champion has no reference)."""
     alpha: float = 0.01
     correction: Correction = "benjaminiHochberg"
+    importance: Mapping[str, float] = field(default_factory=dict)
+    """The champion's permutation importance per feature: a drifted important feature is named first."""
 
     @property
     def drifted(self) -> list[str]:
-        return sorted(n for n, f in self.features.items() if f.result == "Drifted")
+        names = [n for n, f in self.features.items() if f.result == "Drifted"]
+        return sorted(names, key=lambda n: (-self.importance.get(n, 0.0), n))
 
     @property
     def max_score(self) -> float | None:
@@ -391,9 +394,11 @@ def evaluate_drift(
     bucket_samples: Iterable[SampleLike],
     category_samples: Iterable[SampleLike],
     reference_samples: float | None = None,
+    importance: Mapping[str, float] | None = None,
 ) -> DriftEvaluation:
-    """`evaluate_features` with the settings of a policy's drift trigger."""
-    return evaluate_features(
+    """`evaluate_features` with the settings of a policy's drift trigger, drifted features in the
+    order of the champion's feature importance."""
+    ev = evaluate_features(
         reference,
         bucket_samples,
         category_samples,
@@ -405,6 +410,7 @@ def evaluate_drift(
         correction=trigger.correction,
         reference_samples=reference_samples,
     )
+    return replace(ev, importance=dict(importance or {}))
 
 
 # --- how fast a step change is acted on ----------------------------------------------------------

@@ -30,10 +30,35 @@ INDEX_PREFIX = "modelops_"
 """Kopf index handler ids are INDEX_PREFIX + kind (and `…_by_model`, `pods`)."""
 
 
+KEPT_FIELDS = (
+    ("f:metadata", "f:annotations", "f:modelops.dev/promote"),
+    ("f:spec", "f:promotion", "f:request"),
+)
+"""managedFields paths kept by `strip`: who wrote a promotion request goes into the audit trail."""
+
+
 def strip(body: Mapping[str, Any]) -> Obj:
-    """A plain copy without managedFields (often half of an object's size) or Kopf's bookkeeping."""
+    """A plain copy without managedFields (often half of an object's size) or Kopf's bookkeeping;
+    only the managers of the KEPT_FIELDS survive, reduced to those paths."""
     meta = dict(body.get("metadata") or {})
-    meta.pop("managedFields", None)
+    kept = []
+    for entry in meta.pop("managedFields", None) or []:
+        fields: dict[str, Any] = {}
+        for path in KEPT_FIELDS:
+            node: Any = entry.get("fieldsV1") or {}
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if node is not None:
+                leaf = fields
+                for key in path[:-1]:
+                    leaf = leaf.setdefault(key, {})
+                leaf[path[-1]] = {}
+        if fields:
+            kept.append(
+                {"manager": entry.get("manager"), "operation": entry.get("operation"), "fieldsV1": fields}
+            )
+    if kept:
+        meta["managedFields"] = kept
     return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
 
 

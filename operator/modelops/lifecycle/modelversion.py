@@ -18,6 +18,8 @@ from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
     Comparison,
+    Fairness,
+    FairnessReport,
     Gate,
     ModelVersionSpec,
     ModelVersionStatus,
@@ -60,6 +62,10 @@ class Observed:
     champion: ChampionView | None = None
     promotion_request: str | None = None
     canary: CanaryView | None = None
+    requested_by: str | None = None
+    """The field manager that wrote the promotion request (annotation or spec)."""
+    approved_by: str | None = None
+    """The modelops.dev/approved-by annotation."""
 
 
 EventType = Literal["Normal", "Warning"]
@@ -87,6 +93,8 @@ class Plan:
     primary_metric: str | None = None
     comparison: Verdict | None = None
     """The champion comparison's verdict on same-data numbers (status.comparison)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Audit entries to append to status.history, one per audited Event of this pass."""
     ready_replicas: int = 0
     """Ready server pods, as the Deployment reports them (status.serving.readyReplicas)."""
 
@@ -119,6 +127,28 @@ def gate_failures(gates: list[Gate], metrics: dict[str, float]) -> list[str]:
             out.append(f"{g.metric} {value:.4g} < min {g.min:g}")
         elif g.max is not None and value > g.max:
             out.append(f"{g.metric} {value:.4g} > max {g.max:g}")
+    return out
+
+
+def fairness_failures(fairness: Fairness | None, report: FairnessReport | None) -> list[str]:
+    """The fairness gate: every sensitive feature whose groups differ by more than allowed."""
+    if fairness is None:
+        return []
+    if report is None or report.metric != fairness.metric:
+        return [f"fairness {fairness.metric} was not measured by the trainer"]
+    out = []
+    for feature in fairness.sensitive_features:
+        diff = report.differences.get(feature)
+        if diff is None:
+            out.append(f"fairness for {feature!r} was not measured")
+            continue
+        if diff > fairness.max_difference + 1e-12:
+            groups = [g for g in report.groups if g.feature == feature and g.value is not None]
+            spread = ", ".join(f"{g.group}={g.value:.3g}" for g in sorted(groups, key=lambda g: g.value or 0))
+            out.append(
+                f"fairness: {fairness.metric} differs by {diff:.3g} between groups of {feature!r} "
+                f"({spread}) > maxDifference {fairness.max_difference:g}"
+            )
     return out
 
 
@@ -288,9 +318,11 @@ def _training(o: Observed) -> Plan | _Trained:
             what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
             events.append(("Normal", "TrainingStarted", what))
         failure: str | None = None
+        reason = "TrainingFailed"
         requeue: float | None = None
         if result is not None and not result.succeeded:
             failure = result.message or "trainer reported failure"
+            reason = result.reason or reason
         elif o.job.failed:
             failure = o.job.failure_message or "training Job failed"
         elif o.job.succeeded and result is None:
@@ -303,12 +335,12 @@ def _training(o: Observed) -> Plan | _Trained:
             msg = f"training failed: {failure}"
             stop = _stalled(
                 "Failed",
-                "TrainingFailed",
+                reason,
                 msg,
-                Cond("Trained", "False", "TrainingFailed", failure),
+                Cond("Trained", "False", reason, failure),
                 ts="failed",
                 now=now,
-                event="TrainingFailed",
+                event=reason,
             )
         elif result is None:
             wait = (
@@ -337,7 +369,8 @@ def _metric_text(s: ModelVersionStatus) -> str:
 
 
 def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
-    """Metric gates, then the champion comparison; once Validated, it stays so (the result is immutable)."""
+    """Metric gates, the fairness gate, then the champion comparison on the same data; once
+    Validated, it stays so (the result is immutable)."""
     spec, now = o.spec, o.now
     conds = [c.model_dump(by_alias=True) for c in o.status.conditions]
     if is_true(conds, "Validated"):
@@ -348,7 +381,10 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
     result = t.status.training
     metrics = result.metrics if result else {}
     problems = gate_failures(spec.validation.gates, metrics)
-    verdict, reason, passed_reason = "", "GateFailed", "GatesPassed"
+    unfair = fairness_failures(spec.validation.fairness, result.fairness if result else None)
+    reason = "FairnessGateFailed" if unfair and not problems else "GateFailed"
+    problems += unfair
+    verdict, passed_reason = "", "GatesPassed"
     if not problems and spec.validation.champion and o.champion and not is_champion:
         v = comparison_verdict(spec, result.comparison if result else None)
         if v is None:
@@ -384,6 +420,9 @@ def _validation(o: Observed, t: _Trained, is_champion: bool) -> Plan | Cond:
         p.timestamps = {**t.timestamps, **p.timestamps}
         return p
     passed = f"{len(spec.validation.gates)} gate(s) passed" + (f"; {verdict}" if verdict else "")
+    if spec.validation.fairness is not None:
+        fair = spec.validation.fairness
+        passed += f"; fairness {fair.metric} within {fair.max_difference:g}"
     if passed_reason == "GatesOnly":
         t.events.append(("Warning", "ChampionIncomparable", verdict))
     t.events.append(("Normal", "Validated", passed))
@@ -586,9 +625,49 @@ def _canary(
 # --- the plan ---------------------------------------------------------------------------------------
 
 
+HISTORY_LIMIT = 20
+AUDITED = {
+    "Promoting": "Promoted",
+    "ChampionChangedByHand": "RolledBack",
+    "Rejected": "Rejected",
+    "CanaryRolledBack": "Rejected",
+    "TrainingFailed": "Failed",
+    "DataQualityFailed": "Failed",
+    "ServerFailed": "Failed",
+    "Retired": "Retired",
+}
+"""Event reasons that are decisions worth an audit line, and the decision each records."""
+
+
+def _audit(o: Observed, p: Plan) -> None:
+    """One history entry per audited Event, with the same words; promotions say who asked."""
+    request = o.promotion_request if o.promotion_request != o.status.handled_promotion else None
+    events = []
+    for kind, reason, msg in p.events:
+        decision = AUDITED.get(reason)
+        if decision is None:
+            events.append((kind, reason, msg))
+            continue
+        by, approved = "operator", None
+        if reason == "Promoting":
+            if o.status.timestamps.get("promoted"):
+                decision = "RolledBack"
+            if request:
+                by = request + (f" (field manager {o.requested_by})" if o.requested_by else "")
+                approved = o.approved_by
+                msg += f"; requested by {by}" + (f", approved by {approved}" if approved else "")
+        events.append((kind, reason, msg))
+        entry = {"time": format_time(o.now), "decision": decision, "reason": reason, "message": msg, "by": by}
+        if approved:
+            entry["approvedBy"] = approved
+        p.history.append(entry)
+    p.events = events
+
+
 def plan(o: Observed) -> Plan:
     """Everything the version should look like now, from what is observed; the stages in order."""
     p = _plan(o)
+    _audit(o, p)
     p.primary_metric = primary_metric(o.spec, o.status.training.metrics if o.status.training else {})
     p.comparison = comparison_verdict(o.spec, o.status.training.comparison if o.status.training else None)
     p.ready_replicas = o.deployment.ready_replicas if o.deployment else 0
@@ -662,8 +741,27 @@ def _promote_when_ready(
     phase: Phase,
     why: str,
 ) -> Plan:
-    """Scale to the serving size, and once ready take the stable Service."""
+    """Scale to the serving size, and once ready take the stable Service (Manual mode with
+    requireApproval: only once someone is named in modelops.dev/approved-by)."""
     dep = o.deployment
+    promo = o.spec.promotion
+    if request and promo.mode == "Manual" and promo.require_approval and not o.approved_by:
+        msg = f"{why}; waiting for approval: annotate {naming.ANNOTATION_APPROVED_BY}=<who>"
+        return _progressing(
+            phase,
+            "AwaitingApproval",
+            msg,
+            *base,
+            Cond(
+                "Deployed",
+                "True" if ready else "False",
+                "ReplicasReady" if ready else "ReplicasNotReady",
+                _replica_text(dep, want),
+            ),
+            Cond("Promoted", "False", "AwaitingApproval", msg),
+            replicas=dep.replicas if dep else 0,
+            timestamps=ts,
+        )
     full = ready and dep is not None and dep.replicas >= want
     msg = f"promoting: {why}" if full else f"{why}; scaling to {want} replica(s) before promotion"
     deployed = (
@@ -707,6 +805,7 @@ def status_patch(
     name: str,
     generation: int | None,
     now: str,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The minimal merge patch of status that records `p`; empty when nothing changed.
 
@@ -730,6 +829,8 @@ def status_patch(
         del desired["timestamps"]
     if p.handled_promotion is None:
         del desired["handledPromotion"]
+    if p.history:
+        desired["history"] = [*(current.get("history") or []), *p.history][-HISTORY_LIMIT:]
     if p.replicas is not None:
         svc = naming.version_service_name(name)
         desired["serving"] = {
@@ -738,5 +839,6 @@ def status_patch(
             "endpoint": f"http://{svc}.{namespace}.svc",
             "replicas": p.replicas,
             "readyReplicas": p.ready_replicas,
+            "card": f"http://{svc}.{namespace}.svc/v2/models/{model}/card" if model else None,
         }
     return merge_diff(current, desired)

@@ -153,6 +153,15 @@ def training_job(
         env.append({"name": "MODELOPS_COMPARE", "value": json.dumps(request, sort_keys=True)})
         if champion_file:  # a path of its own: a plain value, as any volume path in a pod spec
             env.append({"name": "MODELOPS_CHAMPION_ARTIFACT", "value": champion_file})
+    # What the trainer needs beyond `training`: the parent (schema check, lineage), the card and the
+    # fairness spec. Only set when given, so Jobs of versions without them are unchanged.
+    if spec.parent:
+        env.append({"name": "MODELOPS_PARENT", "value": spec.parent})
+    if spec.card.model_dump(exclude_defaults=True):
+        env.append({"name": "MODELOPS_CARD", "value": json.dumps(spec.card.wire(), sort_keys=True)})
+    if spec.validation.fairness is not None:
+        fairness = json.dumps(spec.validation.fairness.wire(), sort_keys=True)
+        env.append({"name": "MODELOPS_FAIRNESS", "value": fairness})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

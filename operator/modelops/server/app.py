@@ -104,6 +104,8 @@ class Service:
         self.metrics = metrics or ServerMetrics(settings.model_name, settings.version)
         self.pending = PendingPredictions(settings.pending_rows)
         self.model: ServedModel | None = None
+        self.card: tuple[bytes, bytes] | None = None
+        """The model card (JSON, Markdown) from the artifact directory, when the trainer wrote one."""
         self._prefix = os.urandom(4).hex()
         self._counter = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
@@ -204,6 +206,17 @@ class Service:
             "parameters": parameters,
         }
         return Response(200, _dumps(body))
+
+    def model_card(self, name: str, version: str | None, markdown: bool) -> Response:
+        """The card written at training time: JSON, or Markdown for `?format=markdown`."""
+        self._check_model(name, version)
+        if self.card is None:
+            raise RequestError(
+                404, "this version's artifact has no model card (trained before cards existed)"
+            )
+        if markdown:
+            return Response(200, self.card[1], b"text/markdown; charset=utf-8")
+        return Response(200, self.card[0])
 
     def metrics_text(self) -> Response:
         return Response(200, self.metrics.render(), CONTENT_TYPE.encode())
@@ -453,7 +466,7 @@ class App:
                 content_length = int(value) if value.isdigit() else -1
             elif key == b"x-request-id":
                 header_id = value.decode("latin-1")
-        label, handler = self._route(path)
+        label, handler = self._route(path, scope.get("query_string", b""))
         try:
             response = await handler(method, receive, content_length, header_id)
         except RequestError as exc:
@@ -471,7 +484,7 @@ class App:
         await send({"type": "http.response.body", "body": response.body})
         self.service.metrics.observe_request(label, response.status, time.perf_counter() - start)
 
-    def _route(self, path: str) -> tuple[str, Handler]:
+    def _route(self, path: str, query: bytes = b"") -> tuple[str, Handler]:
         """The `handler` label (bounded cardinality, for metrics) and the handler itself."""
         svc = self.service
         limit = svc.settings.max_body_bytes
@@ -482,8 +495,11 @@ class App:
             if len(rest) >= 2 and rest[0] == "versions":
                 version, rest = rest[1], rest[2:]
             action = rest[0] if rest else ""
-            if not name or len(rest) > 1 or action not in ("", "ready", "infer"):
+            if not name or len(rest) > 1 or action not in ("", "ready", "infer", "card"):
                 return "unknown", _not_found(path)
+            if action == "card":
+                markdown = b"format=markdown" in query.split(b"&")
+                return "model_card", _get(lambda: svc.model_card(name, version, markdown))
             if action == "infer":
 
                 async def infer(method: str, receive: Receive, length: int, rid: str | None) -> Response:

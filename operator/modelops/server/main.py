@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from modelops import artifacts
@@ -81,6 +82,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def read_card(artifact_dir: str) -> tuple[bytes, bytes] | None:
+    """model-card.json and model-card.md as the trainer wrote them; None for older artifacts."""
+    try:
+        return (
+            Path(artifact_dir, artifacts.CARD_JSON).read_bytes(),
+            Path(artifact_dir, artifacts.CARD_MD).read_bytes(),
+        )
+    except OSError:
+        return None
+
+
 def _stop(code: int, reason: str) -> int:
     line = "error: " + " ".join(reason.split())
     print(line, file=sys.stderr, flush=True)
@@ -119,8 +131,10 @@ def main(argv: list[str]) -> int:
 
     settings = Settings(args.model, args.version, args.max_rows, args.max_body_bytes, args.pending_rows)
 
+    service = Service(settings)
+    service.card = read_card(args.artifact_dir)
     app = App(
-        Service(settings),
+        service,
         loader=lambda: ServedModel.from_bytes(data, metadata),
         background=True,
         on_fatal=on_fatal,

@@ -19,6 +19,7 @@ from modelops.api.modelversion import Dataset, Split
 from modelops.artifacts import sha256_bytes
 
 from .errors import BadInput
+from .quality import Columns
 
 # The loaders bundled with scikit-learn (no download); multi-output sets such as linnerud are left out.
 SKLEARN_DATASETS = {
@@ -109,6 +110,31 @@ def _load_bundled(name: str) -> RawDataset:
     frame = bunch.frame
     digest = sha256_bytes(frame.to_csv(index=False).encode())
     return RawDataset(frame=frame, digest=digest, default_target="target")
+
+
+def exclude(raw: RawDataset, columns: list[str]) -> list[str]:
+    """Drop `dataset.exclude` in place, first thing after reading: nothing later sees those columns."""
+    if not columns:
+        return []
+    raw.frame.columns = [str(c) for c in raw.frame.columns]
+    absent = [c for c in columns if c not in raw.frame.columns]
+    if absent:
+        raise BadInput(f"dataset.exclude names column(s) the data does not have: {_names(absent)}")
+    raw.frame = raw.frame.drop(columns=list(columns))
+    return list(columns)
+
+
+def columns(raw: RawDataset, spec: Dataset, classification: bool) -> Columns:
+    """The columns the checks look at: the features (numeric or categorical) and the target."""
+    frame = raw.frame
+    frame.columns = [str(c) for c in frame.columns]
+    target = spec.target or raw.default_target
+    if target is None:
+        raise BadInput("dataset.target is required for pvc:// and file:// datasets")
+    features = list(spec.features) if spec.features else [c for c in frame.columns if c != target]
+    categorical = [f for f in features if f in set(spec.categorical)]
+    numeric = [f for f in features if f not in set(categorical)]
+    return Columns(numeric=numeric, categorical=categorical, target=target, classification=classification)
 
 
 def prepare(raw: RawDataset, spec: Dataset) -> Prepared:

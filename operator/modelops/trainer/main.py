@@ -17,6 +17,7 @@ import platform
 import re
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from pydantic import ValidationError
 from modelops import artifacts
 from modelops.api.base import format_time
 from modelops.api.estimators import ALLOWED, task_of
-from modelops.api.modelversion import Artifact, Bin, Training, TrainingResult
+from modelops.api.modelversion import Artifact, Bin, Card, Fairness, Training, TrainingResult
 
-from . import compare, data, report
+from . import compare, data, governance, quality, report
 from .errors import BadInput, ReportError
 from .estimators import build_pipeline
 from .evaluate import classification_metrics, regression_metrics
@@ -92,6 +93,26 @@ def load_spec(path: str | None, env: dict[str, str] | None = None) -> Training:
         raise BadInput(f"invalid training spec: {problems}") from None
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the trainer needs from the ModelVersion beyond `training`: parent, card, fairness."""
+
+    parent: str | None = None
+    card: Card | None = None
+    fairness: Fairness | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Context:
+        env = dict(os.environ if env is None else env)
+        try:
+            card = Card.model_validate_json(env["MODELOPS_CARD"]) if env.get("MODELOPS_CARD") else None
+            fair = env.get("MODELOPS_FAIRNESS")
+            fairness = Fairness.model_validate_json(fair) if fair else None
+        except ValidationError as exc:
+            raise BadInput(f"invalid card or fairness spec: {exc.errors()[0]['msg']}") from None
+        return cls(env.get("MODELOPS_PARENT") or None, card, fairness)
+
+
 def _now() -> str:
     return format_time(dt.datetime.now(dt.UTC))
 
@@ -113,18 +134,59 @@ def train(
     store: str | os.PathLike[str],
     job_uid: str | None = None,
     compare_with: compare.Request | None = None,
+    context: Context | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate, record references and write the artifact; return the result (wire form).
-
-    With `compare_with`, the champion it names is scored on the same data as this model."""
+    """Check the data, fit, evaluate, explain, record references, write the artifact and its card;
+    return the result (wire form). With `compare_with`, the champion it names is scored on the same
+    data as this model."""
     started = _now()
     estimator = spec.estimator.class_
     task = task_of(estimator)
     classification = task == "classification"
 
+    ctx = context or Context()
+    store_root = Path(store).resolve()
     raw = data.load(spec.dataset.uri)
-    prepared = data.prepare(raw, spec.dataset)
-    X_train, X_test, y_train, y_test = _split(prepared, spec, classification)
+    overlap = [
+        c for c in spec.dataset.exclude if c == spec.dataset.target or c in (spec.dataset.features or [])
+    ]
+    if overlap:
+        raise BadInput(f"dataset.exclude drops {', '.join(overlap)}, which dataset.target or features uses")
+    excluded = data.exclude(raw, spec.dataset.exclude)
+    fairness = ctx.fairness
+    sensitive = list(fairness.sensitive_features) if fairness else []
+    missing_sensitive = [c for c in sensitive if c not in raw.frame.columns]
+    if missing_sensitive:
+        raise BadInput(f"sensitive feature(s) not in the data: {', '.join(missing_sensitive)}")
+    dataset = spec.dataset
+    sensitive_unused = sensitive if fairness and not fairness.used_for_training else []
+    if sensitive_unused:
+        target = dataset.target or raw.default_target
+        feats = dataset.features or [c for c in raw.frame.columns if c != target]
+        dataset = dataset.model_copy(
+            update={
+                "features": [f for f in feats if f not in sensitive_unused],
+                "categorical": [c for c in dataset.categorical if c not in sensitive_unused],
+            }
+        )
+    parent_meta = _parent_metadata(store_root, model_name, ctx.parent)
+
+    dq_report: dict[str, Any] | None = None
+    if spec.data_quality is not None:
+        cols = data.columns(raw, dataset, classification)
+        dq_report = quality.check(
+            raw.frame, cols, spec.data_quality, quality.parent_schema(parent_meta), ctx.parent
+        )
+        if not dq_report["passed"]:
+            raise quality.DataQualityFailed(quality.failure_message(dq_report), dq_report)
+        used = [*cols.numeric, *cols.categorical, cols.target, *sensitive]
+        keep = raw.frame[used].notna().all(axis=1)
+        dq_report["droppedRows"] = int((~keep).sum())
+        if not keep.all():
+            raw.frame = raw.frame[keep]
+
+    prepared = data.prepare(raw, dataset)
+    X_train, X_test, y_train, y_test, _, pos_test = _split(prepared, spec, classification)
     cat_idx = [prepared.features.index(c) for c in prepared.categorical]
     pipeline = build_pipeline(
         estimator,
@@ -137,6 +199,8 @@ def train(
     metrics, train_pred, fit_warnings = _fit(
         pipeline, estimator, classification, X_train, X_test, y_train, y_test
     )
+    evaluate = classification_metrics if classification else regression_metrics
+    evaluation = {"test": metrics, "train": evaluate(pipeline, X_train, y_train)}
 
     reference: dict[str, dict[str, Any]] = {}
     for i, feat in enumerate(prepared.schema):
@@ -150,17 +214,33 @@ def train(
         prediction_reference = category_bins(train_pred, classes)
     else:
         prediction_reference = numeric_bins(train_pred, spec.reference_bins)
+    explanations = governance.permutation_importance(
+        pipeline, X_test, y_test, prepared.features, spec.split.seed, classification
+    )
+    fairness_report = None
+    if fairness is not None:
+        groups = raw.frame[sensitive].iloc[pos_test].reset_index(drop=True)
+        fairness_report = governance.fairness_table(
+            fairness,
+            y_test,
+            pipeline.predict(X_test),
+            groups,
+            list(pipeline.classes_) if classification else None,
+        )
+    schema_cols = data.columns(raw, dataset, classification)
     rows = {"total": len(y_train) + len(y_test), "train": len(y_train), "test": len(y_test)}
     comparison = None
     if compare_with is not None:
         comparison = compare.compare(compare_with, pipeline, task, prepared, X_test, y_test, metrics)
 
-    final = Path(store).resolve() / model_name / version
+    final = store_root / model_name / version
     pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
     if pvc:
         uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}"
+        card_uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.CARD_MD}"
     else:
         uri = f"file://{final / artifacts.MODEL_FILE}"
+        card_uri = f"file://{final / artifacts.CARD_MD}"
     with artifacts.atomic_directory(final) as tmp:
         artifacts.dump_model(pipeline, tmp / artifacts.MODEL_FILE)
         digest = artifacts.sha256_file(tmp / artifacts.MODEL_FILE)
@@ -178,6 +258,10 @@ def train(
             prediction_reference=Bin(**prediction_reference),
             rows=rows,
             comparison=comparison,
+            data_quality=quality.bounded(dq_report) if dq_report else None,
+            explanations={**explanations, "top": explanations["top"][: governance.TOP_FEATURES]},
+            fairness=fairness_report,
+            card=card_uri,
             finished_at=finished,
         )
         metadata = {
@@ -190,6 +274,7 @@ def train(
             "target": prepared.target,
             "classes": classes,
             "metrics": metrics,
+            "evaluation": evaluation,
             "reference": reference,
             "predictionReference": prediction_reference,
             "dataset": {"uri": spec.dataset.uri, "sha256": raw.digest},
@@ -202,14 +287,34 @@ def train(
             "warnings": fit_warnings,
             "startedAt": started,
             "finishedAt": finished,
+            "dataSchema": quality.data_schema(raw.frame, schema_cols),
+            "excludedColumns": len(excluded),
+            "dataQuality": dq_report,
+            "explanations": explanations,
+            "fairness": fairness_report,
+            "lineage": governance.lineage(ctx.parent, parent_meta),
         }
         artifacts.write_json(tmp / artifacts.METADATA_FILE, metadata)
+        if dq_report is not None:
+            artifacts.write_json(tmp / artifacts.DATA_QUALITY_FILE, dq_report)
+        card = governance.card(
+            model=model_name,
+            version=version,
+            spec_card=ctx.card,
+            metadata=metadata,
+            sensitive_unused=sensitive_unused,
+        )
+        artifacts.write_json(tmp / artifacts.CARD_JSON, card)
+        (tmp / artifacts.CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
         artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
     return result.wire()
 
 
 def _split(prepared: data.Prepared, spec: Training, classification: bool) -> list[np.ndarray]:
-    """The held-out split, refused with a reason where scikit-learn would fail obscurely."""
+    """The held-out split, refused with a reason where scikit-learn would fail obscurely.
+
+    The row positions are split too, so columns kept out of the inputs (sensitive features used
+    only to group the evaluation) can be lined up with the held-out rows."""
     from sklearn.model_selection import train_test_split
 
     y = compare.labels(prepared.y, classification)  # float or text labels: compared as strings
@@ -219,6 +324,7 @@ def _split(prepared: data.Prepared, spec: Training, classification: bool) -> lis
         return train_test_split(
             data.to_matrix(prepared.X, prepared.categorical),
             y_arr,
+            np.arange(len(y_arr)),
             test_size=spec.split.test_size,
             random_state=spec.split.seed,
             stratify=y_arr if stratify else None,
@@ -251,15 +357,35 @@ def _fit(
     return metrics, train_pred, sorted({_first_line(w.message) for w in caught})[:20]
 
 
+def _parent_metadata(store: Path, model: str, parent: str | None) -> dict[str, Any] | None:
+    """The parent's metadata.json from the same store; None when there is no parent or no file."""
+    if not parent or not NAME.match(parent):
+        return None
+    path = store / model / parent / artifacts.METADATA_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _first_line(obj: object) -> str:
     text = str(obj).strip()
     return text.splitlines()[0] if text else type(obj).__name__
 
 
-def _fail(code: int, reason: str, target: report.Target | None, report_failure: bool) -> int:
+def _fail(
+    code: int, reason: str, target: report.Target | None, report_failure: bool, exc: Exception | None = None
+) -> int:
     line = "error: " + " ".join(reason.split())
     if target is not None and report_failure:
-        result = TrainingResult(succeeded=False, message=line[len("error: ") :], finished_at=_now())
+        dq = getattr(exc, "report", None)
+        result = TrainingResult(
+            succeeded=False,
+            message=line[len("error: ") :],
+            reason=getattr(exc, "reason", None),
+            data_quality=quality.bounded(dq) if dq else None,
+            finished_at=_now(),
+        )
         try:
             report.send(report.patch_body(result, target), target)
         except ReportError as exc:
@@ -278,6 +404,7 @@ def main(argv: list[str]) -> int:
             if not value or not NAME.match(value):
                 raise BadInput(f"{flag} must be a lowercase DNS name, got {value!r}")
         job_uid = target.job_uid if target else None
+        context = Context.from_env()
         result = train(
             spec,
             args.model,
@@ -285,12 +412,13 @@ def main(argv: list[str]) -> int:
             args.store,
             job_uid=job_uid,
             compare_with=compare.Request.from_env(),
+            context=context,
         )
         if target is not None:
             report.send(report.patch_body(TrainingResult.model_validate(result), target), target)
     except BadInput as exc:
         # Bad input is permanent: tell the ModelVersion so it goes Failed with this reason.
-        return _fail(BadInput.exit_code, str(exc), target, report_failure=True)
+        return _fail(BadInput.exit_code, str(exc), target, report_failure=True, exc=exc)
     except ReportError as exc:
         return _fail(ReportError.exit_code, str(exc), target, report_failure=False)
     except Exception as exc:

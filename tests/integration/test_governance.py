@@ -1,0 +1,158 @@
+"""The lifecycle stages before and around validation, through the real API server, the operator and
+the real trainer and server (as host processes run by the kubelet stand-in): data validation,
+the fairness gate, the model card, and the audit trail."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from tests.integration.conftest import kubectl
+from tests.support.fairness_data import credit_frame
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.cluster
+
+
+def show(mvs, *args: str) -> str:
+    """kubectl output, printed so a run with -s shows what a user sees (the README quotes it)."""
+    out = kubectl(mvs.kubeconfig, "-n", mvs.ns, *args).stdout
+    print(f"\n$ kubectl {' '.join(args)}\n{out}")
+    return out
+
+
+def test_dirty_data_is_refused_naming_the_column_and_the_limit(mvs, kubelet, operator, tmp_path):
+    frame = load_iris(as_frame=True).frame
+    frame.loc[frame.index[::8], "petal width (cm)"] = np.nan  # 12.7% missing
+    path = tmp_path / "iris-dirty.csv"
+    frame.to_csv(path, index=False)
+    mvs.create(
+        "iris-dirty",
+        training={
+            "dataset": {"uri": f"file://{path}", "target": "target"},
+            "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
+            "dataQuality": {"maxMissingFraction": 0.05, "maxDuplicateFraction": 0.1, "minRows": 100},
+        },
+    )
+    st = mvs.wait_phase("iris-dirty", "Failed", timeout=180)
+    trained = mvs.condition("iris-dirty", "Trained")
+    assert trained["reason"] == "DataQualityFailed", trained
+    assert "'petal width (cm)'" in st["message"] and "maxMissingFraction 0.05" in st["message"]
+    report = st["training"]["dataQuality"]
+    assert report["passed"] is False and report["rows"] == 150
+    first = report["checks"][0]
+    assert (first["check"], first["column"], first["passed"]) == ("missingValues", "petal width (cm)", False)
+    assert first["limit"] == 0.05 and first["value"] > 0.05
+    assert report["columns"]["petal width (cm)"]["missing"] == 19
+    eventually(
+        lambda: any("DataQualityFailed" in e and "petal width" in e for e in mvs.events("iris-dirty")),
+        timeout=30,
+        what="the DataQualityFailed Event",
+    )
+    assert mvs.apps.list_namespaced_deployment(mvs.ns).items == []
+    show(mvs, "get", "mv", "iris-dirty")
+    show(mvs, "get", "mv", "iris-dirty", "-o", "jsonpath={.status.training.dataQuality.checks[0]}")
+
+
+def test_the_fairness_gate_rejects_a_deliberately_biased_model(mvs, kubelet, operator, tmp_path):
+    path = tmp_path / "credit.csv"
+    credit_frame(bias=2.5).to_csv(path, index=False)
+    mvs.create(
+        "credit-v1",
+        model="credit",
+        training={
+            "dataset": {
+                "uri": f"file://{path}",
+                "target": "approved",
+                "categorical": ["region", "group"],
+                "exclude": ["ssn"],
+            },
+            "estimator": {"class": "LogisticRegression"},
+        },
+        validation={
+            "gates": [{"metric": "accuracy", "min": 0.7}],
+            "fairness": {"sensitiveFeatures": ["group"], "metric": "selection_rate", "maxDifference": 0.1},
+        },
+    )
+    st = mvs.wait_phase("credit-v1", "Rejected", timeout=180)
+    validated = mvs.condition("credit-v1", "Validated")
+    assert validated["reason"] == "FairnessGateFailed", validated
+    assert "'group'" in st["message"] and "maxDifference 0.1" in st["message"]
+    fairness = st["training"]["fairness"]
+    assert fairness["differences"]["group"] > 0.1
+    assert {g["group"] for g in fairness["groups"]} == {"A", "B"}
+    assert st["training"]["metrics"]["accuracy"] >= 0.7  # a good model by accuracy, refused for its bias
+    assert "ssn" not in {f["name"] for f in st["training"]["features"]}
+    assert mvs.champion_of("credit") is None
+    show(mvs, "get", "mv", "credit-v1")
+    show(mvs, "get", "mv", "credit-v1", "-o", "jsonpath={.status.training.fairness}")
+
+
+def test_the_model_card_is_served_and_linked_from_status(mvs, kubelet, operator):
+    mvs.create(
+        "iris-v1",
+        card={
+            "owner": "ml-platform@example.com",
+            "description": "Iris species from flower measurements.",
+            "intendedUse": "Demos of the ModelOps lifecycle.",
+            "limitations": ["Trained on 150 flowers of three species only."],
+        },
+    )
+    st = mvs.wait_phase("iris-v1", "Serving")
+    assert st["serving"]["card"] == f"http://iris-v1-server.{mvs.ns}.svc/v2/models/iris/card"
+    assert st["training"]["card"].endswith("/iris/iris-v1/model-card.md")
+    top = st["training"]["explanations"]["top"]
+    assert top and top[0]["feature"].startswith("petal") and top[0]["importance"] > 0
+    srv = kubelet.server_for("iris-v1")
+    card = httpx.get(f"{srv.url}/v2/models/iris/card").json()
+    assert card["owner"] == "ml-platform@example.com" and card["version"] == "iris-v1"
+    assert card["artifact"]["sha256"] == st["training"]["artifact"]["sha256"]
+    assert card["explanations"]["top"][0]["feature"] == top[0]["feature"]
+    md = httpx.get(f"{srv.url}/v2/models/iris/card", params={"format": "markdown"})
+    assert md.status_code == 200 and md.text.startswith("# Model card: iris / iris-v1")
+    print("\n$ curl " + st["serving"]["card"] + "?format=markdown\n" + md.text)
+    show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.serving.card}")
+    show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.training.explanations.top[0:3]}")
+
+
+def test_audit_history_across_an_approved_promotion_and_a_rollback(mvs, kubelet, operator):
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving")
+    mvs.create("iris-v2", parent="iris-v1", promotion={"mode": "Manual", "requireApproval": True})
+    eventually(
+        lambda: (mvs.condition("iris-v2", "Promoted") or {}).get("reason") == "AwaitingPromotion",
+        timeout=120,
+        what="iris-v2 to wait for a promotion request",
+    )
+    show(mvs, "annotate", "mv", "iris-v2", "modelops.dev/promote=release-2")
+    eventually(
+        lambda: (mvs.condition("iris-v2", "Promoted") or {}).get("reason") == "AwaitingApproval",
+        timeout=60,
+        what="iris-v2 to wait for an approver",
+    )
+    assert mvs.champion_of("iris") == "iris-v1"
+    show(mvs, "annotate", "mv", "iris-v2", "modelops.dev/approved-by=alice@example.com")
+    mvs.wait_phase("iris-v2", "Serving")
+    mvs.wait_phase("iris-v1", "Superseded")
+    show(mvs, "annotate", "mv", "iris-v1", "modelops.dev/promote=rollback-1")
+    mvs.wait_phase("iris-v1", "Serving")
+    assert mvs.champion_of("iris") == "iris-v1"
+
+    v1 = [(h["decision"], h["by"]) for h in mvs.status("iris-v1")["history"]]
+    assert v1 == [
+        ("Promoted", "operator"),
+        ("RolledBack", "annotation:rollback-1 (field manager kubectl-annotate)"),
+    ], v1
+    (v2,) = mvs.status("iris-v2")["history"]
+    assert v2["decision"] == "Promoted" and v2["approvedBy"] == "alice@example.com"
+    assert v2["by"] == "annotation:release-2 (field manager kubectl-annotate)"
+    eventually(
+        lambda: any(v2["message"] in e for e in mvs.events("iris-v2")),
+        timeout=30,
+        what="the Promoting Event to carry the history line",
+    )
+    show(mvs, "get", "mv")
+    show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.history}")
+    show(mvs, "get", "mv", "iris-v2", "-o", "jsonpath={.status.history}")
