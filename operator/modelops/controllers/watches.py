@@ -27,7 +27,7 @@ from modelops import GROUP, VERSION, metrics
 from modelops.api.modelversion import PHASES
 from modelops.k8s.cache import INDEX_PREFIX, strip
 from modelops.lifecycle import naming
-from modelops.lifecycle.observed import pod_view
+from modelops.lifecycle.observed import deployment_view, job_view, pod_view
 
 from . import runtime
 from .workqueue import NEW, URGENT
@@ -120,6 +120,29 @@ async def on_policy(type: str | None, namespace: str, name: str, **kwargs: Any) 
     runtime.queues["RetrainPolicy"].add((namespace, name))
 
 
+VIEWS: dict[str, Callable[[Any], object]] = {"jobs": job_view, "deployments": deployment_view}
+"""What the planner reads of a Job or Deployment (pods aside: they wake on their own)."""
+_seen: dict[tuple[str, str, str], object] = {}
+
+
+def _signature(kind: str, body: kopf.Body) -> object:
+    """What of a child can change a decision: the planner's view of it, and anything `ensure()`
+    compares (a spec change bumps the generation; labels and annotations do not). Status-only
+    updates that leave the view as it was (a Job's ready count, a rollout's timestamps) are not."""
+    view = VIEWS.get(kind)
+    meta = body.get("metadata") or {}
+    if view is None:
+        return meta.get("resourceVersion")  # Services: any change
+    return (
+        view(body),
+        meta.get("generation"),
+        dict(meta.get("labels") or {}),
+        dict(meta.get("annotations") or {}),
+        [dict(o) for o in meta.get("ownerReferences") or []],
+        meta.get("deletionTimestamp"),
+    )
+
+
 async def _on_child(kind: str, type_: str | None, namespace: str, name: str, body: kopf.Body) -> None:
     _gone(kind, namespace, name, type_)
     labels = _labels(body)
@@ -128,9 +151,14 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
         for version in runtime.cache.names("versions_by_model", namespace, model):
             _wake_version(namespace, version)
         _wake_policies(namespace, model)
-    elif (version := labels.get(naming.LABEL_VERSION)) and not runtime.cache.echo(
-        kind, namespace, name, body
-    ):
+        return
+    key = (kind, namespace, name)
+    before = _seen.pop(key, None)
+    after = None if type_ == "DELETED" else _signature(kind, body)
+    if after is not None:
+        _seen[key] = after
+    echo = runtime.cache.echo(kind, namespace, name, body)
+    if (version := labels.get(naming.LABEL_VERSION)) and after != before and not echo:
         _wake_version(namespace, version)
 
 
