@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .base import (
+    DNS_1035,
     DNS_LABEL,
     ApiModel,
     Condition,
@@ -175,7 +176,7 @@ class ModelVersionSpec(ApiModel):
         }
     }
 
-    model: str = Field(pattern=DNS_LABEL, max_length=40, description="Model family; versions share it.")
+    model: str = Field(pattern=DNS_1035, max_length=40, description="Model family; versions share it.")
     parent: str | None = Field(default=None, description="The version this one was retrained from.")
     training: Training
     validation: Validation = Field(default_factory=Validation)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import DNS_LABEL, ApiModel, Condition, FreeForm, StatusModel, cel
+from .base import DNS_1035, ApiModel, Condition, FreeForm, StatusModel, cel
 
 DURATION = r"^([0-9]+(ms|s|m|h|d))+$"
 
@@ -107,7 +107,7 @@ class RetrainPolicySpec(ApiModel):
         }
     }
 
-    model: str = Field(pattern=DNS_LABEL, max_length=40)
+    model: str = Field(pattern=DNS_1035, max_length=40)
     prometheus: Prometheus = Field(default_factory=Prometheus)
     interval: str = Field(default="60s", pattern=DURATION, description="How often to evaluate.")
     window: str = Field(default="10m", pattern=DURATION, description="PromQL range for increase().")

@@ -19,7 +19,7 @@ from modelops.api.modelversion import ModelVersion, ModelVersionSpec
 from modelops.api.retrainpolicy import RetrainPolicy
 from modelops.drift import promql
 from modelops.drift.evaluate import DriftDataError, evaluate_drift, evaluate_online
-from modelops.k8s.kube import Conflict, Kube, owner_reference
+from modelops.k8s.kube import Conflict, Kube, Refused, owner_reference
 from modelops.lifecycle import naming
 from modelops.lifecycle.conditions import Cond, apply_conditions
 from modelops.lifecycle.patches import merge_diff
@@ -283,6 +283,8 @@ def reconcile(key: tuple[str, str]) -> float | None:
         except Conflict as e:
             runtime.logger(body).info("%s; deciding again", e)
             return CONFLICT_RETRY
+        except Refused as e:
+            raise runtime.report_refusal(PLURAL, kube.policy(ns, name) or body, e) from e
         return p.requeue_after
 
 
