@@ -32,6 +32,7 @@ from modelops.lifecycle.retrainpolicy import (
     VersionView,
     evaluation_due,
     plan,
+    warm_up_until,
 )
 from modelops.prometheus import EVALUATION_SECONDS, Deadline, PrometheusError, query, scalar
 
@@ -235,9 +236,12 @@ def record_metrics(namespace: str, policy: RetrainPolicy, o: Observed) -> None:
         return
     if ev.drift is not None:
         metrics.EVALUATIONS.labels(namespace, model, ev.drift.result).inc()
+        warming = warm_up_until(o) is not None  # not judged yet: never a Drifted verdict
         for feature, fe in ev.drift.features.items():
             if fe.score is not None:
                 metrics.DRIFT_SCORE.labels(namespace, model, feature, ev.drift.method).set(fe.score)
+            drifted = 1 if fe.result == "Drifted" and not warming else 0
+            metrics.DRIFTED.labels(namespace, model, feature, ev.drift.method).set(drifted)
     if ev.online is not None and ev.online.value is not None:
         metrics.ONLINE_METRIC.labels(namespace, model, ev.online.metric).set(ev.online.value)
 
