@@ -267,7 +267,8 @@ class Kubelet:
         if self._stop.is_set():
             return
         if out.returncode == 0:
-            self._annotate(pod, {RESULT: "Succeeded"})
+            report = term.read_text().strip() if term.exists() else ""
+            self._annotate(pod, {RESULT: "Succeeded", MESSAGE: report[:4000]})
         else:
             message = (
                 term.read_text().strip()

@@ -20,8 +20,9 @@ from modelops.api.retrainpolicy import RetrainPolicy
 from modelops.drift import promql
 from modelops.drift.evaluate import DriftDataError, evaluate_drift, evaluate_online
 from modelops.k8s.kube import Conflict, Kube, Refused, owner_reference
-from modelops.lifecycle import naming
+from modelops.lifecycle import naming, resources
 from modelops.lifecycle.conditions import Cond, apply_conditions
+from modelops.lifecycle.datasets import Resolution, parse_resolution
 from modelops.lifecycle.patches import merge_diff
 from modelops.lifecycle.retrainpolicy import (
     Champion,
@@ -82,8 +83,14 @@ def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None
         return None, None
     name, body = found
     mv = ModelVersion.model_validate(body)
-    metrics_ = mv.status.training.metrics if mv.status.training else {}
-    return Champion(name=name, spec=mv.spec, metrics=metrics_), mv
+    training = mv.status.training
+    champion = Champion(
+        name=name,
+        spec=mv.spec,
+        metrics=training.metrics if training else {},
+        dataset_digest=training.dataset_digest if training else None,
+    )
+    return champion, mv
 
 
 def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str, namespace: str) -> Evaluation:
@@ -150,7 +157,40 @@ def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_ev
         versions=version_views(kube.modelversions(ns, policy.spec.model), meta["uid"]),
         evaluation=evaluation,
         retrain_request=(meta.get("annotations") or {}).get(naming.ANNOTATION_RETRAIN),
+        resolution=resolution(kube, ns, policy),
     )
+
+
+def resolution(kube: Kube, namespace: str, policy: RetrainPolicy) -> Resolution | None:
+    """The report of the pending child's resolve Job, from the caches; None while there is none."""
+    pending = policy.status.pending
+    if pending is None:
+        return None
+    job = kube.job_view(namespace, naming.resolve_job_name(pending.child), pending.child, "resolver")
+    if job is None:
+        return None
+    if job.failed:
+        return parse_resolution(None, job.failure_message or "the resolve Job failed")
+    return parse_resolution(job.output, None) if job.succeeded else None
+
+
+def ensure_resolve_job(body: dict[str, Any], p: Plan, champion: Champion | None, kube: Kube) -> None:
+    if p.resolve is None or champion is None:
+        return
+    r = p.resolve
+    job = resources.resolve_job(
+        body["metadata"]["name"],
+        body["metadata"]["namespace"],
+        champion.spec,
+        r.child,
+        r.uri,
+        r.at,
+        runtime.settings(),
+    )
+    if kube.ensure("jobs", job, owner=body):
+        name = naming.resolve_job_name(r.child)
+        runtime.logger(body).info("created Job %s to resolve %s", name, r.uri)
+        kopf.info(body, reason="ResolvingData", message=f"Created Job {name} to resolve {r.uri}")
 
 
 def write_status(body: dict[str, Any], p: Plan, kube: Kube) -> dict[str, Any]:
@@ -268,6 +308,7 @@ def reconcile(key: tuple[str, str]) -> float | None:
             body = write_status(body, p, kube)
             record_metrics(ns, policy, o)
             runtime.post_events(body, p.events)
+            ensure_resolve_job(body, p, o.champion, kube)
             if p.child is not None:
                 create_child(body, p.child, kube)
             for child in p.release:
@@ -278,9 +319,11 @@ def reconcile(key: tuple[str, str]) -> float | None:
             if p.child is not None or policy.status.pending is not None:
                 # Commit the pending trigger now that its child exists (lastTrigger, history).
                 policy = RetrainPolicy.model_validate(body)
-                p2 = plan(observe(body, policy, kube, fresh_evaluation=False))
+                o2 = observe(body, policy, kube, fresh_evaluation=False)
+                p2 = plan(o2)
                 body = write_status(body, p2, kube)
                 runtime.post_events(body, p2.events)
+                ensure_resolve_job(body, p2, o2.champion, kube)
                 if p2.child is not None:
                     create_child(body, p2.child, kube)
                 return p2.requeue_after

@@ -308,3 +308,55 @@ def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Set
             },
         },
     }
+
+
+def resolve_job(
+    policy: str, namespace: str, champion: ModelVersionSpec, child: str, uri: str, at: str, settings: Settings
+) -> dict[str, Any]:
+    """Finds a retrain child's data (template filled, newest file of a folder) and its sha256.
+
+    Runs `modelops resolve` with only the dataset's claim mounted, read-only, no API access; its
+    report is its termination message, which the policy reads from the pod. Labelled with the
+    child's name (the pod cache is keyed by it) and the policy's (whose events wake the policy).
+    """
+    labels = {**naming.version_labels(champion.model, child, "resolver"), naming.LABEL_POLICY: policy}
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if claim := dataset_claim(uri):
+        mounts.append({"name": "dataset", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
+        volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(naming.resolve_job_name(child), namespace, labels),
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": _pod_security(),
+                    "containers": [
+                        {
+                            "name": "resolve",
+                            "image": champion.training.image or settings.trainer_image,
+                            "imagePullPolicy": settings.image_pull_policy,
+                            "command": ["modelops", "resolve"],
+                            "args": ["--uri", uri, "--at", at],
+                            "env": [{"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root}],
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "128Mi"},
+                                "limits": {"memory": "512Mi"},
+                            },
+                            "securityContext": _container_security(),
+                            "volumeMounts": mounts,
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
