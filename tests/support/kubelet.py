@@ -216,6 +216,9 @@ class Kubelet:
             v = volumes[m.name]
             if v.persistent_volume_claim:
                 target = self.volume(v.persistent_volume_claim.claim_name)
+                if m.sub_path:  # as the kubelet does: the sub-folder, created if missing
+                    target = target / m.sub_path
+                    target.mkdir(parents=True, exist_ok=True)
             else:
                 target = scratch / m.name
                 target.mkdir(parents=True, exist_ok=True)

@@ -136,6 +136,26 @@ def training_job(
     }
 
 
+CAPTURE_MOUNT = "/capture"
+CAPTURE_DIR = "_captured"
+"""Under `<model>/` on the storage claim; `_` cannot start a version name, so it never clashes."""
+
+
+def capture_dir(spec: ModelVersionSpec) -> str:
+    """The model's capture folder on the claim: the only part a server may write (subPath mount)."""
+    return f"{spec.model}/{CAPTURE_DIR}"
+
+
+def capture_file(spec: ModelVersionSpec, version: str) -> str:
+    """Where a capturing server writes, inside its pod."""
+    return f"{CAPTURE_MOUNT}/{version}.csv"
+
+
+def capture_uri(spec: ModelVersionSpec) -> str:
+    """The folder a RetrainPolicy's `template.datasetUri` names to train on captured data."""
+    return f"pvc://{spec.storage.pvc}/{spec.model}/{CAPTURE_DIR}/"
+
+
 def server_deployment(
     name: str,
     namespace: str,
@@ -148,6 +168,20 @@ def server_deployment(
     """The serving Deployment: `modelops serve` on the verified artifact, scraped by Prometheus."""
     labels = naming.version_labels(spec.model, name, "server")
     port = settings.server_port
+    capture = spec.serving.capture
+    mounts: list[dict[str, Any]] = [
+        {"name": "artifacts", "mountPath": spec.storage.mount_path, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    env: list[dict[str, Any]] = []
+    if capture is not None:  # the only place the server may write: its own folder on the claim
+        mounts.append({"name": "artifacts", "mountPath": CAPTURE_MOUNT, "subPath": capture_dir(spec)})
+        env = [
+            {"name": "MODELOPS_CAPTURE_FILE", "value": capture_file(spec, name)},
+            {"name": "MODELOPS_CAPTURE_MAX_ROWS", "value": str(capture.max_rows)},
+            {"name": "MODELOPS_CAPTURE_EXCLUDE", "value": ",".join(capture.exclude)},
+            {"name": "MODELOPS_CAPTURE_TARGET", "value": spec.training.dataset.target or "target"},
+        ]
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
         "periodSeconds": 5,
@@ -202,16 +236,17 @@ def server_deployment(
                             "resources": _resources(spec.serving.resources, DEFAULT_SERVE_RESOURCES),
                             "securityContext": _container_security(),
                             "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                {"name": "artifacts", "mountPath": spec.storage.mount_path, "readOnly": True},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
+                            "volumeMounts": mounts,
+                            **({"env": env} if env else {}),
                         }
                     ],
                     "volumes": [
                         {
                             "name": "artifacts",
-                            "persistentVolumeClaim": {"claimName": spec.storage.pvc, "readOnly": True},
+                            "persistentVolumeClaim": {
+                                "claimName": spec.storage.pvc,
+                                "readOnly": capture is None,
+                            },
                         },
                         {"name": "tmp", "emptyDir": {}},
                     ],
