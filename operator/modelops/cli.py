@@ -1,4 +1,5 @@
-"""The one `modelops` command: `run` (the operator), `train` (the Job), `serve` (the Deployment).
+"""The one `modelops` command: `run` (the operator), `train` (the Job), `serve` (the Deployment),
+`resolve` and `cleanup` (small Jobs).
 
 Sub-commands import their module lazily so the trainer image never loads kopf and
 the operator never loads scikit-learn at start-up.
@@ -16,6 +17,11 @@ COMMANDS = {
         "modelops.server.main",
         "main",
         "serve one model version (the serving Deployment's entry point)",
+    ),
+    "resolve": (
+        "modelops.trainer.resolve",
+        "main",
+        "find a retrain's data and its sha256 (the resolve Job's entry point)",
     ),
     "cleanup": (
         "modelops.cleanup",

@@ -41,6 +41,12 @@ ROLLBACKS = Counter("modelops_canary_rollbacks_total", "Canaries rolled back.", 
 DRIFT_SCORE = Gauge(
     "modelops_drift_score", "Latest drift score per feature.", ["namespace", "model", "feature", "method"]
 )
+DRIFTED = Gauge(
+    "modelops_drift_drifted",
+    "The policy's verdict per feature: 1 when Drifted (effect size at or above the threshold and the "
+    "corrected test rejects), 0 when Stable or Unknown.",
+    ["namespace", "model", "feature", "method"],
+)
 EVALUATIONS = Counter(
     "modelops_drift_evaluations_total", "Policy evaluations by result.", ["namespace", "model", "result"]
 )

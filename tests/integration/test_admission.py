@@ -48,6 +48,12 @@ def rp(**spec: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+
+
+def named(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**body, "metadata": {"name": name}}
+
+
 INVALID = [
     ("no model", mv(model=DELETE), "spec.model: Required value"),
     ("model not a DNS label", mv(model="Iris_Model"), "spec.model"),
@@ -104,6 +110,20 @@ INVALID = [
         "performance needs exactly one of floor, ceiling",
     ),
     ("policy: zero concurrency", rp(maxConcurrent=0), "spec.maxConcurrent"),
+    ("name too long for a label value", named(mv(), "v" * 64), "metadata.name must be at most 63 characters"),
+    ("name not a Service name", named(mv(), "1iris"), "metadata.name must start with a letter"),
+    ("policy: name too long", named(rp(), "p" * 64), "metadata.name must be at most 63 characters"),
+    ("model not a Service name", mv(model="1iris"), "spec.model"),
+    (
+        "bad training quantity",
+        mv(training__resources={"requests": {"cpu": "lots"}}),
+        "spec.training.resources.requests.cpu",
+    ),
+    (
+        "bad serving quantity",
+        mv(serving={"resources": {"limits": {"memory": "1 GB"}}}),
+        "spec.serving.resources.limits.memory",
+    ),
 ]
 
 

@@ -390,3 +390,46 @@ def test_a_report_for_a_recreated_version_is_refused_by_the_api_server(mvs, api_
         api=api,
     )
     assert mvs.status("iris-v1")["training"]["metrics"] == {"accuracy": 0.5}
+
+
+def test_a_child_the_api_server_refuses_shows_its_message_on_the_version(mvs, kubelet, operator):
+    """requests above limits passes the CRD (comparing quantities is the API server's job) but the
+    Job is refused: the version says why, in the API server's words, with one Warning Event."""
+    mvs.create(
+        "iris-greedy",
+        training={
+            "dataset": {"uri": "sklearn:iris"},
+            "estimator": {"class": "LogisticRegression"},
+            "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+        },
+    )
+
+    def refused():
+        c = mvs.condition("iris-greedy", "Ready") or {}
+        return c if c.get("reason") == "ApiRefused" else None
+
+    ready = eventually(refused, timeout=60, what="Ready=False ApiRefused")
+    assert ready["status"] == "False"
+    assert "Job iris-greedy-train refused by the API server (422)" in ready["message"]
+    assert "must be less than or equal to cpu limit" in ready["message"], ready["message"]
+    assert (mvs.condition("iris-greedy", "Stalled") or {}).get("status") == "True"
+    assert mvs.status("iris-greedy").get("message") == ready["message"]
+    eventually(
+        lambda: any(e.startswith("Warning ApiRefused") for e in mvs.events("iris-greedy")),
+        timeout=30,
+        what="a Warning Event",
+    )
+    assert "Traceback" not in operator.tail(400)
+    # retried with backoff (5 s, then 10 s, ...), and the same refusal is not posted again
+    eventually(
+        lambda: (
+            sum(
+                "refused by the API server (422)" in line and "retrying in" in line
+                for line in operator.tail(400).splitlines()
+            )
+            >= 2
+        ),
+        timeout=60,
+        what="a retry after the backoff",
+    )
+    assert sum(e.startswith("Warning ApiRefused") for e in mvs.events("iris-greedy")) == 1

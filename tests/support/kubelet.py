@@ -216,6 +216,9 @@ class Kubelet:
             v = volumes[m.name]
             if v.persistent_volume_claim:
                 target = self.volume(v.persistent_volume_claim.claim_name)
+                if m.sub_path:  # as the kubelet does: the sub-folder, created if missing
+                    target = target / m.sub_path
+                    target.mkdir(parents=True, exist_ok=True)
             else:
                 target = scratch / m.name
                 target.mkdir(parents=True, exist_ok=True)
@@ -267,7 +270,8 @@ class Kubelet:
         if self._stop.is_set():
             return
         if out.returncode == 0:
-            self._annotate(pod, {RESULT: "Succeeded"})
+            report = term.read_text().strip() if term.exists() else ""
+            self._annotate(pod, {RESULT: "Succeeded", MESSAGE: report[:4000]})
         else:
             message = (
                 term.read_text().strip()

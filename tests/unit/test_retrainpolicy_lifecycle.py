@@ -8,6 +8,7 @@ from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus, Template, Trigger
 from modelops.drift.evaluate import DriftEvaluation, FeatureEval, OnlineEval
 from modelops.lifecycle.conditions import apply_conditions, find
+from modelops.lifecycle.datasets import Resolution
 from modelops.lifecycle.naming import child_name
 from modelops.lifecycle.retrainpolicy import (
     HISTORY_LIMIT,
@@ -52,7 +53,7 @@ def mv_spec(**over) -> ModelVersionSpec:
     return ModelVersionSpec.model_validate(body)
 
 
-CHAMP = Champion(name="iris-v1", spec=mv_spec(), metrics={"accuracy": 0.93})
+CHAMP = Champion(name="iris-v1", spec=mv_spec(), metrics={"accuracy": 0.93}, dataset_digest="a" * 64)
 
 
 def policy(**over) -> RetrainPolicySpec:
@@ -75,6 +76,9 @@ def online(result="Breached", value=0.6) -> Evaluation:
     return Evaluation(online=OnlineEval("accuracy", value, 200, result, floor=0.8))
 
 
+NEW_DATA = Resolution(uri="pvc://data/iris/2026-11-26.csv", digest="b" * 64)
+SAME_DATA = Resolution(uri="sklearn:iris", digest="a" * 64)
+
 DOWN = Evaluation(error="Prometheus at http://prom:9090 is unreachable: ConnectError: refused")
 
 
@@ -92,8 +96,21 @@ class World:
         )
         self.now = NOW
         self.created = created
+        self.data: Resolution | None = NEW_DATA
 
-    def step(self, evaluation=None, request=None, create=True) -> Plan:
+    def step(self, evaluation=None, request=None, create=True, resolution=None) -> Plan:
+        """One pass. A resolve Job the plan asks for finishes at once with `self.data` (new data by
+        default) unless `self.data` is None, and the pass that follows it is folded into the result."""
+        p = self._step(evaluation, request, create, resolution)
+        if p.resolve is not None and self.data is not None and resolution is None:
+            p2 = self._step(None, request, create, self.data)
+            p2.trigger = p2.trigger or p.trigger
+            p2.events = [*p.events, *p2.events]
+            p2.first = p  # type: ignore[attr-defined]
+            return p2
+        return p
+
+    def _step(self, evaluation, request, create, resolution) -> Plan:
         p = plan(
             Observed(
                 name="iris-policy",
@@ -106,6 +123,7 @@ class World:
                 versions=tuple(self.versions),
                 evaluation=evaluation,
                 retrain_request=request,
+                resolution=resolution if self.status.pending is not None else None,
             )
         )
         d = self.status.model_dump(by_alias=True)
@@ -123,8 +141,10 @@ class World:
         """A step that must trigger, then the step that commits it."""
         p = self.step(evaluation, request)
         assert p.trigger is not None, p.message
-        assert self.step().committed == p.trigger
-        return p.trigger
+        committed = self.step().committed
+        assert committed is not None and committed.child == p.trigger.child, committed
+        assert committed.model_copy(update={"dataset_uri": None, "dataset_digest": None}) == p.trigger
+        return committed
 
     def tick(self, **delta):
         self.now += timedelta(**delta)
@@ -528,6 +548,7 @@ def test_child_spec_is_the_champion_with_the_template():
             template={"datasetUri": "pvc://data/iris-2026-11.csv", "params": {"n_estimators": 200}},
         )
     )
+    w.data = Resolution(uri="pvc://data/iris-2026-11.csv", digest="c" * 64)
     child = w.step(drift()).child
     s = child.spec
     assert s.parent == "iris-v1" and s.model == "iris"
@@ -761,3 +782,90 @@ def test_failed_evaluations_back_off_and_success_resets():
 
     assert not evaluation_due(spec, st, datetime(2026, 11, 26, 0, 0, 30, tzinfo=UTC))
     assert evaluation_due(spec, st, datetime(2026, 11, 26, 0, 0, 40, tzinfo=UTC))
+
+
+# --- the child's data: resolved first, and not made when it is the parent's --------------------
+
+
+def test_a_drift_retrain_resolves_its_data_before_any_child_exists():
+    w = World(spec=policy(triggers={"drift": {"consecutive": 1}}))
+    w.data = None  # the resolve Job has not finished
+    p = w.step(drift())
+    name = child_name("iris", UID, 1)
+    assert p.trigger is not None and p.child is None
+    assert p.resolve is not None and (p.resolve.child, p.resolve.uri) == (name, "sklearn:iris")
+    assert w.status.pending is not None and w.status.pending.child == name
+    assert w.step().resolve == p.resolve  # level-based: asked again until it reports
+    p = w.step(resolution=NEW_DATA)
+    assert p.child is not None and p.child.name == name
+    assert p.child.spec.training.dataset.uri == NEW_DATA.uri
+    assert w.status.pending.dataset_digest == NEW_DATA.digest  # a crash now re-creates the same child
+    assert w.step().committed.dataset_uri == NEW_DATA.uri
+
+
+def test_no_new_data_makes_no_child_says_so_and_does_not_loop():
+    w = World(spec=policy(triggers={"drift": {"consecutive": 1}}, cooldown="30m"))
+    w.data = SAME_DATA
+    p = w.step(drift())
+    assert p.child is None and w.versions == w.versions[:1]
+    assert w.status.pending is None and w.status.last_skipped.outcome == "NoNewData"
+    assert "holds the data iris-v1 was trained on" in w.status.last_skipped.detail
+    assert ("Warning", "NoNewData") in [(t, r) for t, r, _ in p.events]
+    assert w.cond("Ready")["reason"] == "NoNewData" and w.cond("Ready")["status"] == "True"
+    for _ in range(10):  # the drift stays: no new decision, no new resolve Job during the cooldown
+        w.tick(minutes=2)
+        p = w.step(drift())
+        assert p.trigger is None and p.resolve is None and p.child is None, p.message
+    assert w.cond("Ready")["reason"] == "NoNewData"
+    w.tick(minutes=11)  # after the cooldown, newer data gets its chance
+    w.data = NEW_DATA
+    p = w.step(drift())
+    assert p.trigger is not None and p.child is not None and p.child.name == child_name("iris", UID, 2)
+
+
+def test_digests_compare_with_or_without_the_sha256_prefix():
+    champ = Champion(name="iris-v1", spec=mv_spec(), dataset_digest="sha256:" + "A" * 64)
+    w = World(spec=policy(triggers={"drift": {"consecutive": 1}}), champion=champ)
+    w.data = Resolution(uri="sklearn:iris", digest="a" * 64)
+    assert w.step(drift()).child is None and w.status.last_skipped.outcome == "NoNewData"
+
+
+def test_data_that_cannot_be_resolved_is_reported_and_holds_like_a_failed_child():
+    w = World(
+        spec=policy(triggers={"drift": {"consecutive": 1}}, template={"datasetUri": "pvc://data/iris/"})
+    )
+    w.data = Resolution(error="no .csv or .parquet file in /mnt/pvc/data/iris")
+    p = w.step(drift())
+    assert p.child is None and w.status.last_skipped.outcome == "DatasetUnresolved"
+    assert ("Warning", "DatasetUnresolved") in [(t, r) for t, r, _ in p.events]
+    w.tick(minutes=5)
+    assert w.step(drift()).trigger is None  # cooldown
+
+
+def test_a_manual_retrain_on_the_same_data_is_made_at_once():
+    """A person may retrain on the same data (new params); only drift and decay need new data."""
+    w = World(spec=policy(template={"params": {"n_estimators": 10}}))
+    w.data = None
+    p = w.step(request="again")
+    assert p.resolve is None and p.child is not None
+
+
+def test_a_dated_template_is_resolved_for_any_trigger_and_the_child_trains_on_the_result():
+    spec = policy(
+        template={
+            "datasetUri": "pvc://data/iris/%Y-%m-%d.csv",
+            "spec": {"training": {"dataset": {"target": "y"}}},
+        }
+    )
+    w = World(spec=spec)
+    w.data = None
+    p = w.step(request="go")
+    assert p.child is None and p.resolve.uri == "pvc://data/iris/%Y-%m-%d.csv" and p.resolve.at == ts(NOW)
+    p = w.step(resolution=Resolution(uri="pvc://data/iris/2026-11-26.csv", digest="a" * 64))
+    assert p.child is not None and p.child.spec.training.dataset.uri == "pvc://data/iris/2026-11-26.csv"
+
+
+def test_a_template_with_an_unknown_field_is_an_invalid_template():
+    w = World(spec=policy(template={"datasetUri": "pvc://data/iris/%Q.csv"}))
+    w.step()
+    assert w.cond("Ready")["reason"] == "InvalidTemplate" and "%Q" in w.cond("Ready")["message"]

@@ -608,3 +608,71 @@ def test_direct_column_transform_is_used_only_when_it_reproduces_the_pipeline(
     m = ServedModel.from_dir(iris_dir, artifacts.sha256_file(iris_dir / "model.skops"))
     assert not isinstance(m._pre, served._Transform)
     assert m.predict(IRIS.data[:5])[0].tolist() == [0] * 5
+
+
+# -- capture (serving.capture) ------------------------------------------------------------------------
+def test_capture_writes_labelled_rows_joined_by_request_id_without_excluded_columns(iris_dir, tmp_path):
+    out = tmp_path / "iris" / "_captured" / "v1.csv"
+    app = make_app(
+        iris_dir,
+        capture_file=str(out),
+        capture_max_rows=5,
+        capture_exclude=("sepal width (cm)",),
+        capture_target="target",
+    )
+    with TestClient(app) as client:
+        r = client.post("/predict", json={"id": "a", "instances": records(IRIS.data[:4])})
+        assert r.status_code == 200
+        client.post("/predict", json={"id": "b", "instances": records(IRIS.data[100:104])})
+        assert not out.exists() or len(pd.read_csv(out)) == 0, "nothing is captured before its label"
+        fb = client.post("/feedback", json={"id": "a", "labels": [0, 0, 0, 0]})
+        assert fb.json() == {"matched": 4, "unmatched": 0}
+        client.post(
+            "/feedback",
+            json={"items": [{"id": "b", "index": 1, "label": 2}, {"id": "b", "index": 3, "label": 2}]},
+        )
+        client.post("/feedback", json={"id": "nope", "labels": [1]})  # unmatched: never captured
+    # shutdown flushed the last second's rows; retention kept the newest 5 of 6
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == [n for n in NAMES if n != "sepal width (cm)"] + ["target"]
+    assert len(frame) == 5 and frame["target"].tolist() == [0, 0, 0, 2, 2]
+    assert frame.iloc[-1]["petal length (cm)"] == IRIS.data[103][2]
+    assert not list(out.parent.glob(".capture-*")), "no temporary file is left behind"
+
+
+def test_a_restarted_capturing_server_keeps_its_rows_and_the_file_trains(iris_dir, tmp_path):
+    out = tmp_path / "v1.csv"
+    for start in (0, 50):  # two server lifetimes
+        with TestClient(make_app(iris_dir, capture_file=str(out), capture_max_rows=1000)) as client:
+            rows = IRIS.data[start : start + 50]
+            client.post("/predict", json={"id": f"r{start}", "instances": records(rows)})
+            labels = IRIS.target[start : start + 50].tolist()
+            client.post("/feedback", json={"id": f"r{start}", "labels": labels})
+    frame = pd.read_csv(out)
+    assert len(frame) == 100 and frame["target"].tolist() == IRIS.target[:100].tolist()
+    np.testing.assert_allclose(frame[NAMES].to_numpy(), IRIS.data[:100])
+    result = train(
+        Training.model_validate(
+            {
+                "dataset": {"uri": f"file://{out}", "target": "target"},
+                "estimator": {"class": "LogisticRegression"},
+            }
+        ),
+        "iris",
+        "v2",
+        tmp_path / "store",
+    )
+    assert result["metrics"]["accuracy"] >= 0.9
+
+
+def test_without_capture_no_rows_are_kept_for_it(iris_dir):
+    service = Service(Settings("iris", "v1"))
+    with TestClient(
+        App(
+            service,
+            loader=lambda: ServedModel.from_dir(iris_dir, artifacts.sha256_file(iris_dir / "model.skops")),
+            background=False,
+        )
+    ) as client:
+        client.post("/predict", json={"id": "x", "instances": records(IRIS.data[:2])})
+        assert service.capture is None and service.pending.get("x").rows is None

@@ -179,3 +179,26 @@ def test_the_queue_reports_depth_adds_and_waits_by_priority_as_client_go_does():
     run(main())
     assert sample("modelops_workqueue_queue_duration_seconds_count", priority="urgent") == 1
     assert sample("modelops_workqueue_depth") == 0
+
+
+def test_a_reported_refusal_backs_off_exponentially_from_its_own_base_and_cap():
+    from modelops.controllers.workqueue import Backoff
+
+    q = WorkQueue("t", lambda k: GONE, resync=60, base_backoff=0.5, max_backoff=10)
+    delays = [q.next_backoff("k", 5.0, 300.0) for _ in range(8)]
+    assert delays[:4] == [5.0, 10.0, 20.0, 40.0] and delays[-1] == 300.0
+    calls: list[str] = []
+
+    def process(key: str) -> float:
+        calls.append(key)
+        raise Backoff("Job x refused", base=0.01, cap=0.02)
+
+    async def main() -> None:
+        q2 = WorkQueue("t", process, resync=60)
+        q2.add("a")
+        task = asyncio.create_task(q2.run(1))
+        await until(lambda: len(calls) >= 3)
+        assert q2._failures["a"] >= 2  # counted like any failure: the delay grows until a success
+        task.cancel()
+
+    run(main())

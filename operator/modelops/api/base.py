@@ -10,10 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Service name: a DNS label that starts with a letter (a model's stable Service is named after it)."""
+QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+"""A resource.Quantity as Kubernetes parses it (the pattern controller-gen emits for quantities)."""
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -66,9 +70,33 @@ FreeForm = Annotated[
 """An object whose keys Kubernetes must keep as written (estimator params, overrides)."""
 
 Quantity = Annotated[
-    int | str,
+    int | Annotated[str, StringConstraints(pattern=QUANTITY)],
     Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
 ]
+"""A resource quantity (`500m`, `1Gi`, `2`): anything else is refused at admission, naming the field."""
+
+
+def name_rules(label: str, *, service: bool, limit: int = 63) -> list[dict[str, Any]]:
+    """Root-level CEL rules on metadata.name: the operator uses it as a label value (at most 63
+    characters) and in Service names (DNS-1035), so a name the API server would refuse on a child
+    is refused on the object itself, at `kubectl apply`."""
+    rules = [
+        cel(
+            f"self.metadata.name.size() <= {limit}",
+            f"metadata.name must be at most {limit} characters: it is the value of the {label} label of "
+            "everything the operator creates for it",
+        )
+    ]
+    if not service:
+        return rules
+    return [
+        *rules,
+        cel(
+            f"self.metadata.name.matches('{DNS_1035}')",
+            "metadata.name must start with a letter and hold only lower case letters, digits and '-' "
+            "(it names Kubernetes Services)",
+        ),
+    ]
 
 
 class ResourceRequirements(ApiModel):

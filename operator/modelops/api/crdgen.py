@@ -18,6 +18,7 @@ import yaml
 
 from modelops import GROUP, VERSION
 
+from .base import name_rules
 from .modelversion import ModelVersionSpec, ModelVersionStatus
 from .retrainpolicy import RetrainPolicySpec, RetrainPolicyStatus
 
@@ -49,6 +50,9 @@ def _structural(node: Any) -> Any:
         nullable = len(non_null) != len(options)
         if node.get("x-kubernetes-int-or-string"):
             node.pop("type", None)
+            patterns = [o["pattern"] for o in non_null if "pattern" in o]
+            if patterns:  # applies to the string form only, as in Kubernetes' own quantity schemas
+                node["pattern"] = patterns[0]
         elif len(non_null) == 1:
             merged = {**non_null[0], **node}
             node = merged
@@ -112,7 +116,19 @@ def _crd(
     status: type,
     columns: list[dict[str, Any]],
     description: str,
+    name_label: str,
 ) -> dict[str, Any]:
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+        },
+        "x-kubernetes-validations": name_rules(name_label, service=kind == "ModelVersion"),
+    }
     spec_schema = schema_of(spec)
     spec_schema.setdefault("description", description)
     return {
@@ -139,13 +155,9 @@ def _crd(
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
-                            "type": "object",
-                            "description": description,
-                            "required": ["spec"],
+                            **root,
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                **root["properties"],
                                 "spec": spec_schema,
                                 "status": schema_of(status, status=True),
                             },
@@ -172,6 +184,7 @@ def crds() -> dict[str, dict[str, Any]]:
             spec=ModelVersionSpec,
             status=ModelVersionStatus,
             description="One trained model version: trained by a Job, validated, served, promoted, retired.",
+            name_label="modelops.dev/version",
             columns=[
                 {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
                 {"name": "Parent", "type": "string", "jsonPath": ".spec.parent", "priority": 1},
@@ -190,6 +203,7 @@ def crds() -> dict[str, dict[str, Any]]:
             spec=RetrainPolicySpec,
             status=RetrainPolicyStatus,
             description="Keeps one model healthy: drift, decay, schedule and manual retraining, and retention.",
+            name_label="modelops.dev/policy",
             columns=[
                 {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
                 {"name": "Champion", "type": "string", "jsonPath": ".status.champion"},

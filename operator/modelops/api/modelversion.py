@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import (
+    DNS_1035,
     DNS_LABEL,
     ApiModel,
     Condition,
@@ -233,7 +234,41 @@ class Rollout(ApiModel):
     canary: Canary | None = None
 
 
+class Capture(ApiModel):
+    """Opt-in: the server keeps served rows joined with their /feedback labels as a training set.
+
+    The file is `<storage.mountPath>/<model>/_captured/<version>.csv` on the storage claim, i.e.
+    `pvc://<storage.pvc>/<model>/_captured/` for a RetrainPolicy's `template.datasetUri` (the
+    newest file of that folder is the current champion's). Columns: the model's features minus
+    `exclude`, then the target (`training.dataset.target`, else `target`).
+    """
+
+    max_rows: int = Field(
+        default=10_000, ge=10, le=1_000_000, description="Retention: the newest labelled rows kept."
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Columns never written (privacy). A child trained on the capture must then list "
+        "its features without them (template.spec).",
+    )
+
+
 class Serving(ApiModel):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.capture) || self.replicas <= 1",
+                    "serving.capture needs replicas 0 or 1: each server rewrites the version's captured file",
+                ),
+            ]
+        }
+    }
+
+    capture: Capture | None = Field(
+        default=None, description="Collect served rows and their feedback labels for retraining (opt-in)."
+    )
     replicas: int = Field(default=1, ge=0, le=100)
     resources: ResourceRequirements | None = None
     image: str | None = Field(default=None, description="Server image; default from operator settings.")
@@ -241,6 +276,14 @@ class Serving(ApiModel):
     drain_seconds: int = Field(
         default=30, ge=0, description="How long a superseded champion keeps serving before it is scaled down."
     )
+
+    @model_validator(mode="after")
+    def _one_capturing_replica(self) -> Serving:
+        if self.capture is not None and self.replicas > 1:
+            raise ValueError(
+                "serving.capture needs replicas 0 or 1: each server rewrites the version's captured file"
+            )
+        return self
 
 
 class Promotion(ApiModel):
@@ -296,7 +339,7 @@ class ModelVersionSpec(ApiModel):
         }
     }
 
-    model: str = Field(pattern=DNS_LABEL, max_length=40, description="Model family; versions share it.")
+    model: str = Field(pattern=DNS_1035, max_length=40, description="Model family; versions share it.")
     parent: str | None = Field(default=None, description="The version this one was retrained from.")
     training: Training
     validation: Validation = Field(default_factory=Validation)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import DNS_LABEL, ApiModel, Condition, FreeForm, StatusModel, cel
+from .base import DNS_1035, ApiModel, Condition, FreeForm, StatusModel, cel
 
 DURATION = r"^([0-9]+(ms|s|m|h|d))+$"
 
@@ -82,7 +82,13 @@ class Triggers(ApiModel):
 class Template(ApiModel):
     """Overrides applied to the champion's spec to make the child."""
 
-    dataset_uri: str | None = Field(default=None, description="New training data for the child.")
+    dataset_uri: str | None = Field(
+        default=None,
+        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|sklearn:[a-z_]+)$",
+        description="New training data for the child. May hold strftime fields of the trigger time "
+        "(UTC: %Y %m %d %H %M %S %j %G %V %u %y %b, %%) and end in / for the newest .csv/.parquet file "
+        "of a folder; resolved by a Job before the child is made.",
+    )
     params: FreeForm | None = Field(default=None, description="Estimator params merged over the champion's.")
     spec: FreeForm | None = Field(default=None, description="A JSON merge patch over the champion's spec.")
 
@@ -107,7 +113,7 @@ class RetrainPolicySpec(ApiModel):
         }
     }
 
-    model: str = Field(pattern=DNS_LABEL, max_length=40)
+    model: str = Field(pattern=DNS_1035, max_length=40)
     prometheus: Prometheus = Field(default_factory=Prometheus)
     interval: str = Field(default="60s", pattern=DURATION, description="How often to evaluate.")
     window: str = Field(default="10m", pattern=DURATION, description="PromQL range for increase().")
@@ -142,6 +148,11 @@ class Trigger(StatusModel):
     reason: Literal["drift", "performance", "schedule", "manual"] = Field(description="What triggered it.")
     child: str = Field(description="The ModelVersion created for it.")
     detail: str = Field(default="", description="The evidence, in one line.")
+    dataset_uri: str | None = Field(default=None, description="The child's data, as resolved.")
+    dataset_digest: str | None = Field(default=None, description="sha256 of that data, as resolved.")
+    outcome: Literal["NoNewData", "DatasetUnresolved"] | None = Field(
+        default=None, description="Why no child was made for this decision (lastSkipped only)."
+    )
 
 
 class RetrainPolicyStatus(StatusModel):
@@ -172,6 +183,11 @@ class RetrainPolicyStatus(StatusModel):
         default=None, description="A retrain decided but whose child is not confirmed yet (crash safety)."
     )
     sequence: int = Field(default=0, description="Triggers so far; numbers the children's names.")
+    last_skipped: Trigger | None = Field(
+        default=None,
+        description="The latest retrain decided but not made (no new data, or data not resolved); "
+        "the cooldown counts from it.",
+    )
     last_schedule_time: str | None = Field(default=None, description="When the schedule last fired.")
     evaluation_failures: int = Field(
         default=0, description="Failed evaluations in a row; retries back off (interval x 2^n, at most 8x)."

@@ -16,7 +16,7 @@ from modelops import metrics
 from modelops.api.base import try_parse_time
 from modelops.api.modelversion import PHASES, ModelVersion
 from modelops.drift import promql
-from modelops.k8s.kube import Conflict, Kube
+from modelops.k8s.kube import Conflict, Kube, Refused
 from modelops.lifecycle import naming, resources
 from modelops.lifecycle.conditions import Cond, apply_conditions
 from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch
@@ -201,6 +201,8 @@ def reconcile(key: tuple[str, str]) -> float | None:
         except Conflict as e:
             runtime.logger(body).info("%s; deciding again", e)
             return CONFLICT_RETRY
+        except Refused as e:
+            raise runtime.report_refusal(PLURAL, body, e, extra={"message": str(e)}) from e
         return 0.0 if took else p.requeue_after
 
 

@@ -19,9 +19,10 @@ from modelops.api.modelversion import ModelVersion, ModelVersionSpec
 from modelops.api.retrainpolicy import RetrainPolicy
 from modelops.drift import promql
 from modelops.drift.evaluate import DriftDataError, evaluate_drift, evaluate_online
-from modelops.k8s.kube import Conflict, Kube, owner_reference
-from modelops.lifecycle import naming
+from modelops.k8s.kube import Conflict, Kube, Refused, owner_reference
+from modelops.lifecycle import naming, resources
 from modelops.lifecycle.conditions import Cond, apply_conditions
+from modelops.lifecycle.datasets import Resolution, parse_resolution
 from modelops.lifecycle.patches import merge_diff
 from modelops.lifecycle.retrainpolicy import (
     Champion,
@@ -32,6 +33,7 @@ from modelops.lifecycle.retrainpolicy import (
     VersionView,
     evaluation_due,
     plan,
+    warm_up_until,
 )
 from modelops.prometheus import EVALUATION_SECONDS, Deadline, PrometheusError, query, scalar
 
@@ -81,8 +83,14 @@ def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None
         return None, None
     name, body = found
     mv = ModelVersion.model_validate(body)
-    metrics_ = mv.status.training.metrics if mv.status.training else {}
-    return Champion(name=name, spec=mv.spec, metrics=metrics_), mv
+    training = mv.status.training
+    champion = Champion(
+        name=name,
+        spec=mv.spec,
+        metrics=training.metrics if training else {},
+        dataset_digest=training.dataset_digest if training else None,
+    )
+    return champion, mv
 
 
 def evaluate(policy: RetrainPolicy, champion: ModelVersion, name: str, namespace: str) -> Evaluation:
@@ -156,7 +164,40 @@ def observe(body: dict[str, Any], policy: RetrainPolicy, kube: Kube, *, fresh_ev
         versions=version_views(kube.modelversions(ns, policy.spec.model), meta["uid"]),
         evaluation=evaluation,
         retrain_request=(meta.get("annotations") or {}).get(naming.ANNOTATION_RETRAIN),
+        resolution=resolution(kube, ns, policy),
     )
+
+
+def resolution(kube: Kube, namespace: str, policy: RetrainPolicy) -> Resolution | None:
+    """The report of the pending child's resolve Job, from the caches; None while there is none."""
+    pending = policy.status.pending
+    if pending is None:
+        return None
+    job = kube.job_view(namespace, naming.resolve_job_name(pending.child), pending.child, "resolver")
+    if job is None:
+        return None
+    if job.failed:
+        return parse_resolution(None, job.failure_message or "the resolve Job failed")
+    return parse_resolution(job.output, None) if job.succeeded else None
+
+
+def ensure_resolve_job(body: dict[str, Any], p: Plan, champion: Champion | None, kube: Kube) -> None:
+    if p.resolve is None or champion is None:
+        return
+    r = p.resolve
+    job = resources.resolve_job(
+        body["metadata"]["name"],
+        body["metadata"]["namespace"],
+        champion.spec,
+        r.child,
+        r.uri,
+        r.at,
+        runtime.settings(),
+    )
+    if kube.ensure("jobs", job, owner=body):
+        name = naming.resolve_job_name(r.child)
+        runtime.logger(body).info("created Job %s to resolve %s", name, r.uri)
+        kopf.info(body, reason="ResolvingData", message=f"Created Job {name} to resolve {r.uri}")
 
 
 def write_status(body: dict[str, Any], p: Plan, kube: Kube) -> dict[str, Any]:
@@ -242,9 +283,12 @@ def record_metrics(namespace: str, policy: RetrainPolicy, o: Observed) -> None:
         return
     if ev.drift is not None:
         metrics.EVALUATIONS.labels(namespace, model, ev.drift.result).inc()
+        warming = warm_up_until(o) is not None  # not judged yet: never a Drifted verdict
         for feature, fe in ev.drift.features.items():
             if fe.score is not None:
                 metrics.DRIFT_SCORE.labels(namespace, model, feature, ev.drift.method).set(fe.score)
+            drifted = 1 if fe.result == "Drifted" and not warming else 0
+            metrics.DRIFTED.labels(namespace, model, feature, ev.drift.method).set(drifted)
     if ev.online is not None and ev.online.value is not None:
         metrics.ONLINE_METRIC.labels(namespace, model, ev.online.metric).set(ev.online.value)
 
@@ -271,6 +315,7 @@ def reconcile(key: tuple[str, str]) -> float | None:
             body = write_status(body, p, kube)
             record_metrics(ns, policy, o)
             runtime.post_events(body, p.events)
+            ensure_resolve_job(body, p, o.champion, kube)
             if p.child is not None:
                 create_child(body, p.child, kube)
             for child in p.release:
@@ -281,15 +326,19 @@ def reconcile(key: tuple[str, str]) -> float | None:
             if p.child is not None or policy.status.pending is not None:
                 # Commit the pending trigger now that its child exists (lastTrigger, history).
                 policy = RetrainPolicy.model_validate(body)
-                p2 = plan(observe(body, policy, kube, fresh_evaluation=False))
+                o2 = observe(body, policy, kube, fresh_evaluation=False)
+                p2 = plan(o2)
                 body = write_status(body, p2, kube)
                 runtime.post_events(body, p2.events)
+                ensure_resolve_job(body, p2, o2.champion, kube)
                 if p2.child is not None:
                     create_child(body, p2.child, kube)
                 return p2.requeue_after
         except Conflict as e:
             runtime.logger(body).info("%s; deciding again", e)
             return CONFLICT_RETRY
+        except Refused as e:
+            raise runtime.report_refusal(PLURAL, kube.policy(ns, name) or body, e) from e
         return p.requeue_after
 
 

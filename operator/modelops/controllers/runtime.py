@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -15,10 +16,12 @@ import kopf
 from modelops import metrics
 from modelops.api.base import format_time
 from modelops.k8s.cache import Cache
-from modelops.k8s.kube import Conflict, Kube, load_config
+from modelops.k8s.kube import Conflict, Kube, Refused, load_config
+from modelops.lifecycle.conditions import apply_conditions, refusal, refusal_is_new
+from modelops.lifecycle.patches import merge_diff
 from modelops.settings import Settings
 
-from .workqueue import WorkQueue
+from .workqueue import Backoff, WorkQueue
 
 _settings: Settings | None = None
 _kube: Kube | None = None
@@ -108,3 +111,28 @@ def now() -> datetime:
 
 def ts(when: datetime | None = None) -> str:
     return format_time(when or now())
+
+
+def report_refusal(
+    plural: str, body: dict[str, Any], e: Refused, *, extra: Mapping[str, Any] | None = None
+) -> Backoff:
+    """Show a write the API server refused on the owner (Ready=False with the server's message, one
+    Warning Event per new message) and return the Backoff for the work queue to raise.
+
+    The plan's own status is not written: the refused object does not exist, so the next plan,
+    after the backoff or a change of the owner, decides from the world as it is.
+    """
+    meta = body["metadata"]
+    current = body.get("status") or {}
+    msg = str(e)
+    conds = apply_conditions(
+        current.get("conditions") or [], refusal(msg), generation=meta.get("generation"), now=ts()
+    )
+    patch = merge_diff(current, {**(extra or {}), "conditions": conds})
+    if patch:
+        with contextlib.suppress(Conflict):  # the watch brings the newer object; the retry reports again
+            kube().patch_status(plural, body, patch)
+    if refusal_is_new(current.get("conditions") or [], msg):
+        kopf.warn(dict(body), reason="ApiRefused", message=msg[:1000])
+    logger(body).warning("%s", msg)
+    return Backoff(msg)

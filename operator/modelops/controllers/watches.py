@@ -7,7 +7,8 @@ a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
 
 - a ModelVersion → itself, and the policies of its model (their view of the versions);
 - a RetrainPolicy → itself;
-- a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label;
+- a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label,
+  or, for a policy's resolve Job, the policy in its `modelops.dev/policy` label;
 - a model's stable Service → every version of the model (who the champion is) and its policies.
 
 The echo of a version's own settled write (its status, its children; see `Cache.echo`) does not
@@ -152,6 +153,9 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
             _wake_version(namespace, version)
         _wake_policies(namespace, model)
         return
+    if policy := labels.get(naming.LABEL_POLICY):  # a policy's resolve Job
+        runtime.queues["RetrainPolicy"].add((namespace, policy))
+        return
     key = (kind, namespace, name)
     before = _seen.pop(key, None)
     after = None if type_ == "DELETED" else _signature(kind, body)
@@ -173,19 +177,27 @@ def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
 for _kind, _resource in CHILDREN.items():
     kopf.on.event(*_resource, labels=OWNED, id="wake")(_child_waker(_kind))
 
-_pod_failures: dict[tuple[str, str], str | None] = {}
-"""The failure each owned pod last showed: the only thing of a pod the planner reads (PodView)."""
+_pod_failures: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+"""The failure and report each owned pod last showed: the only things of a pod the planners read
+(PodView)."""
 
 
 @kopf.on.event(*PODS, labels=OWNED, id="wake")
 async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    """Wake the version only when a pod's failure appears, changes or goes: a pod's many status
-    updates while it is scheduled, started and probed change nothing the planner sees."""
+    """Wake the owner only when a pod's failure (or a resolve pod's report) appears, changes or
+    goes: a pod's many status updates while it is scheduled, started and probed change nothing
+    the planner sees. A resolve pod wakes its policy, any other its version."""
     runtime.start(kwargs)
     key = (namespace, name)
-    before = _pod_failures.pop(key, None)
-    now = None if type == "DELETED" else pod_view(body).failure
+    before = _pod_failures.pop(key, (None, None))
+    view = None if type == "DELETED" else pod_view(body)
+    now = (None, None) if view is None else (view.failure, view.output)
     if type != "DELETED":
         _pod_failures[key] = now
-    if now != before and (version := _labels(body).get(naming.LABEL_VERSION)):
+    if now == before:
+        return
+    labels = _labels(body)
+    if policy := labels.get(naming.LABEL_POLICY):
+        runtime.queues["RetrainPolicy"].add((namespace, policy))
+    elif version := labels.get(naming.LABEL_VERSION):
         _wake_version(namespace, version)

@@ -32,6 +32,16 @@ from modelops import metrics
 
 log = logging.getLogger(__name__)
 
+
+class Backoff(Exception):
+    """A failure the reconcile already reported on the object (condition + Event): retry with the
+    key's exponential backoff, from `base` up to `cap` seconds, with one log line, no traceback."""
+
+    def __init__(self, message: str, *, base: float = 5.0, cap: float = 300.0) -> None:
+        super().__init__(message)
+        self.base, self.cap = base, cap
+
+
 URGENT, NEW = 0, 1
 """Priorities: URGENT for objects that exist and changed, NEW for first sightings."""
 PRIORITY_NAMES = {URGENT: "urgent", NEW: "new"}
@@ -127,12 +137,13 @@ class WorkQueue:
             self._ready.clear()
             await self._ready.wait()
 
-    def next_backoff(self, key: Hashable) -> float:
+    def next_backoff(self, key: Hashable, base: float | None = None, cap: float | None = None) -> float:
         """The delay before retrying `key` after one more failure."""
         n = self._failures.get(key, 0) + 1
         self._failures[key] = n
         metrics.WORKQUEUE_RETRIES.labels(self.name).inc()
-        return min(self.max_backoff, self.base_backoff * 2 ** (n - 1))
+        base = self.base_backoff if base is None else base
+        return min(self.max_backoff if cap is None else cap, base * 2 ** (n - 1))
 
     async def _worker(self, pool: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
@@ -145,6 +156,9 @@ class WorkQueue:
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
+            except Backoff as e:
+                delay = self.next_backoff(key, e.base, e.cap)
+                log.warning("%s: %s: %s; retrying in %.1fs", self.name, key, e, delay)
             except Exception:
                 delay = self.next_backoff(key)
                 log.exception("%s: reconciling %s failed; retrying in %.1fs", self.name, key, delay)

@@ -10,6 +10,7 @@ the cache says exists. Every request passes a client-side token bucket (QPS and 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -57,6 +58,38 @@ def _or_none(read: Callable[[], T]) -> T | None:
 
 class Conflict(Exception):
     """Someone else changed the object first; the watch will bring the news, then decide again."""
+
+
+class Refused(Exception):
+    """The API server refused a write with a 4xx that retrying as is cannot fix (invalid, forbidden,
+    over quota): the controller shows the server's own message on the object and backs off."""
+
+    def __init__(self, kind: str, name: str, status: int, message: str) -> None:
+        self.kind, self.name, self.status, self.message = kind, name, status, message
+        super().__init__(f"{kind} {name} refused by the API server ({status}): {message}")
+
+
+REFUSALS = range(400, 500)
+RETRIABLE = (404, 409, 429)
+"""4xx answers that are not a refusal: gone, conflict (decide again), throttled (retry)."""
+
+
+def api_message(e: ApiException) -> str:
+    """The API server's one-line reason from a Status body, else the HTTP reason."""
+    try:
+        body = json.loads(e.body or "")
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(e.reason or e.status)
+
+
+def refused(e: ApiException, kind: str, name: str) -> Refused | None:
+    """The Refused to raise for `e`, or None when `e` is not a refusal."""
+    if e.status in REFUSALS and e.status not in RETRIABLE:
+        return Refused(kind, name, e.status, api_message(e))
+    return None
 
 
 def load_config() -> None:
@@ -138,13 +171,18 @@ class Kube:
         """Create or adopt-and-update through server-side apply."""
         body = _owned(manifest, owner)
         res = self.dyn.resources.get(api_version=body["apiVersion"], kind=body["kind"])
-        out = self.dyn.server_side_apply(
-            res,
-            body=body,
-            namespace=body["metadata"].get("namespace"),
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        try:
+            out = self.dyn.server_side_apply(
+                res,
+                body=body,
+                namespace=body["metadata"].get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except ApiException as e:
+            if (r := refused(e, body["kind"], body["metadata"]["name"])) is not None:
+                raise r from e
+            raise
         return out.to_dict()
 
     def ensure(self, kind: str, manifest: dict[str, Any], owner: dict[str, Any] | None = None) -> bool:
@@ -244,6 +282,8 @@ class Kube:
         except ApiException as e:
             if e.status == 409:
                 return None
+            if (r := refused(e, "ModelVersion", manifest["metadata"]["name"])) is not None:
+                raise r from e
             raise
         self.cache.wrote("versions", out)
         return out
@@ -322,6 +362,8 @@ class Kube:
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"stable Service {name} changed while promoting") from e
+            if (r := refused(e, "Service", name)) is not None:
+                raise r from e
             raise
         self.cache.wrote("services", self.api.sanitize_for_serialization(out))
         return previous

@@ -79,3 +79,18 @@ def find(conditions: Iterable[dict[str, Any]], type_: str) -> dict[str, Any] | N
 def is_true(conditions: Iterable[dict[str, Any]], type_: str) -> bool:
     c = find(conditions, type_)
     return bool(c and c.get("status") == "True")
+
+
+REFUSED = "ApiRefused"
+
+
+def refusal(message: str) -> list[Cond]:
+    """What a write refused by the API server leaves on the owner: not Ready and Stalled, with the
+    server's own words, until the input changes or the retry (with backoff) goes through."""
+    return [Cond("Ready", "False", REFUSED, message), Cond("Stalled", "True", REFUSED, message)]
+
+
+def refusal_is_new(conditions: Iterable[dict[str, Any]], message: str) -> bool:
+    """Whether to post a Warning Event: only when the refusal is not already shown (no Event storm)."""
+    ready = find(conditions, "Ready")
+    return not (ready and ready.get("reason") == REFUSED and ready.get("message") == message)

@@ -38,6 +38,11 @@ def job_name(version: str) -> str:
     return _fit(f"{version}-train")
 
 
+def resolve_job_name(child: str) -> str:
+    """The Job that finds a retrain child's data before the child is made."""
+    return _fit(f"{child}-data")
+
+
 def cleanup_job_name(version: str) -> str:
     return _fit(f"{version}-cleanup")
 

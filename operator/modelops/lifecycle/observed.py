@@ -24,6 +24,8 @@ class PodView:
     name: str
     created: str = ""
     failure: str | None = None
+    output: str | None = None
+    """The termination message of a container that exited 0 (a resolve Job's report)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class JobView:
     failure_message: str | None = None
     finished_at: datetime | None = None
     created: datetime | None = None
+    output: str | None = None
+    """A completed Job's report: the termination message of its newest successful pod."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,11 @@ class CanaryView:
 def pod_view(pod: Mapping[str, Any]) -> PodView:
     """The one-line reason a container left with a non-zero code, as the kubelet recorded it."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    failure = None
+    failure = output = None
     for cs in status.get("containerStatuses") or []:
+        done = ((cs.get("state") or {}).get("terminated")) or {}
+        if done and not done.get("exitCode") and done.get("message"):
+            output = str(done["message"]).strip()
         for state in (cs.get("state"), cs.get("lastState")):
             term = (state or {}).get("terminated")
             if term and term.get("exitCode"):
@@ -77,7 +84,9 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
                 break
         if failure:
             break
-    return PodView(name=meta.get("name", ""), created=meta.get("creationTimestamp") or "", failure=failure)
+    return PodView(
+        name=meta.get("name", ""), created=meta.get("creationTimestamp") or "", failure=failure, output=output
+    )
 
 
 def newest_failure(pods: Iterable[PodView]) -> str | None:
@@ -111,6 +120,9 @@ def job_view(job: Mapping[str, Any], pods: Iterable[PodView] = ()) -> JobView:
         failure_message=message,
         finished_at=finished,
         created=try_parse_time((job.get("metadata") or {}).get("creationTimestamp")),
+        output=next((p.output for p in sorted(pods, key=lambda p: p.created, reverse=True) if p.output), None)
+        if complete
+        else None,
     )
 
 

@@ -204,6 +204,26 @@ def training_job(
     }
 
 
+CAPTURE_MOUNT = "/capture"
+CAPTURE_DIR = "_captured"
+"""Under `<model>/` on the storage claim; `_` cannot start a version name, so it never clashes."""
+
+
+def capture_dir(spec: ModelVersionSpec) -> str:
+    """The model's capture folder on the claim: the only part a server may write (subPath mount)."""
+    return f"{spec.model}/{CAPTURE_DIR}"
+
+
+def capture_file(spec: ModelVersionSpec, version: str) -> str:
+    """Where a capturing server writes, inside its pod."""
+    return f"{CAPTURE_MOUNT}/{version}.csv"
+
+
+def capture_uri(spec: ModelVersionSpec) -> str:
+    """The folder a RetrainPolicy's `template.datasetUri` names to train on captured data."""
+    return f"pvc://{spec.storage.pvc}/{spec.model}/{CAPTURE_DIR}/"
+
+
 def server_deployment(
     name: str,
     namespace: str,
@@ -216,6 +236,20 @@ def server_deployment(
     """The serving Deployment: `modelops serve` on the verified artifact, scraped by Prometheus."""
     labels = naming.version_labels(spec.model, name, "server")
     port = settings.server_port
+    capture = spec.serving.capture
+    mounts: list[dict[str, Any]] = [
+        {"name": "artifacts", "mountPath": spec.storage.mount_path, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    env: list[dict[str, Any]] = []
+    if capture is not None:  # the only place the server may write: its own folder on the claim
+        mounts.append({"name": "artifacts", "mountPath": CAPTURE_MOUNT, "subPath": capture_dir(spec)})
+        env = [
+            {"name": "MODELOPS_CAPTURE_FILE", "value": capture_file(spec, name)},
+            {"name": "MODELOPS_CAPTURE_MAX_ROWS", "value": str(capture.max_rows)},
+            {"name": "MODELOPS_CAPTURE_EXCLUDE", "value": ",".join(capture.exclude)},
+            {"name": "MODELOPS_CAPTURE_TARGET", "value": spec.training.dataset.target or "target"},
+        ]
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
         "periodSeconds": 5,
@@ -270,16 +304,17 @@ def server_deployment(
                             "resources": _resources(spec.serving.resources, DEFAULT_SERVE_RESOURCES),
                             "securityContext": _container_security(),
                             "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                {"name": "artifacts", "mountPath": spec.storage.mount_path, "readOnly": True},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
+                            "volumeMounts": mounts,
+                            **({"env": env} if env else {}),
                         }
                     ],
                     "volumes": [
                         {
                             "name": "artifacts",
-                            "persistentVolumeClaim": {"claimName": spec.storage.pvc, "readOnly": True},
+                            "persistentVolumeClaim": {
+                                "claimName": spec.storage.pvc,
+                                "readOnly": capture is None,
+                            },
                         },
                         {"name": "tmp", "emptyDir": {}},
                     ],
@@ -372,6 +407,58 @@ def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Set
                     "volumes": [
                         {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}}
                     ],
+                },
+            },
+        },
+    }
+
+
+def resolve_job(
+    policy: str, namespace: str, champion: ModelVersionSpec, child: str, uri: str, at: str, settings: Settings
+) -> dict[str, Any]:
+    """Finds a retrain child's data (template filled, newest file of a folder) and its sha256.
+
+    Runs `modelops resolve` with only the dataset's claim mounted, read-only, no API access; its
+    report is its termination message, which the policy reads from the pod. Labelled with the
+    child's name (the pod cache is keyed by it) and the policy's (whose events wake the policy).
+    """
+    labels = {**naming.version_labels(champion.model, child, "resolver"), naming.LABEL_POLICY: policy}
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if claim := dataset_claim(uri):
+        mounts.append({"name": "dataset", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
+        volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(naming.resolve_job_name(child), namespace, labels),
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": _pod_security(),
+                    "containers": [
+                        {
+                            "name": "resolve",
+                            "image": champion.training.image or settings.trainer_image,
+                            "imagePullPolicy": settings.image_pull_policy,
+                            "command": ["modelops", "resolve"],
+                            "args": ["--uri", uri, "--at", at],
+                            "env": [{"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root}],
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "128Mi"},
+                                "limits": {"memory": "512Mi"},
+                            },
+                            "securityContext": _container_security(),
+                            "volumeMounts": mounts,
+                        }
+                    ],
+                    "volumes": volumes,
                 },
             },
         },

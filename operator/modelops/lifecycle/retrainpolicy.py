@@ -60,6 +60,7 @@ from modelops.drift.evaluate import DriftEvaluation, OnlineEval
 from modelops.drift.promql import seconds
 
 from .conditions import Cond, find
+from .datasets import NEEDS_NEW_DATA, Resolution, is_dynamic, same_data, sample, template_error
 from .naming import child_name
 from .patches import merge_patch
 
@@ -88,6 +89,8 @@ class Champion:
     name: str
     spec: ModelVersionSpec
     metrics: Mapping[str, float] = field(default_factory=dict)
+    dataset_digest: str | None = None
+    """sha256 of the data it was trained on: a drift retrain on the same bytes is pointless."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class Observed:
     """None when no evaluation ran in this pass (see `evaluation_due`)."""
     retrain_request: str | None = None
     """The value of the annotation modelops.dev/retrain."""
+    resolution: Resolution | None = None
+    """What the resolve Job of the pending trigger's child reported; None while it has not finished."""
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -150,6 +155,16 @@ class Child:
     name: str
     spec: ModelVersionSpec
     trigger: Trigger
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """A resolve Job to run: turn the data URI (template) into one URI and its digest."""
+
+    child: str
+    uri: str
+    at: str
+    """The trigger time, RFC 3339: fills the template's strftime fields."""
 
 
 @dataclass
@@ -170,6 +185,8 @@ class Plan:
     """Children promoted to champion whose ownerReference to the policy is to be dropped."""
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
     requeue_after: float | None = None
+    resolve: Resolve | None = None
+    """The resolve Job that must exist (the pending child's data is not known yet)."""
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -199,7 +216,7 @@ def evaluation_due(spec: RetrainPolicySpec, status: RetrainPolicyStatus, now: da
     return (now - last).total_seconds() >= period - min(EVALUATION_SLACK, 0.05 * period)
 
 
-def child_spec(champion: Champion, template: Template) -> ModelVersionSpec:
+def child_spec(champion: Champion, template: Template, dataset_uri: str | None = None) -> ModelVersionSpec:
     """The child's spec: the champion's, with the template applied, and `parent` set.
 
     Order: `template.spec` as a JSON merge patch over the whole spec (wire keys), then
@@ -207,7 +224,9 @@ def child_spec(champion: Champion, template: Template) -> ModelVersionSpec:
     set to null, as scikit-learn allows). The named fields win over the patch. `model` and
     `parent` are forced; `retired` and the champion's promotion request are never inherited.
     Validation and promotion settings stay the champion's unless the patch changes them.
-    Raises ValueError (pydantic's ValidationError) when the result is not a valid spec.
+    `dataset_uri` is the resolved data (see `datasets`); without it a template is checked with a
+    sample URI of its shape. Raises ValueError (pydantic's ValidationError) when the result is
+    not a valid spec.
     """
     body: Any = copy.deepcopy(champion.spec.wire())
     if template.spec:
@@ -215,10 +234,15 @@ def child_spec(champion: Champion, template: Template) -> ModelVersionSpec:
     if not isinstance(body, dict) or not isinstance(body.get("training"), dict):
         raise ValueError("template.spec must leave spec.training an object")
     training = body["training"]
-    if template.dataset_uri:
+    uri = dataset_uri or template.dataset_uri
+    if uri and dataset_uri is None and is_dynamic(uri):
+        if error := template_error(uri):
+            raise ValueError(f"template.datasetUri {uri!r}: {error}")
+        uri = sample(uri)
+    if uri:
         if not isinstance(training.get("dataset"), dict):
             raise ValueError("template.spec must leave spec.training.dataset an object")
-        training["dataset"]["uri"] = template.dataset_uri
+        training["dataset"]["uri"] = uri
     if template.params:
         estimator = training.get("estimator")
         if not isinstance(estimator, dict):
@@ -276,7 +300,8 @@ def cooldown_until(
 ) -> datetime | None:
     """End of the cooldown: `cooldown` after the later of the last trigger and the last child
     of this policy that was Rejected or Failed. None when nothing ever happened."""
-    times = [t for trig in _triggers(status)[:2] if (t := try_parse_time(trig.time)) is not None]
+    recent = [*_triggers(status)[:2], *([status.last_skipped] if status.last_skipped else [])]
+    times = [t for trig in recent if (t := try_parse_time(trig.time)) is not None]
     for v in versions:
         if v.owned and v.phase in FAILED:
             times += [t for k in ("rejected", "failed") if (t := try_parse_time(v.timestamps.get(k)))]
@@ -498,6 +523,8 @@ def plan(o: Observed) -> Plan:
 
     # --- pending decision: finish it before deciding anything new ------------------------------
     names = {v.name for v in o.versions}
+    resolve: Resolve | None = None
+    skipped: Trigger | None = None
     child: Child | None = None
     trigger: Trigger | None = None
     committed: Trigger | None = None
@@ -508,9 +535,12 @@ def plan(o: Observed) -> Plan:
             committed = pending
             history = [pending, *(h for h in st.history if h.child != pending.child)][:HISTORY_LIMIT]
             patch.update(pending=None, lastTrigger=pending.wire(), history=[h.wire() for h in history])
-        elif spec_for_child is not None:
-            child = Child(pending.child, spec_for_child, pending)
-            notes.append(f"creating {pending.child} ({pending.reason})")
+        elif spec_for_child is not None and champ is not None:
+            step = _pending_data(o, pending, champ, spec_for_child)
+            child, resolve, skipped = step.child, step.resolve, step.skipped
+            patch.update(step.patch)
+            events += step.events
+            notes += step.notes
         else:
             why = config_error[1] if config_error else f"no champion for model {model}"
             patch["pending"] = None
@@ -544,7 +574,10 @@ def plan(o: Observed) -> Plan:
                     detail += f" (also due: {', '.join(others)})"
                 trigger = Trigger(time=format_time(now), reason=reason, child=name, detail=_clip(detail))
                 assert spec_for_child is not None
-                child = Child(name, spec_for_child, trigger)
+                if needs_resolving(reason, spec.template):  # the next passes resolve, then create
+                    resolve = _pending_data(o, trigger, champ, spec_for_child).resolve  # type: ignore[arg-type]
+                else:
+                    child = Child(name, spec_for_child, trigger)
                 patch.update(pending=trigger.wire(), sequence=seq)
                 if request:
                     patch["handledRequest"] = request
@@ -586,9 +619,12 @@ def plan(o: Observed) -> Plan:
     elif spec.suspend:
         message = f"suspended: evaluating {champ.name}, never retraining" + tail
         conds.append(Cond("Ready", "True", "Suspended", message))
-    elif flying or child is not None:
+    elif flying or child is not None or resolve is not None:
         message = f"retraining {model} (champion {champ.name})" + tail
         conds.append(Cond("Ready", "True", "Retraining", message))
+    elif (last_skip := skipped or _recent_skip(o)) is not None:
+        message = f"{last_skip.detail}; watching {model} (champion {champ.name})" + tail
+        conds.append(Cond("Ready", "True", last_skip.outcome or "NoNewData", _clip(message)))
     else:
         message = f"watching {model} (champion {champ.name})" + tail
         conds.append(Cond("Ready", "True", "Watching", message))
@@ -605,7 +641,95 @@ def plan(o: Observed) -> Plan:
         delete_artifacts=spec.retention.delete_artifacts,
         events=events,
         requeue_after=_requeue(o, child, committed, next_scheduled, patch),
+        resolve=resolve,
     )
+
+
+@dataclass
+class _DataStep:
+    """What the pending trigger's data allows in this pass."""
+
+    child: Child | None = None
+    resolve: Resolve | None = None
+    skipped: Trigger | None = None
+    patch: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[EventType, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def needs_resolving(reason: str, template: Template) -> bool:
+    """Drift and performance retrains must prove their data is new; a template must be filled in."""
+    return reason in NEEDS_NEW_DATA or is_dynamic(template.dataset_uri)
+
+
+def _pending_data(
+    o: Observed, pending: Trigger, champ: Champion, spec_for_child: ModelVersionSpec
+) -> _DataStep:
+    """Create the pending child, or first resolve its data, or drop it when the data is not new.
+
+    A decided retrain whose data is the parent's (same sha256) is not made: it would tie the
+    champion, be promoted, keep the same reference bins, and the drift would stay. The decision
+    is recorded as `lastSkipped` and the cooldown counts from it, so the same drift does not
+    start a resolve Job every interval: new data gets its chance after the cooldown.
+    """
+    step = _DataStep()
+    template = o.spec.template
+    if pending.dataset_uri or not needs_resolving(pending.reason, template):
+        spec = child_spec(champ, template, pending.dataset_uri) if pending.dataset_uri else spec_for_child
+        step.child = Child(pending.child, spec, pending)
+        step.notes.append(f"creating {pending.child} ({pending.reason})")
+        return step
+    res = o.resolution
+    if res is None:
+        uri = (
+            template.dataset_uri if is_dynamic(template.dataset_uri) else spec_for_child.training.dataset.uri
+        )
+        step.resolve = Resolve(pending.child, uri or spec_for_child.training.dataset.uri, pending.time)
+        step.notes.append(f"resolving the data for {pending.child} ({pending.reason})")
+        return step
+    if res.error:
+        outcome, reason = "DatasetUnresolved", "DatasetUnresolved"
+        detail = f"{pending.reason} retrain not made: its data could not be resolved: {res.error}"
+    elif pending.reason in NEEDS_NEW_DATA and same_data(res, champ.dataset_digest):
+        outcome, reason = "NoNewData", "NoNewData"
+        detail = (
+            f"{pending.reason} retrain not made: {res.uri} holds the data {champ.name} was trained on "
+            f"(sha256 {(res.digest or '')[:12]}); add newer data (template.datasetUri)"
+        )
+    else:
+        resolved = pending.model_copy(update={"dataset_uri": res.uri, "dataset_digest": res.digest})
+        try:
+            spec = child_spec(champ, template, res.uri)
+        except ValueError as e:
+            outcome, reason = "DatasetUnresolved", "DatasetUnresolved"
+            detail = f"{pending.reason} retrain not made: resolved data {res.uri!r} is not usable: {_first_line(e)}"
+        else:
+            step.patch["pending"] = resolved.wire()
+            step.child = Child(pending.child, spec, resolved)
+            step.notes.append(f"creating {pending.child} ({pending.reason}) on {res.uri}")
+            return step
+    step.skipped = pending.model_copy(
+        update={
+            "outcome": outcome,
+            "detail": _clip(detail),
+            "dataset_uri": res.uri,
+            "dataset_digest": res.digest,
+        }
+    )
+    step.patch.update(pending=None, lastSkipped=step.skipped.wire())
+    step.events.append(("Warning", reason, _clip(detail)))
+    return step
+
+
+def _recent_skip(o: Observed) -> Trigger | None:
+    """The last skipped retrain while its cooldown lasts, and nothing was made since."""
+    skip, last = o.status.last_skipped, o.status.last_trigger
+    t = try_parse_time(skip.time) if skip else None
+    if skip is None or t is None or o.now >= t + timedelta(seconds=seconds(o.spec.cooldown)):
+        return None
+    if last is not None and (lt := try_parse_time(last.time)) is not None and lt > t:
+        return None
+    return skip
 
 
 def _hold(

@@ -35,6 +35,7 @@ import orjson
 
 from modelops import artifacts
 
+from .capture import Capture
 from .feedback import DEFAULT_MAX_ROWS, PendingPredictions
 from .inputs import RequestError, from_records, from_v2
 from .metrics import CONTENT_TYPE, ServerMetrics
@@ -61,6 +62,11 @@ class Settings:
     max_rows: int = 10_000
     max_body_bytes: int = 4 * 1024 * 1024
     pending_rows: int = DEFAULT_MAX_ROWS
+    capture_file: str | None = None
+    """Where labelled served rows go (serving.capture); None: nothing is captured."""
+    capture_max_rows: int = 10_000
+    capture_exclude: tuple[str, ...] = ()
+    capture_target: str = "target"
 
 
 @dataclass
@@ -103,6 +109,7 @@ class Service:
         self.settings = settings
         self.metrics = metrics or ServerMetrics(settings.model_name, settings.version)
         self.pending = PendingPredictions(settings.pending_rows)
+        self.capture: Capture | None = None
         self.model: ServedModel | None = None
         self.card: tuple[bytes, bytes] | None = None
         """The model card (JSON, Markdown) from the artifact directory, when the trainer wrote one."""
@@ -117,6 +124,11 @@ class Service:
 
     def set_model(self, model: ServedModel) -> None:
         self.metrics.attach(model)
+        s = self.settings
+        if s.capture_file:
+            self.capture = Capture(
+                s.capture_file, model.names, s.capture_target, s.capture_max_rows, s.capture_exclude
+            )
         self.model = model
         # Everything alive now (scikit-learn, scipy, the model) lives for the whole process. Left to
         # the cyclic GC, each full collection walks ~150k such objects and stalls a request for
@@ -240,7 +252,7 @@ class Service:
         rid = self._request_id(payload.get("id"), header_id)
         X = from_v2(payload.get("inputs"), model.features, self.settings.max_rows)
         pred, proba = await self._predict(model, X, "predict_proba" in wanted)
-        self.pending.add(rid, pred, model.classification)
+        self.pending.add(rid, pred, model.classification, X if self.capture else None)
         outputs = []
         if "predict" in wanted:
             outputs.append(
@@ -294,7 +306,7 @@ class Service:
         rid = self._request_id(payload.get("id"), header_id)
         X = from_records(payload[field], model.features, self.settings.max_rows, field)
         pred, proba = await self._predict(model, X, True)
-        self.pending.add(rid, pred, model.classification)
+        self.pending.add(rid, pred, model.classification, X if self.capture else None)
         result: dict[str, Any] = {
             "id": rid,
             "model_name": self.settings.model_name,
@@ -355,11 +367,14 @@ class Service:
 
         matched = unmatched = 0
         for rid, row, label in checked:
-            predicted = self.pending.take(rid, row)
-            if predicted is None:
+            taken = self.pending.take_row(rid, row)
+            if taken is None:
                 unmatched += 1
                 continue
+            predicted, features = taken
             matched += 1
+            if self.capture is not None and features is not None:
+                self.capture.add(features, label)
             if model.classification:
                 if isinstance(label, float):
                     right = str(label) == predicted or (label.is_integer() and str(int(label)) == predicted)
@@ -451,6 +466,8 @@ class App:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.service.metrics.ready = 0
+                if self.service.capture is not None:
+                    self.service.capture.flush()  # the labels of the last second are kept too
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

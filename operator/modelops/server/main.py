@@ -71,6 +71,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--max-body-bytes", type=parse_size, default=parse_size(env("MODELOPS_MAX_BODY_BYTES", "4MiB"))
     )
     p.add_argument("--pending-rows", type=int, default=100_000, help="predictions kept for /feedback")
+    p.add_argument("--capture-file", default=env("MODELOPS_CAPTURE_FILE"), help="labelled served rows (CSV)")
+    p.add_argument("--capture-max-rows", type=int, default=int(env("MODELOPS_CAPTURE_MAX_ROWS", "10000")))
+    p.add_argument(
+        "--capture-exclude", default=env("MODELOPS_CAPTURE_EXCLUDE", ""), help="columns, comma-separated"
+    )
+    p.add_argument("--capture-target", default=env("MODELOPS_CAPTURE_TARGET", "target"))
     p.add_argument("--graceful-seconds", type=int, default=25, help="drain time after SIGTERM")
     p.add_argument("--log-level", default=env("MODELOPS_LOG_LEVEL", "info"))
     args = p.parse_args(argv)
@@ -129,7 +135,17 @@ def main(argv: list[str]) -> int:
         if "uvicorn" in server:
             server["uvicorn"].should_exit = True
 
-    settings = Settings(args.model, args.version, args.max_rows, args.max_body_bytes, args.pending_rows)
+    settings = Settings(
+        args.model,
+        args.version,
+        args.max_rows,
+        args.max_body_bytes,
+        args.pending_rows,
+        capture_file=args.capture_file or None,
+        capture_max_rows=args.capture_max_rows,
+        capture_exclude=tuple(c for c in args.capture_exclude.split(",") if c),
+        capture_target=args.capture_target,
+    )
 
     service = Service(settings)
     service.card = read_card(args.artifact_dir)
