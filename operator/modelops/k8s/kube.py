@@ -283,7 +283,12 @@ class Kube:
         found = self.champion_version(namespace, model)
         if found is None:
             return None
-        return champion_view(*found, self.cache.get("services", namespace, naming.stable_service_name(model)))
+        name, _ = found
+        return champion_view(
+            *found,
+            self.cache.get("services", namespace, naming.stable_service_name(model)),
+            self.deployment_view(namespace, naming.deployment_name(name), name),
+        )
 
     # --- promotion -------------------------------------------------------------------------------
     def take_stable_service(self, desired: dict[str, Any], owner: dict[str, Any]) -> str | None:

@@ -19,11 +19,13 @@ from . import naming
 
 @dataclass(frozen=True)
 class PodView:
-    """Only what decides a failure: the last non-zero exit of any container, with its message."""
+    """Only what decides a failure (the last non-zero exit of any container, with its message),
+    and whether the pod is in its model's traffic pool (the stable Service's shared label)."""
 
     name: str
     created: str = ""
     failure: str | None = None
+    pool: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class DeploymentView:
     ready_replicas: int
     up_to_date: bool = True
     pod_failure: str | None = None
+    pool_pods: int = 0
+    """Pods carrying the traffic-pool label."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,34 @@ class ChampionView:
     metrics: dict[str, float] = field(default_factory=dict)
     recorded: str | None = None
     """Who the stable Service's modelops.dev/champion annotation names (the last promotion)."""
+    replicas: int = 1
+    """The champion's own serving size (spec.serving.replicas): what a replicas canary splits."""
+    deployment: DeploymentView | None = None
+    pool: bool = False
+    """The stable Service selects the traffic pool (champion and canary pods), not one version."""
 
 
 @dataclass(frozen=True)
 class CanaryView:
+    """The canary and the champion over the same window (the canary's own figures unprefixed)."""
+
     requests: float = 0.0
     error_rate: float | None = None
     p99_seconds: float | None = None
     error: str | None = None
+    champion_requests: float = 0.0
+    champion_error_rate: float | None = None
+    champion_p99_seconds: float | None = None
+    labelled: float = 0.0
+    correct: float = 0.0
+    abs_error: float = 0.0
+    champion_labelled: float = 0.0
+    champion_correct: float = 0.0
+    champion_abs_error: float = 0.0
+    predictions: Mapping[str, float] = field(default_factory=dict)
+    """Predictions per class, or cumulative per `le` bound (regressors, see prediction_buckets)."""
+    champion_predictions: Mapping[str, float] = field(default_factory=dict)
+    prediction_buckets: bool = False
 
 
 def pod_view(pod: Mapping[str, Any]) -> PodView:
@@ -74,7 +98,10 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
                 break
         if failure:
             break
-    return PodView(name=meta.get("name", ""), created=meta.get("creationTimestamp") or "", failure=failure)
+    pool = (meta.get("labels") or {}).get(naming.LABEL_POOL) == naming.POOL_VALUE
+    return PodView(
+        name=meta.get("name", ""), created=meta.get("creationTimestamp") or "", failure=failure, pool=pool
+    )
 
 
 def newest_failure(pods: Iterable[PodView]) -> str | None:
@@ -113,19 +140,30 @@ def job_view(job: Mapping[str, Any], pods: Iterable[PodView] = ()) -> JobView:
 
 def deployment_view(dep: Mapping[str, Any], pods: Iterable[PodView] = ()) -> DeploymentView:
     st, meta = dep.get("status") or {}, dep.get("metadata") or {}
+    pods = list(pods)
     return DeploymentView(
         replicas=(dep.get("spec") or {}).get("replicas") or 0,
         ready_replicas=st.get("readyReplicas") or 0,
         up_to_date=(st.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
         pod_failure=newest_failure(pods),
+        pool_pods=sum(1 for p in pods if p.pool),
     )
 
 
 def selected_version(service: Mapping[str, Any] | None) -> str | None:
-    """The version a model's stable Service selects: who the champion is."""
+    """The version a model's stable Service selects: who the champion is. While a replicas canary
+    runs it selects the traffic pool instead, and the champion is the one its annotation names."""
     if not service:
         return None
-    return ((service.get("spec") or {}).get("selector") or {}).get(naming.LABEL_VERSION) or None
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if selector.get(naming.LABEL_POOL) == naming.POOL_VALUE and naming.LABEL_VERSION not in selector:
+        return ((service.get("metadata") or {}).get("annotations") or {}).get(naming.ANNOTATION_CHAMPION)
+    return selector.get(naming.LABEL_VERSION) or None
+
+
+def selects_pool(service: Mapping[str, Any] | None) -> bool:
+    selector = ((service or {}).get("spec") or {}).get("selector") or {}
+    return selector.get(naming.LABEL_POOL) == naming.POOL_VALUE
 
 
 def servable(version: Mapping[str, Any] | None, model: str) -> bool:
@@ -140,11 +178,23 @@ def servable(version: Mapping[str, Any] | None, model: str) -> bool:
 
 
 def champion_view(
-    name: str, champion: Mapping[str, Any] | None, service: Mapping[str, Any] | None = None
+    name: str,
+    champion: Mapping[str, Any] | None,
+    service: Mapping[str, Any] | None = None,
+    deployment: DeploymentView | None = None,
 ) -> ChampionView:
-    """The champion with the metrics a challenger must beat and the promotion on record."""
+    """The champion with the metrics a challenger must beat, the promotion on record, and what a
+    canary beside it needs: its size, its Deployment, whether the Service selects the pool."""
     metrics = (((champion or {}).get("status") or {}).get("training") or {}).get("metrics") or {}
     recorded = (((service or {}).get("metadata") or {}).get("annotations") or {}).get(
         naming.ANNOTATION_CHAMPION
     )
-    return ChampionView(name=name, metrics={k: float(v) for k, v in metrics.items()}, recorded=recorded)
+    replicas = (((champion or {}).get("spec") or {}).get("serving") or {}).get("replicas")
+    return ChampionView(
+        name=name,
+        metrics={k: float(v) for k, v in metrics.items()},
+        recorded=recorded,
+        replicas=1 if replicas is None else int(replicas),
+        deployment=deployment,
+        pool=selects_pool(service),
+    )
