@@ -252,7 +252,7 @@ def test_a_breach_at_step_one_rolls_back_to_100_0():
 
 
 def test_the_champion_shares_then_takes_back_its_pods():
-    from modelops.lifecycle.modelversion import plan, Observed  # noqa: F401
+    from modelops.lifecycle.modelversion import Observed, plan  # noqa: F401
 
     w = served_world(name="v1", serving={"replicas": 4})
     w.step(deployment=DeploymentView(4, 4), champion=ChampionView("v1", recorded="v1"))

@@ -6,7 +6,6 @@ import pytest
 
 from modelops.api.modelversion import ModelVersionSpec, ModelVersionStatus
 from modelops.lifecycle.modelversion import (
-    CANARY_POLL_SECONDS,
     CanaryView,
     ChampionView,
     DeploymentView,

@@ -5,7 +5,8 @@ and the Jobs, Deployments, Services and Pods the operator labels as its own; the
 selector is applied by the API server, see `operator.configure`). The event handlers map
 a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
 
-- a ModelVersion → itself, and the policies of its model (their view of the versions);
+- a ModelVersion → itself, the policies of its model (their view of the versions), and while
+  it is a canary its champion (which sizes itself to the canary's step);
 - a RetrainPolicy → itself;
 - a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label;
 - a model's stable Service → every version of the model (who the champion is) and its policies.
@@ -110,6 +111,11 @@ async def on_version(type: str | None, namespace: str, name: str, body: kopf.Bod
     first_sight = type in (None, "ADDED") and not body.get("status")
     if not runtime.cache.echo("versions", namespace, name, body):
         _wake_version(namespace, name, NEW if first_sight else URGENT)
+    # A canary's step (or its end) changes what its champion serves: the champion sizes itself.
+    # Not an echo for the champion, whichever version wrote it.
+    champion = ((body.get("status") or {}).get("canary") or {}).get("champion")
+    if champion and champion != name:
+        _wake_version(namespace, champion)
     _wake_policies(namespace, body.get("spec", {}).get("model", ""))
 
 
@@ -173,18 +179,21 @@ def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
 for _kind, _resource in CHILDREN.items():
     kopf.on.event(*_resource, labels=OWNED, id="wake")(_child_waker(_kind))
 
-_pod_failures: dict[tuple[str, str], str | None] = {}
-"""The failure each owned pod last showed: the only thing of a pod the planner reads (PodView)."""
+_pod_failures: dict[tuple[str, str], tuple[str | None, bool]] = {}
+"""What the planner reads of each owned pod (PodView): its failure, and whether it carries the
+traffic-pool label (a pod absent counts as neither)."""
 
 
 @kopf.on.event(*PODS, labels=OWNED, id="wake")
 async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    """Wake the version only when a pod's failure appears, changes or goes: a pod's many status
-    updates while it is scheduled, started and probed change nothing the planner sees."""
+    """Wake the version only when a pod's failure or traffic-pool label appears, changes or goes:
+    a pod's many status updates while it is scheduled, started and probed change nothing the
+    planner sees."""
     runtime.start(kwargs)
     key = (namespace, name)
-    before = _pod_failures.pop(key, None)
-    now = None if type == "DELETED" else pod_view(body).failure
+    before = _pod_failures.pop(key, None) or (None, False)
+    view = None if type == "DELETED" else pod_view(body)
+    now = (None, False) if view is None else (view.failure, view.pool)
     if type != "DELETED":
         _pod_failures[key] = now
     if now != before and (version := _labels(body).get(naming.LABEL_VERSION)):
