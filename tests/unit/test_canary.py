@@ -212,6 +212,10 @@ def test_replicas_canary_walks_its_steps_and_promotes():
     )
     assert p.canary_status["step"] == 2 and p.canary_status["weight"] == 50 and p.replicas == 2
     assert p.canary_status["stableReplicas"] == 2 and p.canary_status["stepStarted"] is None
+    # resizing between steps: still the canary at step 2, the champion told to make room
+    p = w.step(deployment=DeploymentView(2, 1, pool_pods=1), champion=champion(3, 3))
+    assert p.phase == "Canary" and p.replicas == 2 and p.canary_status["step"] == 2
+    assert p.canary_status["stableReplicas"] == 2 and p.canary_status["stepStarted"] is None
     w.now = NOW + timedelta(seconds=80)
     p = w.step(
         deployment=DeploymentView(2, 2, pool_pods=2),

@@ -530,3 +530,20 @@ def test_example_storage_and_trainer_identity_match_what_the_operator_expects() 
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa}]
     one("manifests", "ClusterRole", binding["roleRef"]["name"])
+
+
+def test_canary_examples_parse_and_split_as_their_comments_say() -> None:
+    """examples/iris-canary: both challengers are valid, and 10 % of 10 pods is exactly one pod."""
+    from modelops.lifecycle.canary import split_replicas
+
+    folder = ROOT / "examples" / "iris-canary"
+    replicas = ModelVersion.model_validate(yaml.safe_load((folder / "modelversion.yaml").read_text()))
+    gateway = ModelVersion.model_validate(yaml.safe_load((folder / "modelversion-gateway.yaml").read_text()))
+    c = replicas.spec.serving.rollout.canary
+    assert c is not None and c.traffic == "replicas"
+    assert c.schedule() == [(10, 120.0), (50, 300.0)]
+    assert [split_replicas(w, replicas.spec.serving.replicas) for w, _ in c.schedule()] == [(1, 9), (5, 5)]
+    g = gateway.spec.serving.rollout.canary
+    assert g is not None and g.traffic == "gatewayAPI" and g.http_route == "iris"
+    route = yaml.safe_load((folder / "httproute.yaml").read_text())
+    assert route["kind"] == "HTTPRoute" and route["metadata"]["name"] == g.http_route

@@ -447,6 +447,9 @@ def _rollout(
         step = _canary_step(o, canary, o.champion)
         replicas = step.canary_pods
         ready = dep is not None and dep.up_to_date and dep.ready_replicas >= replicas
+        if s.timestamps.get("canaryStarted"):
+            # Between steps the canary resizes: still the canary, waiting for its next split.
+            return _canary(o, canary, base, _deployed(dep, replicas, ready), replicas, ready, want)
     if not ready:
         msg = f"deploying: {_replica_text(dep, replicas)}"
         return _progressing(
@@ -460,9 +463,7 @@ def _rollout(
             timestamps=_once(s, "deploying", now),
             pool=in_canary and canary is not None and canary.traffic == "replicas",
         )
-    deployed = Cond(
-        "Deployed", "True", "ReplicasReady", f"{dep.ready_replicas if dep else 0}/{replicas} replicas ready"
-    )
+    deployed = _deployed(dep, replicas, ready)
     if not s.timestamps.get("deployed"):
         timestamps["deployed"] = format_time(now)
         events.append(("Normal", "Deployed", f"Deployment ready with {replicas} replica(s)"))
@@ -788,6 +789,12 @@ def _promote_when_ready(
         timestamps=ts,
         events=[("Normal", "Promoting", msg)] if full else [],
     )
+
+
+def _deployed(dep: DeploymentView | None, replicas: int, ready: bool) -> Cond:
+    if ready:
+        return Cond("Deployed", "True", "ReplicasReady", _replica_text(dep, replicas))
+    return Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, replicas))
 
 
 def _replica_text(dep: DeploymentView | None, want: int) -> str:
