@@ -12,7 +12,6 @@ the step's weights. A breach at step 1 rolls back to 100/0 at once.
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import random
 import re
 import threading
