@@ -156,7 +156,9 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs, kub
     mvs.wait_phase("iris-v2", "Serving", timeout=240)
     assert mvs.champion_of("iris") == "iris-v2"
     mvs.wait_phase("iris-v1", "Superseded")
-    assert any("CanaryStepPassed" in e for e in mvs.events("iris-v2"))
+    eventually(
+        lambda: any("CanaryStepPassed" in e for e in mvs.events("iris-v2")), timeout=30, what="the Event"
+    )
     eventually(
         lambda: (
             {
@@ -201,7 +203,9 @@ def test_a_breach_at_step_one_rolls_back_to_100_0(mvs, kubelet, operator, api_cl
         t.join(timeout=30)
     assert "step 1/2" in st["message"] and "p99" in st["message"], st["message"]
     assert st["canary"]["weight"] == 0
-    assert any("CanaryRolledBack" in e for e in mvs.events("iris-v2"))
+    eventually(  # Events are posted after the status write, in the background
+        lambda: any("CanaryRolledBack" in e for e in mvs.events("iris-v2")), timeout=30, what="the Event"
+    )
     # 100/0: the stable Service selects the champion alone, at its full size again.
     eventually(
         lambda: (
