@@ -263,7 +263,9 @@ def test_the_champion_shares_then_takes_back_its_pods():
     p = w.step(deployment=DeploymentView(4, 4), champion=ChampionView("v1", recorded="v1"), canary_split=3)
     assert p.phase == "Serving" and p.replicas == 3 and p.stable_pool is True and p.pool
     p = w.step(deployment=DeploymentView(3, 3), champion=ChampionView("v1", recorded="v1"))
-    assert p.replicas == 4 and p.stable_pool is False
+    assert p.replicas == 4 and p.stable_pool is False and p.phase == "Serving"
+    p = w.step(deployment=DeploymentView(4, 4), champion=ChampionView("v1", recorded="v1"))
+    assert w.status.conditions[-1].type != "Reconciling" and "sharing" not in (w.status.message or "")
 
 
 def test_gateway_canary_sets_exact_route_weights_and_restores_on_breach():

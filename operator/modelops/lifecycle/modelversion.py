@@ -9,7 +9,7 @@ status conditions and timestamps, which are themselves part of what is observed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from modelops.api.base import format_time, parse_time, try_parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
+    CanaryStatus,
     Gate,
     ModelVersionSpec,
     ModelVersionStatus,
@@ -350,6 +351,11 @@ def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm
     stable Service's selector (the pool while such a canary runs); it cannot be retired."""
     dep, full = o.deployment, o.spec.serving.replicas
     want = full if o.canary_split is None else o.canary_split
+    # Judged against the size planned now, not the one the Deployment holds: a resize this pass
+    # writes (a canary's step) reads the same in its echo, where the Deployment is not yet observed.
+    ready = (
+        dep is not None and dep.ready_replicas >= max(1, want) and (dep.up_to_date or dep.replicas == want)
+    )
     notes = ["cannot retire the champion: promote another version first"] if o.spec.retired else []
     deployed = (
         Cond("Deployed", "True", "ReplicasReady", f"{dep.ready_replicas}/{want} replicas ready")
@@ -603,7 +609,7 @@ def _canary(
         else:
             verdict, why = (
                 "wait",
-                f"step {step.index}/{step.steps}: bringing {step.weight}% of traffic to the canary",
+                f"bringing {step.weight}% of traffic to the canary",
             )
             if not replicas_mode and o.route_weights is None:
                 why += f" (HTTPRoute {route_name} not found)"
@@ -639,23 +645,17 @@ def _canary(
             )
         )
     if verdict == "pass" and step.index < step.steps:
+        # Planned as the next step's first pass plans it, so the echo of this write decides nothing new.
         nxt = _canary_step(o, canary, champ, advance=True)
-        msg = f"canary step {step.index}/{step.steps} passed ({why}); next {nxt.weight}%"
-        return _progressing(
-            "Canary",
-            "Canary",
-            msg,
-            *base,
-            deployed,
-            Cond("Promoted", "False", "Analysing", msg),
-            replicas=nxt.canary_pods,
-            timestamps=ts,
-            events=[*events, ("Normal", "CanaryStepPassed", msg)],
-            requeue_after=CANARY_POLL_SECONDS,
-            canary_status=_canary_status(canary, champ, nxt, now, why),
-            pool=replicas_mode,
-            route=(route_name, nxt.weight) if not replicas_mode else None,
-        )
+        entered = CanaryStatus.model_validate(_canary_status(canary, champ, nxt, now, None))
+        then = replace(o, status=s.model_copy(update={"canary": entered}))
+        dep = o.deployment
+        grown = dep is not None and dep.up_to_date and dep.ready_replicas >= nxt.canary_pods
+        p = _canary(then, canary, base, _deployed(dep, nxt.canary_pods, grown), nxt.canary_pods, grown, want)
+        passed = f"Step {step.index}/{step.steps} passed ({why}); next {nxt.weight}% of traffic"
+        p.events = [*events, ("Normal", "CanaryStepPassed", passed), *p.events]
+        p.timestamps = {**ts, **p.timestamps}
+        return p
     if verdict == "wait" or o.spec.promotion.mode == "Manual":
         waiting = verdict == "wait"
         msg = (
