@@ -24,7 +24,7 @@ from kubernetes import client
 
 from tests.integration.conftest import kubectl
 from tests.support.gatewayapi import standard_crds
-from tests.support.traffic import ROWS
+from tests.support.traffic import ROWS, IrisTraffic
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.cluster
@@ -129,7 +129,7 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs, kub
     )
     spec = {
         "traffic": "replicas",
-        "steps": [{"weight": 25, "pause": "45s"}, {"weight": 50, "pause": "45s"}],
+        "steps": [{"weight": 25, "pause": "60s"}, {"weight": 50, "pause": "60s"}],
         "minRequests": 20,
         "maxErrorRate": 0.05,
         "maxP99LatencySeconds": 5.0,
@@ -144,9 +144,16 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs, kub
     for step, weight, pods in ((1, 25, (1, 3)), (2, 50, (2, 2))):
         c = eventually(step_in_effect(mvs, "iris-v2", step), timeout=180, what=f"step {step} in effect")
         assert c["weight"] == weight and (c["canaryReplicas"], c["stableReplicas"]) == pods
-        eps = endpoints(api_client, mvs.ns, "iris")
-        by_version = Counter(kubelet.servers[p].version for p in eps if p in kubelet.servers)
-        assert by_version == {"iris-v2": pods[0], "iris-v1": pods[1]}, by_version
+        want = {"iris-v2": pods[0], "iris-v1": pods[1]}
+
+        def settled(want=want):
+            # The EndpointSlice follows the pods a moment later (a champion pod being deleted for
+            # the step is still listed for a while), as kube-proxy's view does.
+            eps = endpoints(api_client, mvs.ns, "iris")
+            by_version = Counter(kubelet.servers[p].version for p in eps if p in kubelet.servers)
+            return by_version if by_version == want and len(eps) == sum(want.values()) else None
+
+        eventually(settled, timeout=60, what=f"the Service's endpoints to be {want}")
         out = kubectl(mvs.kubeconfig, "-n", mvs.ns, "get", "mv", "iris-v2").stdout
         assert f"{step}/2" in out and str(weight) in out, out
         share = measure_share(mvs, api_client, kubelet, "iris-v2", step)
@@ -324,3 +331,34 @@ def test_gateway_api_canary_sets_exact_route_weights(mvs, kubelet, operator, api
     )
     assert route["spec"]["hostnames"] == ["iris.example.com"], "the user's fields stay"
     assert route["spec"]["rules"][1]["matches"][0]["path"]["value"] == "/predict"
+
+
+def test_a_canary_less_accurate_than_the_champion_on_the_same_window_is_rolled_back(mvs, kubelet, operator):
+    """Online accuracy from /feedback labels, canary against champion, read from the real Prometheus."""
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving", timeout=180)
+    spec = {
+        "weight": 50,
+        "analysisSeconds": 120,
+        "minRequests": 20,
+        "maxP99LatencySeconds": 5.0,
+        "maxAccuracyDrop": 0.1,
+        "minLabels": 30,
+    }
+    mvs.create("iris-v2", serving={"drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}})
+    eventually(step_in_effect(mvs, "iris-v2", 1), timeout=180, what="step 1 in effect")
+    canary_srv, champion_srv = kubelet.server_for("iris-v2"), kubelet.server_for("iris-v1")
+    assert canary_srv is not None and champion_srv is not None
+    # The same traffic to both; the labels that come back say the canary is wrong every time.
+    with IrisTraffic(canary_srv.url, wrong_labels=True, pause=0.1), IrisTraffic(champion_srv.url, pause=0.1):
+        st = mvs.wait_phase("iris-v2", "Rejected", timeout=150)
+    assert "online accuracy" in st["message"] and "vs champion" in st["message"], st["message"]
+    assert st["canary"]["weight"] == 0
+    eventually(
+        lambda: (
+            mvs.core.read_namespaced_service("iris", mvs.ns).spec.selector.get("modelops.dev/version")
+            == "iris-v1"
+        ),
+        timeout=30,
+        what="the stable Service to select the champion alone",
+    )
