@@ -144,7 +144,7 @@ def test_a_canary_with_malformed_metrics_is_rolled_back_as_inconclusive(
             )
             mvs.wait_phase("iris-v2", "Canary")
             st = mvs.wait_phase("iris-v2", "Rejected", timeout=120)
-            assert "canary rolled back: analysis inconclusive" in st["message"], st["message"]
+            assert "canary rolled back at step 1/1: analysis inconclusive" in st["message"], st["message"]
             assert reason in st["message"], st["message"]
             eventually(
                 lambda: any("CanaryRolledBack" in e for e in mvs.events("iris-v2")),

@@ -227,7 +227,15 @@ def modelversion_samples() -> dict[str, dict[str, Any]]:
         .obj
     )
     canary = trained("iris-v2", serving={"drainSeconds": 0, **CANARY})
-    world = {"job": job(succeeded=1), "deployment": deployment(1), "champion": champion("iris-v1")}
+    # A replicas canary of one pod beside a champion of one, the stable Service selecting both.
+    shared = mv_lifecycle.ChampionView(
+        name="iris-v1",
+        metrics={"accuracy": 0.95},
+        deployment=mv_lifecycle.DeploymentView(replicas=1, ready_replicas=1),
+        pool=True,
+    )
+    canary_dep = mv_lifecycle.DeploymentView(replicas=1, ready_replicas=1, pool_pods=1)
+    world = {"job": job(succeeded=1), "deployment": canary_dep, "champion": shared}
     out["canary under analysis"] = (
         copy.deepcopy(canary)
         .step(**world)

@@ -51,10 +51,13 @@ EXPECT: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "server failed while deploying": ("Degraded", "Failed: server failed: artifact sha256 mismatch"),
         "deployed, waiting for manual promotion": ("Suspended", f"Deploying: {READY_MANUAL}"),
-        "canary under analysis": ("Progressing", "Canary: canary: analysing: 3 requests, 60/300s"),
+        "canary under analysis": (
+            "Progressing",
+            "Canary: canary step 1/1 at 10%: analysing: 3 requests, 60/300s",
+        ),
         "canary with malformed metrics, rolled back as inconclusive": (
             "Degraded",
-            "Rejected: canary rolled back: analysis inconclusive after 120s: "
+            "Rejected: canary rolled back at step 1/1: analysis inconclusive after 120s: "
             "Prometheus answered malformed data: Field required at data",
         ),
         "canary passed, waiting for manual promotion": (

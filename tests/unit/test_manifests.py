@@ -52,7 +52,8 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "update"},
     ("", "persistentvolumeclaims"): {"get", "list"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -578,3 +579,20 @@ def test_webhook_overlay_serves_what_the_configuration_calls() -> None:
     # the core install has no webhook: without cert-manager nothing would serve it
     assert not find("manifests", "ValidatingWebhookConfiguration")
     assert "MODELOPS_WEBHOOK_PORT" not in {e["name"] for e in _operator()[1].get("env", [])}
+
+
+def test_canary_examples_parse_and_split_as_their_comments_say() -> None:
+    """examples/iris-canary: both challengers are valid, and 10 % of 10 pods is exactly one pod."""
+    from modelops.lifecycle.canary import split_replicas
+
+    folder = ROOT / "examples" / "iris-canary"
+    replicas = ModelVersion.model_validate(yaml.safe_load((folder / "modelversion.yaml").read_text()))
+    gateway = ModelVersion.model_validate(yaml.safe_load((folder / "modelversion-gateway.yaml").read_text()))
+    c = replicas.spec.serving.rollout.canary
+    assert c is not None and c.traffic == "replicas"
+    assert c.schedule() == [(10, 120.0), (50, 300.0)]
+    assert [split_replicas(w, replicas.spec.serving.replicas) for w, _ in c.schedule()] == [(1, 9), (5, 5)]
+    g = gateway.spec.serving.rollout.canary
+    assert g is not None and g.traffic == "gatewayAPI" and g.http_route == "iris"
+    route = yaml.safe_load((folder / "httproute.yaml").read_text())
+    assert route["kind"] == "HTTPRoute" and route["metadata"]["name"] == g.http_route

@@ -6,7 +6,6 @@ import pytest
 
 from modelops.api.modelversion import FairnessReport, ModelVersionSpec, ModelVersionStatus
 from modelops.lifecycle.modelversion import (
-    CANARY_POLL_SECONDS,
     CanaryView,
     ChampionView,
     DeploymentView,
@@ -388,37 +387,6 @@ def test_history_records_promotion_rollback_and_rejection_and_is_bounded():
     r.with_result(accuracy=0.5)
     r.step(job=JobView(uid="job-1", succeeded=1))
     assert [(h.decision, h.reason) for h in r.status.history] == [("Rejected", "Rejected")]
-
-
-def canary_spec():
-    return {
-        "rollout": {"strategy": "Canary", "canary": {"replicas": 1, "analysisSeconds": 60, "minRequests": 10}}
-    }
-
-
-def test_canary_breach_rolls_back():
-    w = served_world(name="v2", serving=canary_spec())
-    champ = ChampionView("v1", {"accuracy": 0.9})
-    p = w.step(deployment=DeploymentView(1, 1), champion=champ)
-    assert p.phase == "Canary" and p.requeue_after == CANARY_POLL_SECONDS and not p.promote
-    w.now = NOW + timedelta(seconds=10)
-    p = w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(50, 0.2, 0.01))
-    assert p.phase == "Rejected" and p.replicas is None and "error rate 20.00%" in p.message
-    assert p.events[-1][1] == "CanaryRolledBack"
-
-
-def test_canary_pass_after_window_promotes():
-    w = served_world(name="v2", serving=canary_spec())
-    champ = ChampionView("v1", {"accuracy": 0.9})
-    w.step(deployment=DeploymentView(1, 1), champion=champ)
-    w.now = NOW + timedelta(seconds=30)
-    assert (
-        w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(50, 0.0, 0.01)).phase
-        == "Canary"
-    )
-    w.now = NOW + timedelta(seconds=61)
-    p = w.step(deployment=DeploymentView(1, 1), champion=champ, canary=CanaryView(80, 0.0, 0.01))
-    assert p.promote
 
 
 @pytest.mark.parametrize(

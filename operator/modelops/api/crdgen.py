@@ -191,6 +191,8 @@ def crds() -> dict[str, dict[str, Any]]:
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Metric", "type": "string", "jsonPath": ".status.primaryMetric"},
                 {"name": "Champion", "type": "boolean", "jsonPath": ".status.champion"},
+                {"name": "Step", "type": "string", "jsonPath": ".status.canary.progress"},
+                {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},
                 ready_column(),
                 {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
                 age,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -209,16 +210,113 @@ class Validation(ApiModel):
     fairness: Fairness | None = None
 
 
-class Canary(ApiModel):
-    """The analysis a canary must pass before promotion; a breach rolls back."""
+DURATION = r"^([0-9]+(ms|s|m|h))+$"
+TrafficMode = Literal["replicas", "gatewayAPI"]
 
-    replicas: int = Field(default=1, ge=1, le=100)
+
+class CanaryStep(ApiModel):
+    """One step of a canary: this share of live traffic, analysed for `pause` before the next."""
+
+    weight: int = Field(ge=1, le=99, description="Percent of live traffic the canary receives in this step.")
+    pause: str = Field(
+        default="60s",
+        pattern=DURATION,
+        description="How long the step is analysed once its traffic split is in effect (e.g. 60s, 2m).",
+    )
+
+
+class Canary(ApiModel):
+    """A canary beside the champion on a share of live traffic, judged on HTTP health and model
+    quality against the champion over the same window; a breach at any step rolls back."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!(has(self.steps) && has(self.weight))", "set either canary.weight or canary.steps"),
+                cel(
+                    "self.traffic != 'gatewayAPI' || has(self.httpRoute)",
+                    "canary.httpRoute is required for traffic gatewayAPI",
+                ),
+            ]
+        }
+    }
+
+    traffic: TrafficMode = Field(
+        default="replicas",
+        description="replicas: the stable Service selects champion and canary pods, sized to the step's "
+        "weight as closely as replicas allow; gatewayAPI: the weights of httpRoute's backendRefs.",
+    )
+    http_route: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        description="gatewayAPI: the HTTPRoute (same namespace) whose backendRefs the operator sets.",
+    )
+    weight: int | None = Field(
+        default=None, ge=1, le=99, description="Simple form: one step with this weight for analysisSeconds."
+    )
+    steps: list[CanaryStep] | None = Field(
+        default=None, min_length=1, max_length=10, description="Steps in order; promotion after the last."
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="gatewayAPI: canary pods (replicas mode sizes them from the weight).",
+    )
     analysis_seconds: int = Field(
-        default=120, ge=10, description="How long the canary runs beside the champion."
+        default=120, ge=10, description="The pause of the simple form (weight, or neither weight nor steps)."
     )
     max_error_rate: float = Field(default=0.01, ge=0, le=1, description="5xx share allowed.")
     max_p99_latency_seconds: float = Field(default=0.5, gt=0)
     min_requests: int = Field(default=20, ge=0, description="Fewer requests than this: the analysis waits.")
+    max_accuracy_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Classifiers: online accuracy (from /feedback labels) may be at most this far below "
+        "the champion's over the same window. Unset: not judged.",
+    )
+    max_mae_increase: float | None = Field(
+        default=None,
+        ge=0,
+        description="Regressors: online MAE may be at most this far above the champion's. Unset: not judged.",
+    )
+    min_labels: int = Field(
+        default=50,
+        ge=1,
+        description="Labels each version needs in the window before accuracy or MAE is judged.",
+    )
+    max_prediction_divergence: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon distance (base 2, in [0, 1]) between the canary's and the champion's "
+        "predicted classes (binned predictions for regressors). Unset: not judged.",
+    )
+    min_predictions: int = Field(
+        default=200,
+        ge=1,
+        description="Predictions each version needs in the window before divergence is judged.",
+    )
+
+    def schedule(self) -> list[tuple[int, float]]:
+        """(weight, pause seconds) of every step: the steps, else one step of `weight` (default 10)."""
+        if self.steps:
+            return [(s.weight, duration_seconds(s.pause)) for s in self.steps]
+        return [(self.weight or DEFAULT_WEIGHT, float(self.analysis_seconds))]
+
+
+DEFAULT_WEIGHT = 10
+"""The weight of a canary that names neither weight nor steps."""
+
+
+def duration_seconds(text: str) -> float:
+    """A duration such as 90s, 2m or 1h30m, in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"([0-9]+)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(int(n) * units[u] for n, u in parts)
 
 
 class Rollout(ApiModel):
@@ -546,6 +644,35 @@ class Verdict(StatusModel):
     message: str = Field(default="", description="The numbers per evaluation set, or why none.")
 
 
+class CanaryStatus(StatusModel):
+    """Where a canary is: its step, the traffic it gets, and what the analysis last saw."""
+
+    step: int = Field(default=1, description="The current step, from 1.")
+    steps: int = Field(default=1, description="How many steps there are.")
+    progress: str | None = Field(default=None, description="step/steps, as `kubectl get mv` shows it.")
+    weight: int = Field(
+        default=0, description="Percent of live traffic the canary should get now (0 after a rollback)."
+    )
+    effective_weight: float | None = Field(
+        default=None,
+        description="Percent it does get: canary share of ready endpoints (replicas) or the route's weight.",
+    )
+    traffic: TrafficMode = Field(default="replicas", description="How traffic is split.")
+    champion: str | None = Field(default=None, description="The champion the canary is compared with.")
+    canary_replicas: int | None = Field(default=None, description="replicas mode: canary pods for this step.")
+    stable_replicas: int | None = Field(
+        default=None, description="replicas mode: champion pods for this step (the champion scales to it)."
+    )
+    step_entered: str | None = Field(
+        default=None, description="When this step began (its split was asked for)."
+    )
+    step_started: str | None = Field(
+        default=None,
+        description="When this step's traffic split was first seen in effect; its pause runs from here.",
+    )
+    analysis: str | None = Field(default=None, description="The last analysis, in one line.")
+
+
 class ModelVersionStatus(StatusModel):
     phase: Phase = Field(
         default="Pending",
@@ -576,6 +703,9 @@ class ModelVersionStatus(StatusModel):
     )
     handled_promotion: str | None = Field(
         default=None, description="The promotion request (annotation or spec) last acted on."
+    )
+    canary: CanaryStatus | None = Field(
+        default=None, description="The canary's step and traffic, while one runs."
     )
     message: str | None = Field(default=None, description="What is happening now, in one line.")
     history: list[HistoryEntry] = Field(

@@ -18,12 +18,13 @@ from modelops.api.modelversion import PHASES, ModelVersion
 from modelops.drift import promql
 from modelops.k8s.kube import Conflict, Kube, Refused
 from modelops.lifecycle import naming, resources
+from modelops.lifecycle.canary import route_backends
 from modelops.lifecycle.conditions import Cond, apply_conditions
 from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch
 from modelops.lifecycle.naming import FINALIZER
 from modelops.lifecycle.observed import CanaryView
 from modelops.lifecycle.patches import merge_diff
-from modelops.prometheus import EVALUATION_SECONDS, Deadline, PrometheusError, scalar
+from modelops.prometheus import EVALUATION_SECONDS, Deadline, PrometheusError, query, scalar
 
 from . import runtime
 from .workqueue import GONE, WorkQueue
@@ -63,38 +64,123 @@ def requested_by(body: dict[str, Any]) -> str | None:
     return None
 
 
-def observe_canary(url: str, namespace: str, model: str, version: str, window_seconds: int) -> CanaryView:
-    """The canary's traffic, within one deadline; any failure or malformed answer is an error view,
-    which the planner judges inconclusive (after its grace) like an unreachable Prometheus."""
+def _version_traffic(
+    url: str, namespace: str, model: str, version: str, window: str, deadline: Deadline
+) -> dict[str, float | None]:
+    reqs = scalar(url, promql.requests(namespace, model, version, window), deadline=deadline) or 0.0
+    err = p99 = None
+    if reqs:
+        err = scalar(url, promql.error_rate(namespace, model, version, window), deadline=deadline)
+        p99_query = promql.p99_latency(namespace, model, version, window)
+        p99 = scalar(url, p99_query, deadline=deadline, finite=False)  # +Inf: above the last bucket
+    fb = {
+        k: scalar(url, q, deadline=deadline) or 0.0
+        for k, q in promql.feedback(namespace, model, version, window).items()
+    }
+    return {"requests": reqs, "error_rate": err, "p99": p99, **fb}
+
+
+def _predictions(
+    url: str, namespace: str, model: str, version: str, window: str, deadline: Deadline, buckets: bool
+) -> dict[str, float]:
+    if buckets:
+        samples = query(
+            url, promql.prediction_buckets(namespace, model, version, window), deadline=deadline, finite=False
+        )
+        return {s.labels.get("le", ""): s.value for s in samples}
+    samples = query(url, promql.prediction_classes(namespace, model, version, window), deadline=deadline)
+    return {s.labels.get("class", ""): s.value for s in samples}
+
+
+def observe_canary(
+    url: str,
+    namespace: str,
+    model: str,
+    version: str,
+    window_seconds: int,
+    champion: str | None = None,
+    regression: bool = False,
+) -> CanaryView:
+    """The canary and the champion over the same window, within one deadline; any failure or
+    malformed answer is an error view, which the planner judges inconclusive (after its grace)
+    like an unreachable Prometheus."""
     window = f"{max(window_seconds, 10)}s"
     deadline = Deadline(EVALUATION_SECONDS)
     try:
-        reqs = scalar(url, promql.requests(namespace, model, version, window), deadline=deadline) or 0.0
-        err = p99 = None
-        if reqs:
-            err = scalar(url, promql.error_rate(namespace, model, version, window), deadline=deadline)
-            p99_query = promql.p99_latency(namespace, model, version, window)
-            p99 = scalar(url, p99_query, deadline=deadline, finite=False)  # +Inf: above the last bucket
+        mine = _version_traffic(url, namespace, model, version, window, deadline)
+        theirs = _version_traffic(url, namespace, model, champion, window, deadline) if champion else {}
+        preds = _predictions(url, namespace, model, version, window, deadline, regression)
+        champion_preds = (
+            _predictions(url, namespace, model, champion, window, deadline, regression) if champion else {}
+        )
     except PrometheusError as e:
         return CanaryView(error=str(e))
-    return CanaryView(requests=reqs, error_rate=err, p99_seconds=p99)
+    return CanaryView(
+        requests=mine["requests"] or 0.0,
+        error_rate=mine["error_rate"],
+        p99_seconds=mine["p99"],
+        champion_requests=theirs.get("requests") or 0.0,
+        champion_error_rate=theirs.get("error_rate"),
+        champion_p99_seconds=theirs.get("p99"),
+        labelled=mine["labelled"] or 0.0,
+        correct=mine["correct"] or 0.0,
+        abs_error=mine["absolute_error"] or 0.0,
+        champion_labelled=theirs.get("labelled") or 0.0,
+        champion_correct=theirs.get("correct") or 0.0,
+        champion_abs_error=theirs.get("absolute_error") or 0.0,
+        predictions=preds,
+        champion_predictions=champion_preds,
+        prediction_buckets=regression,
+    )
+
+
+def canary_split(kube: Kube, namespace: str, model: str, champion: str) -> int | None:
+    """The pods a running replicas canary of the model leaves its champion (the fewest, if several)."""
+    splits = []
+    for mv in kube.modelversions(namespace, model):
+        st = mv.get("status") or {}
+        cs = st.get("canary") or {}
+        if (
+            st.get("phase") == "Canary"
+            and cs.get("traffic") == "replicas"
+            and cs.get("champion") == champion
+            and cs.get("stableReplicas") is not None
+        ):
+            splits.append(int(cs["stableReplicas"]))
+    return min(splits) if splits else None
 
 
 def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    spec = mv.spec
-    canary = None
-    if mv.status.phase == "Canary" and spec.serving.rollout.canary:
-        started = try_parse_time(mv.status.timestamps.get("canaryStarted"))
+    spec, st = mv.spec, mv.status
+    canary_spec = spec.serving.rollout.canary if spec.serving.rollout.strategy == "Canary" else None
+    canary = route = None
+    if st.phase == "Canary" and canary_spec and st.canary and st.canary.step_started:
+        started = try_parse_time(st.canary.step_started)
         elapsed = (runtime.now() - started).total_seconds() if started else 0
-        window = min(int(elapsed) + 1, spec.serving.rollout.canary.analysis_seconds)
-        canary = observe_canary(runtime.settings().prometheus_url, ns, spec.model, name, window)
+        regression = st.training is not None and st.training.task == "regression"
+        canary = observe_canary(
+            runtime.settings().prometheus_url,
+            ns,
+            spec.model,
+            name,
+            int(elapsed) + 1,
+            st.canary.champion,
+            regression,
+        )
+    if (
+        canary_spec
+        and canary_spec.traffic == "gatewayAPI"
+        and canary_spec.http_route
+        and st.phase in ("Deploying", "Canary")
+    ):
+        route = kube.route_weights(ns, canary_spec.http_route)
     return Observed(
         name=name,
         generation=meta.get("generation", 1),
         spec=spec,
-        status=mv.status,
+        status=st,
         now=runtime.now(),
         job=kube.job_view(ns, naming.job_name(name), name),
         deployment=kube.deployment_view(ns, naming.deployment_name(name), name),
@@ -103,6 +189,8 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         canary=canary,
         requested_by=requested_by(body),
         approved_by=(meta.get("annotations") or {}).get(naming.ANNOTATION_APPROVED_BY) or None,
+        canary_split=canary_split(kube, ns, spec.model, name) if st.champion else None,
+        route_weights=route,
     )
 
 
@@ -134,8 +222,42 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
             kopf.info(body, reason="Deleted", message=f"Deleted Deployment {naming.deployment_name(name)}")
         if kube.delete("services", "v1", "Service", ns, naming.version_service_name(name)):
             log.info("deleted Service %s", naming.version_service_name(name))
-    if not p.promote:
-        return False
+    if p.replicas is not None and kube.label_pool(ns, name, p.pool):
+        log.info(
+            "%s the traffic-pool label of Deployment %s's pods",
+            "set" if p.pool else "removed",
+            naming.deployment_name(name),
+        )
+    if p.stable_pool is not None:
+        selector = (
+            naming.pool_selector(spec.model) if p.stable_pool else naming.server_selector(spec.model, name)
+        )
+        if kube.set_stable_selector(ns, spec.model, selector):
+            what = "champion and canary pods" if p.stable_pool else f"{name} alone"
+            log.info("stable Service %s now selects %s", naming.stable_service_name(spec.model), what)
+    took = False
+    if p.promote:
+        took = promote(body, mv, kube)
+    if p.route is not None and p.route[0]:
+        route, weight = p.route
+        backends = route_backends(
+            naming.stable_service_name(spec.model), naming.version_service_name(name), weight
+        )
+        if kube.set_route_backends(ns, route, backends):
+            log.info("HTTPRoute %s: %d%% to the canary", route, weight)
+            kopf.info(
+                body,
+                reason="TrafficShifted",
+                message=f"HTTPRoute {route}: {weight}% to {name}, {100 - weight}% to the stable Service",
+            )
+    return took
+
+
+def promote(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> bool:
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    spec = mv.spec
+    log = runtime.logger(body)
     previous = kube.take_stable_service(resources.stable_service(spec.model, ns, name), owner=body)
     kind = "rollback" if mv.status.timestamps.get("promoted") else "promotion"
     metrics.PROMOTIONS.labels(ns, spec.model, kind).inc()

@@ -5,7 +5,8 @@ and the Jobs, Deployments, Services and Pods the operator labels as its own; the
 selector is applied by the API server, see `operator.configure`). The event handlers map
 a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
 
-- a ModelVersion → itself, and the policies of its model (their view of the versions);
+- a ModelVersion → itself, the policies of its model (their view of the versions), and while
+  it is a canary its champion (which sizes itself to the canary's step);
 - a RetrainPolicy → itself;
 - a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label,
   or, for a policy's resolve Job, the policy in its `modelops.dev/policy` label;
@@ -111,6 +112,11 @@ async def on_version(type: str | None, namespace: str, name: str, body: kopf.Bod
     first_sight = type in (None, "ADDED") and not body.get("status")
     if not runtime.cache.echo("versions", namespace, name, body):
         _wake_version(namespace, name, NEW if first_sight else URGENT)
+    # A canary's step (or its end) changes what its champion serves: the champion sizes itself.
+    # Not an echo for the champion, whichever version wrote it.
+    champion = ((body.get("status") or {}).get("canary") or {}).get("champion")
+    if champion and champion != name:
+        _wake_version(namespace, champion)
     _wake_policies(namespace, body.get("spec", {}).get("model", ""))
 
 
@@ -177,21 +183,21 @@ def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
 for _kind, _resource in CHILDREN.items():
     kopf.on.event(*_resource, labels=OWNED, id="wake")(_child_waker(_kind))
 
-_pod_failures: dict[tuple[str, str], tuple[str | None, str | None]] = {}
-"""The failure and report each owned pod last showed: the only things of a pod the planners read
-(PodView)."""
+_pod_failures: dict[tuple[str, str], tuple[str | None, str | None, bool]] = {}
+"""What the planners read of each owned pod (PodView): its failure, a resolve pod's report, and
+whether it carries the traffic-pool label (a pod absent counts as none of them)."""
 
 
 @kopf.on.event(*PODS, labels=OWNED, id="wake")
 async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-    """Wake the owner only when a pod's failure (or a resolve pod's report) appears, changes or
-    goes: a pod's many status updates while it is scheduled, started and probed change nothing
-    the planner sees. A resolve pod wakes its policy, any other its version."""
+    """Wake the owner only when a pod's failure, a resolve pod's report or its traffic-pool label
+    appears, changes or goes: a pod's many status updates while it is scheduled, started and probed
+    change nothing the planner sees. A resolve pod wakes its policy, any other its version."""
     runtime.start(kwargs)
     key = (namespace, name)
-    before = _pod_failures.pop(key, (None, None))
+    before = _pod_failures.pop(key, None) or (None, None, False)
     view = None if type == "DELETED" else pod_view(body)
-    now = (None, None) if view is None else (view.failure, view.output)
+    now = (None, None, False) if view is None else (view.failure, view.output, view.pool)
     if type != "DELETED":
         _pod_failures[key] = now
     if now == before:

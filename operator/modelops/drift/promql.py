@@ -110,3 +110,15 @@ def seconds(duration: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != duration:
         raise ValueError(f"not a duration: {duration!r}")
     return sum(int(n) * units[u] for n, u in parts)
+
+
+def prediction_classes(namespace: str, model: str, version: str, window: str) -> str:
+    """Predictions per class over the window (classifiers)."""
+    s = _sel(namespace, model, version)
+    return f"sum by (class) (increase(modelops_server_prediction_class_total{s}[{window}]))"
+
+
+def prediction_buckets(namespace: str, model: str, version: str, window: str) -> str:
+    """Cumulative predictions per `le` bound of the version's own prediction histogram (regressors)."""
+    s = _sel(namespace, model, version)
+    return f"sum by (le) (increase(modelops_server_prediction_value_bucket{s}[{window}]))"

@@ -42,6 +42,7 @@ USER_AGENT = f"modelops-operator/{__version__}"
 """How the operator's own requests show in audit logs (Kopf's watches say `kopf/<version>`)."""
 log = logging.getLogger(__name__)
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
 T = TypeVar("T")
 PLURAL_KIND = {"modelversions": "versions", "retrainpolicies": "policies"}
 
@@ -323,7 +324,99 @@ class Kube:
         found = self.champion_version(namespace, model)
         if found is None:
             return None
-        return champion_view(*found, self.cache.get("services", namespace, naming.stable_service_name(model)))
+        name, _ = found
+        return champion_view(
+            *found,
+            self.cache.get("services", namespace, naming.stable_service_name(model)),
+            self.deployment_view(namespace, naming.deployment_name(name), name),
+        )
+
+    # --- canary traffic ----------------------------------------------------------------------------
+    def label_pool(self, namespace: str, version: str, pool: bool) -> int:
+        """Put the traffic-pool label on this version's server pods, or take it off; returns pods patched.
+
+        A pod relabelled keeps running (its ReplicaSet selects by version), so a version joins or
+        leaves the stable Service's pool without a restart.
+        """
+        value = naming.POOL_VALUE if pool else None
+        patched = 0
+        for pod in self.cache.values("pods", namespace, f"{version}/server"):
+            if pod.pool == pool:
+                continue
+            body = {"metadata": {"labels": {naming.LABEL_POOL: value}}}
+            done = _or_none(
+                lambda name=pod.name, body=body: self.core.patch_namespaced_pod(name, namespace, body)
+            )
+            patched += done is not None
+        return patched
+
+    def set_stable_selector(self, namespace: str, model: str, selector: dict[str, str]) -> bool:
+        """The champion's say over its stable Service's selector (pool or itself), as a compare-and-swap."""
+        name = naming.stable_service_name(model)
+        svc = self.cache.get("services", namespace, name)
+        if svc is None or (svc.get("spec") or {}).get("selector") == selector:
+            return False
+        current = svc["spec"].get("selector") or {}
+        patch = {
+            "metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
+            # A merge patch: keys to drop are set to null.
+            "spec": {"selector": {**dict.fromkeys(current), **selector}},
+        }
+        try:
+            out = self.core.patch_namespaced_service(name, namespace, patch)
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"stable Service {name} changed while setting its selector") from e
+            raise
+        self.cache.wrote("services", self.api.sanitize_for_serialization(out))
+        return True
+
+    def _route(self, namespace: str, name: str) -> Obj | None:
+        try:
+            res = self.dyn.resources.get(api_version=GATEWAY_API, kind="HTTPRoute")
+        except Exception as e:  # the Gateway API CRDs are not installed
+            log.debug("no HTTPRoute kind: %s", e)
+            return None
+        found = _or_none(lambda: self.dyn.get(res, name=name, namespace=namespace))
+        return found.to_dict() if found is not None else None
+
+    def route_weights(self, namespace: str, name: str) -> dict[str, int] | None:
+        """The HTTPRoute's backend weights by Service name, read from the API (routes are not
+        watched: only a gatewayAPI canary reads one, every few seconds); {} when its rules disagree,
+        None when it does not exist."""
+        route = self._route(namespace, name)
+        if route is None:
+            return None
+        seen: list[dict[str, int]] = []
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            seen.append({b["name"]: int(b.get("weight", 1)) for b in rule.get("backendRefs") or []})
+        if not seen or any(w != seen[0] for w in seen):
+            return {}
+        return seen[0]
+
+    def set_route_backends(self, namespace: str, name: str, backends: list[dict[str, Any]]) -> bool:
+        """Make every rule of the HTTPRoute send to `backends` (matches and filters stay the user's);
+        a replace carrying the resourceVersion read, so a concurrent edit is never overwritten."""
+        route = self._route(namespace, name)
+        if route is None:
+            return False
+        rules = (route.get("spec") or {}).get("rules") or [{}]
+
+        def key(refs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+            # The API server defaults group, kind and weight: compare what we set.
+            return [(b["name"], b.get("port"), int(b.get("weight", 1))) for b in refs]
+
+        if all(key(r.get("backendRefs") or []) == key(backends) for r in rules):
+            return False
+        route["spec"]["rules"] = [{**r, "backendRefs": backends} for r in rules]
+        res = self.dyn.resources.get(api_version=GATEWAY_API, kind="HTTPRoute")
+        try:
+            self.dyn.replace(res, body=route, namespace=namespace, name=name)
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"HTTPRoute {name} changed while setting its weights") from e
+            raise
+        return True
 
     # --- promotion -------------------------------------------------------------------------------
     def take_stable_service(self, desired: dict[str, Any], owner: dict[str, Any]) -> str | None:

@@ -9,7 +9,7 @@ status conditions and timestamps, which are themselves part of what is observed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from modelops.api.base import format_time, parse_time, try_parse_time
 from modelops.api.estimators import LOWER_IS_BETTER
 from modelops.api.modelversion import (
     Canary,
+    CanaryStatus,
     Comparison,
     Fairness,
     FairnessReport,
@@ -29,6 +30,7 @@ from modelops.api.modelversion import (
 )
 
 from . import naming
+from .canary import INCONCLUSIVE_FACTOR, canary_verdict, share, split_replicas
 from .conditions import Cond, apply_conditions, is_true
 from .observed import CanaryView, ChampionView, DeploymentView, JobView
 from .patches import merge_diff
@@ -40,14 +42,13 @@ __all__ = [
     "JobView",
     "Observed",
     "Plan",
+    "canary_verdict",
     "plan",
     "status_patch",
 ]
 
 NO_RESULT_GRACE_SECONDS = 120.0
 """How long after its Job succeeded a trainer's report may still arrive (API retries)."""
-INCONCLUSIVE_FACTOR = 3
-"""A canary without enough traffic is rolled back after this many analysis windows."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Observed:
     """The field manager that wrote the promotion request (annotation or spec)."""
     approved_by: str | None = None
     """The modelops.dev/approved-by annotation."""
+    canary_split: int | None = None
+    """Champion only: the pods a running replicas canary of its model leaves it (None: full size)."""
+    route_weights: Mapping[str, int] | None = None
+    """gatewayAPI canary: the HTTPRoute's backend weights by Service name (None: the route is missing)."""
 
 
 EventType = Literal["Normal", "Warning"]
@@ -97,6 +102,14 @@ class Plan:
     """Audit entries to append to status.history, one per audited Event of this pass."""
     ready_replicas: int = 0
     """Ready server pods, as the Deployment reports them (status.serving.readyReplicas)."""
+    canary_status: dict[str, Any] | None = None
+    """status.canary as it should be (None: removed)."""
+    pool: bool = False
+    """This version's server pods carry the traffic-pool label (champion, replicas canary)."""
+    stable_pool: bool | None = None
+    """Champion only: the stable Service selects the pool (True) or this version (False)."""
+    route: tuple[str, int] | None = None
+    """gatewayAPI canary: (HTTPRoute, canary weight) to write; weight 0 sends all to the stable Service."""
 
 
 def _elapsed(since: str | None, now: datetime) -> float:
@@ -195,35 +208,6 @@ def comparison_verdict(spec: ModelVersionSpec, comparison: Comparison | None) ->
         parts.append(f"{ev.set} ({ev.rows} rows): {text}")
     verdict = "ChallengerBetter" if wins else "ChampionBetter"
     return Verdict(verdict=verdict, message="; ".join(parts), **base)
-
-
-def canary_verdict(canary: Canary, view: CanaryView | None, elapsed: float) -> tuple[str, str]:
-    """`pass`, `fail` or `wait`, with the reason: a breach fails at once, a pass needs the whole window."""
-    if view is None or view.error:
-        why = view.error if view and view.error else "no metrics yet"
-        if elapsed >= canary.analysis_seconds * INCONCLUSIVE_FACTOR:
-            return "fail", f"analysis inconclusive after {elapsed:.0f}s: {why}"
-        return "wait", f"waiting for canary metrics: {why}"
-    enough = view.requests >= canary.min_requests
-    if enough and view.error_rate is not None and view.error_rate > canary.max_error_rate:
-        return (
-            "fail",
-            f"error rate {view.error_rate:.2%} > {canary.max_error_rate:.2%} over {view.requests:.0f} requests",
-        )
-    if enough and view.p99_seconds is not None and view.p99_seconds > canary.max_p99_latency_seconds:
-        return (
-            "fail",
-            f"p99 latency {view.p99_seconds * 1000:.0f}ms > {canary.max_p99_latency_seconds * 1000:.0f}ms",
-        )
-    if elapsed < canary.analysis_seconds:
-        return "wait", f"analysing: {view.requests:.0f} requests, {elapsed:.0f}/{canary.analysis_seconds}s"
-    if not enough:
-        if elapsed >= canary.analysis_seconds * INCONCLUSIVE_FACTOR:
-            return "fail", f"analysis inconclusive: {view.requests:.0f} < {canary.min_requests} requests"
-        return "wait", f"waiting for traffic: {view.requests:.0f}/{canary.min_requests} requests"
-    er = f"{view.error_rate:.2%}" if view.error_rate is not None else "n/a"
-    p99 = f"{view.p99_seconds * 1000:.0f}ms" if view.p99_seconds is not None else "n/a"
-    return "pass", f"error rate {er}, p99 {p99} over {view.requests:.0f} requests"
 
 
 def _result_for_job(status: ModelVersionStatus, job: JobView | None) -> TrainingResult | None:
@@ -448,8 +432,15 @@ def _retired(o: Observed, base: list[Cond]) -> Plan:
 
 
 def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm: str | None) -> Plan:
-    """The champion: serve at full size; it cannot be retired while it is the champion."""
-    dep, want = o.deployment, o.spec.serving.replicas
+    """The champion: serve at full size, or at the part a replicas canary leaves it; it owns the
+    stable Service's selector (the pool while such a canary runs); it cannot be retired."""
+    dep, full = o.deployment, o.spec.serving.replicas
+    want = full if o.canary_split is None else o.canary_split
+    # Judged against the size planned now, not the one the Deployment holds: a resize this pass
+    # writes (a canary's step) reads the same in its echo, where the Deployment is not yet observed.
+    ready = (
+        dep is not None and dep.ready_replicas >= max(1, want) and (dep.up_to_date or dep.replicas == want)
+    )
     notes = ["cannot retire the champion: promote another version first"] if o.spec.retired else []
     deployed = (
         Cond("Deployed", "True", "ReplicasReady", f"{dep.ready_replicas}/{want} replicas ready")
@@ -459,6 +450,8 @@ def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm
     if not ready:  # say why it does not serve: replicas, and the servers' own last words
         why = _replica_text(dep, want) + (f": {dep.pod_failure}" if dep and dep.pod_failure else "")
         notes.insert(0, f"not serving: {why}")
+    if o.canary_split is not None:
+        notes.append(f"sharing traffic with a canary: {want} of {full} replicas")
     msg = "; ".join(["champion" + (f", {pm}" if pm else ""), *notes])
     conditions = [
         *base,
@@ -476,6 +469,8 @@ def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm
         champion=True,
         handled_promotion=request or o.status.handled_promotion,
         timestamps=_episode(o.status, "promoted", after="superseded", now=o.now),
+        pool=True,
+        stable_pool=o.canary_split is not None,
     )
 
 
@@ -520,6 +515,7 @@ def _rollout(
     """A new version on its way to champion: deploy, optionally canary, then promote."""
     s, spec, now, dep = o.status, o.spec, o.now, o.deployment
     want = spec.serving.replicas
+    canary = spec.serving.rollout.canary if spec.serving.rollout.strategy == "Canary" else None
     if dep is not None and dep.pod_failure:
         msg = f"server failed: {dep.pod_failure}"
         p = _stalled(
@@ -533,10 +529,18 @@ def _rollout(
             event="ServerFailed",
         )
         p.replicas = None
+        if canary is not None and canary.traffic == "gatewayAPI" and s.canary is not None:
+            p.route = (canary.http_route or "", 0)  # the route must not send traffic to a dead canary
         return p
-    canary = spec.serving.rollout.canary if spec.serving.rollout.strategy == "Canary" else None
     in_canary = canary is not None and o.champion is not None and not request
-    replicas = canary.replicas if in_canary and canary else want
+    replicas = want
+    if in_canary and canary is not None and o.champion is not None:
+        step = _canary_step(o, canary, o.champion)
+        replicas = step.canary_pods
+        ready = dep is not None and dep.up_to_date and dep.ready_replicas >= replicas
+        if s.timestamps.get("canaryStarted"):
+            # Between steps the canary resizes: still the canary, waiting for its next split.
+            return _canary(o, canary, base, _deployed(dep, replicas, ready), replicas, ready, want)
     if not ready:
         msg = f"deploying: {_replica_text(dep, replicas)}"
         return _progressing(
@@ -548,10 +552,9 @@ def _rollout(
             Cond("Promoted", "False", "NotYet", "waiting for the deployment"),
             replicas=replicas,
             timestamps=_once(s, "deploying", now),
+            pool=in_canary and canary is not None and canary.traffic == "replicas",
         )
-    deployed = Cond(
-        "Deployed", "True", "ReplicasReady", f"{dep.ready_replicas if dep else 0}/{replicas} replicas ready"
-    )
+    deployed = _deployed(dep, replicas, ready)
     if not s.timestamps.get("deployed"):
         timestamps["deployed"] = format_time(now)
         events.append(("Normal", "Deployed", f"Deployment ready with {replicas} replica(s)"))
@@ -578,15 +581,127 @@ CANARY_POLL_SECONDS = 5.0
 """How often a canary's metrics are read while it is analysed."""
 
 
+@dataclass(frozen=True)
+class _Step:
+    """Where a canary is: its step, that step's split, and whether the split is in effect."""
+
+    index: int
+    steps: int
+    weight: int
+    pause: float
+    canary_pods: int
+    stable_pods: int | None
+    in_effect: bool
+    effective: float | None
+    entered: str | None
+    started: str | None
+
+
+def _canary_step(o: Observed, canary: Canary, champ: ChampionView, *, advance: bool = False) -> _Step:
+    """The current step from status (a new champion starts over), and its split as observed."""
+    schedule = canary.schedule()
+    cs = o.status.canary
+    same = cs is not None and cs.champion == champ.name and 1 <= cs.step <= len(schedule)
+    index = cs.step if same and cs is not None else 1
+    entered = cs.step_entered if same and cs is not None else None
+    started = cs.step_started if same and cs is not None else None
+    if advance:
+        index, entered, started = index + 1, None, None
+    weight, pause = schedule[index - 1]
+    dep = o.deployment
+    if canary.traffic == "replicas":
+        pods, stable = split_replicas(weight, champ.replicas)
+        cd = champ.deployment
+        in_effect = (
+            champ.pool
+            and cd is not None
+            and cd.replicas == stable
+            and cd.ready_replicas == stable
+            and dep is not None
+            and dep.replicas == pods
+            and dep.ready_replicas >= pods
+            and dep.pool_pods >= pods
+        )
+        effective = share(dep.ready_replicas if dep else 0, cd.ready_replicas if cd else 0)
+        return _Step(
+            index, len(schedule), weight, pause, pods, stable, in_effect, effective, entered, started
+        )
+    want = _route_weights(o, champ, weight)
+    seen = dict(o.route_weights) if o.route_weights is not None else None
+    in_effect = seen == want and dep is not None and dep.ready_replicas >= canary.replicas
+    effective = None if seen is None else float(seen.get(naming.version_service_name(o.name), 0))
+    return _Step(
+        index, len(schedule), weight, pause, canary.replicas, None, in_effect, effective, entered, started
+    )
+
+
+def _route_weights(o: Observed, champ: ChampionView, weight: int) -> dict[str, int]:
+    stable = naming.stable_service_name(o.spec.model)
+    return {stable: 100 - weight, naming.version_service_name(o.name): weight}
+
+
+def _canary_status(
+    canary: Canary,
+    champ: ChampionView,
+    step: _Step,
+    now: datetime,
+    analysis: str | None,
+    weight: int | None = None,
+) -> dict[str, Any]:
+    entered = step.entered or format_time(now)
+    started = step.started or (format_time(now) if step.in_effect else None)
+    return {
+        "step": step.index,
+        "steps": step.steps,
+        "progress": f"{step.index}/{step.steps}",
+        "weight": step.weight if weight is None else weight,
+        "effectiveWeight": None if step.effective is None else round(step.effective, 1),
+        "traffic": canary.traffic,
+        "champion": champ.name,
+        "canaryReplicas": step.canary_pods if canary.traffic == "replicas" else None,
+        "stableReplicas": step.stable_pods,
+        "stepEntered": entered,
+        "stepStarted": started,
+        "analysis": analysis,
+    }
+
+
 def _canary(
     o: Observed, canary: Canary, base: list[Cond], deployed: Cond, replicas: int, ready: bool, want: int
 ) -> Plan:
+    """One step at a time: bring the split into effect, analyse it for the step's pause, then the
+    next step or promotion; a breach (or too little evidence) rolls back to 100/0 at once."""
     s, now = o.status, o.now
-    started = s.timestamps.get("canaryStarted")
+    assert o.champion is not None
+    champ = o.champion
+    started_canary = s.timestamps.get("canaryStarted")
     ts = _once(s, "canaryStarted", now)
-    verdict, why = canary_verdict(canary, o.canary, _elapsed(started, now) if started else 0.0)
+    step = _canary_step(o, canary, champ)
+    replicas_mode = canary.traffic == "replicas"
+    route_name = canary.http_route or ""
+    task = (s.training.task if s.training else None) or "classification"
+    started = step.started or (format_time(now) if step.in_effect else None)
+    if started is None:
+        waited = _elapsed(step.entered, now) if step.entered else 0.0
+        limit = step.pause * INCONCLUSIVE_FACTOR
+        if waited >= limit:
+            verdict, why = (
+                "fail",
+                f"the traffic split of step {step.index} was not in effect after {waited:.0f}s",
+            )
+            if not replicas_mode and o.route_weights is None:
+                why += f" (HTTPRoute {route_name} not found)"
+        else:
+            verdict, why = (
+                "wait",
+                f"bringing {step.weight}% of traffic to the canary",
+            )
+            if not replicas_mode and o.route_weights is None:
+                why += f" (HTTPRoute {route_name} not found)"
+    else:
+        verdict, why = canary_verdict(canary, o.canary, _elapsed(started, now), step.pause, task)
     if verdict == "fail":
-        msg = f"canary rolled back: {why}"
+        msg = f"canary rolled back at step {step.index}/{step.steps}: {why}"
         p = _stalled(
             "Rejected",
             "CanaryFailed",
@@ -598,11 +713,41 @@ def _canary(
         )
         p.replicas = None
         p.timestamps = {**ts, "rolledBack": format_time(now), "rejected": format_time(now)}
+        p.canary_status = {**_canary_status(canary, champ, step, now, why, weight=0), "effectiveWeight": 0}
+        p.route = (route_name, 0) if not replicas_mode else None
+        return p
+    status = _canary_status(canary, champ, step, now, why)
+    route = (route_name, step.weight) if not replicas_mode else None
+    events: list[tuple[EventType, str, str]] = []
+    if not started_canary:
+        events.append(("Normal", "CanaryStarted", f"Canary beside champion {champ.name}"))
+    if started and not step.started:
+        events.append(
+            (
+                "Normal",
+                "CanaryStep",
+                f"Step {step.index}/{step.steps}: {step.weight}% of traffic to the canary",
+            )
+        )
+    if verdict == "pass" and step.index < step.steps:
+        # Planned as the next step's first pass plans it, so the echo of this write decides nothing new.
+        nxt = _canary_step(o, canary, champ, advance=True)
+        entered = CanaryStatus.model_validate(_canary_status(canary, champ, nxt, now, None))
+        then = replace(o, status=s.model_copy(update={"canary": entered}))
+        dep = o.deployment
+        grown = dep is not None and dep.up_to_date and dep.ready_replicas >= nxt.canary_pods
+        p = _canary(then, canary, base, _deployed(dep, nxt.canary_pods, grown), nxt.canary_pods, grown, want)
+        passed = f"Step {step.index}/{step.steps} passed ({why}); next {nxt.weight}% of traffic"
+        p.events = [*events, ("Normal", "CanaryStepPassed", passed), *p.events]
+        p.timestamps = {**ts, **p.timestamps}
         return p
     if verdict == "wait" or o.spec.promotion.mode == "Manual":
         waiting = verdict == "wait"
-        msg = f"canary: {why}" if waiting else f"canary passed ({why}); waiting for manual promotion"
-        champ = o.champion.name if o.champion else None
+        msg = (
+            f"canary step {step.index}/{step.steps} at {step.weight}%: {why}"
+            if waiting
+            else f"canary passed ({why}); waiting for manual promotion"
+        )
         return _progressing(
             "Canary",
             "Canary",
@@ -612,14 +757,19 @@ def _canary(
             Cond("Promoted", "False", "Analysing" if waiting else "AwaitingPromotion", msg),
             replicas=replicas,
             timestamps=ts,
-            events=[]
-            if started
-            else [
-                ("Normal", "CanaryStarted", f"Canary beside champion {champ}" if champ else "Canary started")
-            ],
+            events=events,
             requeue_after=CANARY_POLL_SECONDS if waiting else None,
+            canary_status=status,
+            pool=replicas_mode,
+            route=route,
         )
-    return _promote_when_ready(o, [*base], ready, want, None, ts, phase="Canary", why=f"canary passed: {why}")
+    p = _promote_when_ready(o, [*base], ready, want, None, ts, phase="Canary", why=f"canary passed: {why}")
+    p.events = [*events, *p.events]
+    p.canary_status = status
+    p.pool = replicas_mode
+    # Promoted: the stable Service now points at this version; the route sends it everything.
+    p.route = (route_name, 0 if p.promote else step.weight) if not replicas_mode else None
+    return p
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -683,7 +833,9 @@ def _plan(o: Observed) -> Plan:
     if s.phase in ("Failed", "Rejected") and not is_champion:
         msg = s.message or s.phase
         stalled = next((c for c in s.conditions if c.type == "Stalled"), None)
-        return _stalled(s.phase, stalled.reason if stalled else s.phase, msg)  # as the stopping pass said it
+        p = _stalled(s.phase, stalled.reason if stalled else s.phase, msg)  # as the stopping pass said it
+        p.canary_status = s.canary.wire() if s.canary else None  # a rolled-back canary keeps its record
+        return p
 
     trained = _training(o)
     if isinstance(trained, Plan):
@@ -784,6 +936,12 @@ def _promote_when_ready(
     )
 
 
+def _deployed(dep: DeploymentView | None, replicas: int, ready: bool) -> Cond:
+    if ready:
+        return Cond("Deployed", "True", "ReplicasReady", _replica_text(dep, replicas))
+    return Cond("Deployed", "False", "ReplicasNotReady", _replica_text(dep, replicas))
+
+
 def _replica_text(dep: DeploymentView | None, want: int) -> str:
     """The same words before and after this pass applies the Deployment: its echo changes nothing."""
     return f"{dep.ready_replicas if dep else 0}/{want} replicas ready"
@@ -824,6 +982,7 @@ def status_patch(
         "timestamps": p.timestamps or None,
         "handledPromotion": p.handled_promotion,
         "serving": None,
+        "canary": p.canary_status,
     }
     if not p.timestamps:
         del desired["timestamps"]

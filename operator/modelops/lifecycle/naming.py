@@ -22,6 +22,10 @@ ANNOTATION_RETRAIN = "modelops.dev/retrain"
 ANNOTATION_CHAMPION = "modelops.dev/champion"
 ANNOTATION_DELETE_ARTIFACTS = "modelops.dev/delete-artifacts"
 """Set by retention before it deletes a version: the finalizer then removes its files first."""
+LABEL_POOL = "modelops.dev/traffic"
+"""The shared label of the pods a model's stable Service may select while a replicas canary runs:
+the operator puts it on the champion's pods and on a replicas canary's pods, and takes it off others."""
+POOL_VALUE = "stable"
 FINALIZER = "modelops.dev/operator"
 """Held only by versions whose artifacts must go with them (set together with the annotation)."""
 
@@ -74,6 +78,11 @@ def version_labels(model: str, version: str, component: str) -> dict[str, str]:
         LABEL_MODEL: model,
         LABEL_VERSION: version,
     }
+
+
+def pool_selector(model: str) -> dict[str, str]:
+    """The stable Service's selector during a replicas canary: champion and canary pods alike."""
+    return {LABEL_MODEL: model, LABEL_COMPONENT: "server", LABEL_POOL: POOL_VALUE}
 
 
 def server_selector(model: str, version: str) -> dict[str, str]:

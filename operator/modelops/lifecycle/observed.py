@@ -19,13 +19,15 @@ from . import naming
 
 @dataclass(frozen=True)
 class PodView:
-    """Only what decides a failure: the last non-zero exit of any container, with its message."""
+    """Only what decides a failure (the last non-zero exit of any container, with its message),
+    and whether the pod is in its model's traffic pool (the stable Service's shared label)."""
 
     name: str
     created: str = ""
     failure: str | None = None
     output: str | None = None
     """The termination message of a container that exited 0 (a resolve Job's report)."""
+    pool: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class DeploymentView:
     ready_replicas: int
     up_to_date: bool = True
     pod_failure: str | None = None
+    pool_pods: int = 0
+    """Pods carrying the traffic-pool label."""
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,34 @@ class ChampionView:
     artifact_uri: str | None = None
     sha256: str | None = None
     """The champion's artifact: what a challenger's training Job loads to score it on the same data."""
+    replicas: int = 1
+    """The champion's own serving size (spec.serving.replicas): what a replicas canary splits."""
+    deployment: DeploymentView | None = None
+    pool: bool = False
+    """The stable Service selects the traffic pool (champion and canary pods), not one version."""
 
 
 @dataclass(frozen=True)
 class CanaryView:
+    """The canary and the champion over the same window (the canary's own figures unprefixed)."""
+
     requests: float = 0.0
     error_rate: float | None = None
     p99_seconds: float | None = None
     error: str | None = None
+    champion_requests: float = 0.0
+    champion_error_rate: float | None = None
+    champion_p99_seconds: float | None = None
+    labelled: float = 0.0
+    correct: float = 0.0
+    abs_error: float = 0.0
+    champion_labelled: float = 0.0
+    champion_correct: float = 0.0
+    champion_abs_error: float = 0.0
+    predictions: Mapping[str, float] = field(default_factory=dict)
+    """Predictions per class, or cumulative per `le` bound (regressors, see prediction_buckets)."""
+    champion_predictions: Mapping[str, float] = field(default_factory=dict)
+    prediction_buckets: bool = False
 
 
 def pod_view(pod: Mapping[str, Any]) -> PodView:
@@ -84,8 +108,13 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
                 break
         if failure:
             break
+    pool = (meta.get("labels") or {}).get(naming.LABEL_POOL) == naming.POOL_VALUE
     return PodView(
-        name=meta.get("name", ""), created=meta.get("creationTimestamp") or "", failure=failure, output=output
+        name=meta.get("name", ""),
+        created=meta.get("creationTimestamp") or "",
+        failure=failure,
+        output=output,
+        pool=pool,
     )
 
 
@@ -128,19 +157,30 @@ def job_view(job: Mapping[str, Any], pods: Iterable[PodView] = ()) -> JobView:
 
 def deployment_view(dep: Mapping[str, Any], pods: Iterable[PodView] = ()) -> DeploymentView:
     st, meta = dep.get("status") or {}, dep.get("metadata") or {}
+    pods = list(pods)
     return DeploymentView(
         replicas=(dep.get("spec") or {}).get("replicas") or 0,
         ready_replicas=st.get("readyReplicas") or 0,
         up_to_date=(st.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
         pod_failure=newest_failure(pods),
+        pool_pods=sum(1 for p in pods if p.pool),
     )
 
 
 def selected_version(service: Mapping[str, Any] | None) -> str | None:
-    """The version a model's stable Service selects: who the champion is."""
+    """The version a model's stable Service selects: who the champion is. While a replicas canary
+    runs it selects the traffic pool instead, and the champion is the one its annotation names."""
     if not service:
         return None
-    return ((service.get("spec") or {}).get("selector") or {}).get(naming.LABEL_VERSION) or None
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if selector.get(naming.LABEL_POOL) == naming.POOL_VALUE and naming.LABEL_VERSION not in selector:
+        return ((service.get("metadata") or {}).get("annotations") or {}).get(naming.ANNOTATION_CHAMPION)
+    return selector.get(naming.LABEL_VERSION) or None
+
+
+def selects_pool(service: Mapping[str, Any] | None) -> bool:
+    selector = ((service or {}).get("spec") or {}).get("selector") or {}
+    return selector.get(naming.LABEL_POOL) == naming.POOL_VALUE
 
 
 def servable(version: Mapping[str, Any] | None, model: str) -> bool:
@@ -155,19 +195,27 @@ def servable(version: Mapping[str, Any] | None, model: str) -> bool:
 
 
 def champion_view(
-    name: str, champion: Mapping[str, Any] | None, service: Mapping[str, Any] | None = None
+    name: str,
+    champion: Mapping[str, Any] | None,
+    service: Mapping[str, Any] | None = None,
+    deployment: DeploymentView | None = None,
 ) -> ChampionView:
-    """The champion with the metrics a challenger must beat and the promotion on record."""
+    """The champion with the metrics a challenger must beat, its artifact, the promotion on record,
+    and what a canary beside it needs: its size, its Deployment, whether the Service selects the pool."""
     training = ((champion or {}).get("status") or {}).get("training") or {}
     metrics = training.get("metrics") or {}
     artifact = training.get("artifact") or {}
     recorded = (((service or {}).get("metadata") or {}).get("annotations") or {}).get(
         naming.ANNOTATION_CHAMPION
     )
+    replicas = (((champion or {}).get("spec") or {}).get("serving") or {}).get("replicas")
     return ChampionView(
         name=name,
         metrics={k: float(v) for k, v in metrics.items()},
         recorded=recorded,
         artifact_uri=artifact.get("uri"),
         sha256=artifact.get("sha256"),
+        replicas=1 if replicas is None else int(replicas),
+        deployment=deployment,
+        pool=selects_pool(service),
     )
