@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -521,3 +523,69 @@ def test_a_child_trained_on_captured_production_data_beats_the_champion_there_an
 
         eventually(cleared, timeout=120, what="the drift to clear under the new champion")
         assert len(policies.children("iris")) == 1
+
+
+def test_random_kills_with_retrains_rollbacks_and_retention_in_flight(mvs, kubelet, operator, policies):
+    """The fault-injection suite: the operator is SIGKILLed at random points while manual retrains,
+    promotions, a rollback and retention's deletions are in flight. At the end: one champion,
+    one child per trigger, no orphan, nothing stuck deleting, the rollback target kept."""
+    rnd = random.Random(17)
+
+    def kill_a_few(n: int) -> None:
+        for _ in range(n):
+            time.sleep(rnd.uniform(0.2, 2.0))
+            operator.kill()
+            operator.start()
+
+    mvs.create("iris-v1")  # no champion rule: every child that passes its gates is promoted
+    mvs.wait_phase("iris-v1", "Serving", timeout=180)
+    policies.create("iris", cooldown="1s", retention={"keepRetired": 1}, template={"params": {"C": 0.5}})
+    tokens = [f"kill-{i}" for i in range(3)]
+    for token in tokens:
+        policies.annotate("iris", "modelops.dev/retrain", token)
+        kill_a_few(3)
+        st = eventually(
+            lambda t=token: (
+                (s := policies.status("iris")).get("handledRequest") == t and not s.get("pending") and s
+            ),
+            timeout=180,
+            what=f"the retrain {token} committed",
+        )
+        child = st["lastTrigger"]["child"]
+        mvs.wait_phase(child, "Serving", timeout=240)
+        eventually(lambda c=child: mvs.champion_of("iris") == c, timeout=60, what=f"{child} champion")
+
+    # A rollback to the previous champion, with kills in flight.
+    history = [t["child"] for t in policies.status("iris")["history"]]
+    target = history[-2]
+    mvs.annotate(target, "modelops.dev/promote", "rollback-1")
+    kill_a_few(3)
+    eventually(lambda: mvs.champion_of("iris") == target, timeout=180, what=f"the rollback to {target}")
+
+    def settled() -> list[dict[str, Any]] | None:
+        items = mvs.custom.list_namespaced_custom_object(GROUP, VERSION, mvs.ns, "modelversions")["items"]
+        if any(i["metadata"].get("deletionTimestamp") for i in items):
+            return None  # still deleting: wait, and fail below if it never ends
+        champions = [i["metadata"]["name"] for i in items if (i.get("status") or {}).get("champion")]
+        return items if champions == [target] else None
+
+    items = eventually(settled, timeout=180, what="one champion and nothing left deleting")
+    names = {i["metadata"]["name"] for i in items}
+    history = policies.status("iris")["history"]
+    assert len(history) == len(tokens), history  # one child per trigger
+    assert len({t["child"] for t in history}) == len(tokens)
+    made = [c["metadata"]["name"] for c in policies.children("iris")]
+    assert len(made) == len(set(made)) and set(made) <= {t["child"] for t in history}, made
+    assert target in names and mvs.phase(target) == "Serving", "the rollback target was kept"
+    # No orphan: every Job, Deployment and version Service belongs to a version that exists.
+    for kind, items_ in (
+        ("Job", mvs.batch.list_namespaced_job(mvs.ns).items),
+        ("Deployment", mvs.apps.list_namespaced_deployment(mvs.ns).items),
+        ("Service", mvs.core.list_namespaced_service(mvs.ns).items),
+    ):
+        for obj in items_:
+            version = (obj.metadata.labels or {}).get("modelops.dev/version")
+            if kind == "Service" and obj.metadata.name == "iris":
+                continue  # the stable Service: the champion's
+            assert version in names, f"{kind} {obj.metadata.name} outlived its version {version}"
+    assert operator.runs == 1 + 3 * (len(tokens) + 1)
