@@ -3,8 +3,9 @@
 - `kubectl apply --server-side -k manifests/` succeeds (twice: it is idempotent), and the operator's
   pod is admitted in a namespace that enforces the "restricted" Pod Security profile.
 - Every YAML file in manifests/ and examples/, and every kustomization build, passes a server-side
-  dry run: schemas, CEL rules, RBAC validation and admission all run. The Prometheus Operator and
-  Argo CD kinds are checked against stand-in CRDs (tests/fixtures/standin-crds.yaml).
+  dry run: schemas, CEL rules, RBAC validation and admission all run. The Prometheus Operator,
+  Argo CD and cert-manager kinds are checked against stand-in CRDs (tests/fixtures/standin-crds.yaml),
+  the HTTPRoute of the canary example against the real Gateway API CRDs.
 - The API server's own authorizer (`kubectl auth can-i --as=<service account>`) allows the operator
   what it uses and refuses Secrets, exec, RBAC changes and the rest; the trainer may only report its
   result, in its own namespace; people with edit/view get the ModelOps roles by aggregation.
@@ -30,6 +31,7 @@ import yaml
 
 from tests.cluster.localcluster import _die_with_parent
 from tests.helpers import wait_for
+from tests.support.gatewayapi import standard_crds
 from tests.support.kubelet import free_port
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
@@ -92,7 +94,8 @@ def installed(cluster: Any) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def extra_kinds(installed: Path) -> Iterator[Path]:
-    """Kopf's peering CRDs (real), stand-ins for the monitoring and Argo CD kinds, and namespace argocd.
+    """Kopf's peering and the Gateway API CRDs (real), stand-ins for the monitoring, Argo CD and
+    cert-manager kinds, and namespace argocd.
 
     Only what does not exist yet is created, and only that is removed afterwards, so an existing
     cluster with the real Prometheus Operator or Argo CD is left as it was.
@@ -105,7 +108,13 @@ def extra_kinds(installed: Path) -> Iterator[Path]:
         if d
     ]
     stand_ins = [d for d in yaml.safe_load_all((FIXTURES / "standin-crds.yaml").read_text()) if d]
-    for crd in peering + stand_ins:
+    gateway = [  # the real Gateway API CRDs (examples/iris-canary's HTTPRoute), from their Go module
+        d
+        for f in sorted(standard_crds().glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d and d.get("kind") == "CustomResourceDefinition"
+    ]
+    for crd in peering + stand_ins + gateway:
         name = crd["metadata"]["name"]
         if not _exists(kc, "crd", name):
             kubectl(kc, "apply", "--server-side", "-f", "-", input=yaml.safe_dump(crd))
