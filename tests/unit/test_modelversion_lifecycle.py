@@ -6,13 +6,11 @@ import pytest
 
 from modelops.api.modelversion import FairnessReport, ModelVersionSpec, ModelVersionStatus
 from modelops.lifecycle.modelversion import (
-    CanaryView,
     ChampionView,
     DeploymentView,
     JobView,
     Observed,
     Plan,
-    canary_verdict,
     champion_verdict,
     gate_failures,
     plan,
@@ -387,25 +385,6 @@ def test_history_records_promotion_rollback_and_rejection_and_is_bounded():
     r.with_result(accuracy=0.5)
     r.step(job=JobView(uid="job-1", succeeded=1))
     assert [(h.decision, h.reason) for h in r.status.history] == [("Rejected", "Rejected")]
-
-
-@pytest.mark.parametrize(
-    ("view", "elapsed", "verdict"),
-    [
-        (None, 10, "wait"),
-        (None, 400, "fail"),
-        (CanaryView(5, 0.5, 0.01), 10, "wait"),  # too few requests to judge a breach
-        (CanaryView(50, 0.0, 2.0), 10, "fail"),  # p99 breach
-        (CanaryView(5, 0.0, 0.01), 100, "wait"),
-        (CanaryView(5, 0.0, 0.01), 400, "fail"),
-        (CanaryView(error="prometheus unreachable"), 10, "wait"),
-    ],
-)
-def test_canary_verdicts(view, elapsed, verdict):
-    from modelops.api.modelversion import Canary
-
-    c = Canary(analysis_seconds=100, min_requests=10, max_p99_latency_seconds=0.5)
-    assert canary_verdict(c, view, elapsed)[0] == verdict
 
 
 def test_server_failure_fails_the_version_not_the_champion():
