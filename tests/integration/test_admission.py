@@ -9,22 +9,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import kubectl
-
-GOOD_MV: dict[str, Any] = {
-    "apiVersion": "modelops.dev/v1alpha1",
-    "kind": "ModelVersion",
-    "metadata": {"name": "iris-x"},
-    "spec": {
-        "model": "iris",
-        "training": {"dataset": {"uri": "sklearn:iris"}, "estimator": {"class": "LogisticRegression"}},
-    },
-}
-GOOD_RP: dict[str, Any] = {
-    "apiVersion": "modelops.dev/v1alpha1",
-    "kind": "RetrainPolicy",
-    "metadata": {"name": "iris"},
-    "spec": {"model": "iris"},
-}
+from tests.support.admission_cases import GOOD_MV, GOOD_RP
 
 
 def mv(**patch: Any) -> dict[str, Any]:
