@@ -365,15 +365,22 @@ def stable_service(model: str, namespace: str, champion: str) -> dict[str, Any]:
     }
 
 
-def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Settings) -> dict[str, Any]:
-    """Deletes a version's artifacts from the claim; the version's finalizer waits for it."""
-    labels = naming.version_labels(spec.model, name, "cleaner")
+def _tool_job(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    backoff_limit: int,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A short operator-side Job (clean-up, data resolution): one restricted container, no API token,
+    bounded in time and collected an hour after it ends."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(naming.cleanup_job_name(name), namespace, labels),
+        "metadata": _meta(name, namespace, labels),
         "spec": {
-            "backoffLimit": 2,
+            "backoffLimit": backoff_limit,
             "activeDeadlineSeconds": 600,
             "ttlSecondsAfterFinished": 3600,
             "template": {
@@ -382,35 +389,28 @@ def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Set
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": _pod_security(),
-                    "containers": [
-                        {
-                            "name": "cleanup",
-                            "image": spec.training.image or settings.trainer_image,
-                            "imagePullPolicy": settings.image_pull_policy,
-                            "command": ["modelops", "cleanup"],
-                            "args": [
-                                "--store",
-                                spec.storage.mount_path,
-                                "--model",
-                                spec.model,
-                                "--version",
-                                name,
-                            ],
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "32Mi"},
-                                "limits": {"memory": "128Mi"},
-                            },
-                            "securityContext": _container_security(),
-                            "volumeMounts": [{"name": "artifacts", "mountPath": spec.storage.mount_path}],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}}
-                    ],
+                    "containers": [{**container, "securityContext": _container_security()}],
+                    "volumes": volumes,
                 },
             },
         },
     }
+
+
+def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Settings) -> dict[str, Any]:
+    """Deletes a version's artifacts from the claim; the version's finalizer waits for it."""
+    container = {
+        "name": "cleanup",
+        "image": spec.training.image or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["modelops", "cleanup"],
+        "args": ["--store", spec.storage.mount_path, "--model", spec.model, "--version", name],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "volumeMounts": [{"name": "artifacts", "mountPath": spec.storage.mount_path}],
+    }
+    volumes = [{"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}}]
+    labels = naming.version_labels(spec.model, name, "cleaner")
+    return _tool_job(naming.cleanup_job_name(name), namespace, labels, 2, container, volumes)
 
 
 def resolve_job(
@@ -428,38 +428,14 @@ def resolve_job(
     if claim := dataset_claim(uri):
         mounts.append({"name": "dataset", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
         volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta(naming.resolve_job_name(child), namespace, labels),
-        "spec": {
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": 600,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": _pod_security(),
-                    "containers": [
-                        {
-                            "name": "resolve",
-                            "image": champion.training.image or settings.trainer_image,
-                            "imagePullPolicy": settings.image_pull_policy,
-                            "command": ["modelops", "resolve"],
-                            "args": ["--uri", uri, "--at", at],
-                            "env": [{"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root}],
-                            "resources": {
-                                "requests": {"cpu": "50m", "memory": "128Mi"},
-                                "limits": {"memory": "512Mi"},
-                            },
-                            "securityContext": _container_security(),
-                            "volumeMounts": mounts,
-                        }
-                    ],
-                    "volumes": volumes,
-                },
-            },
-        },
+    container = {
+        "name": "resolve",
+        "image": champion.training.image or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["modelops", "resolve"],
+        "args": ["--uri", uri, "--at", at],
+        "env": [{"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root}],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "volumeMounts": mounts,
     }
+    return _tool_job(naming.resolve_job_name(child), namespace, labels, 1, container, volumes)
