@@ -115,35 +115,16 @@ def check(
     # Schema against the parent: a column it had must still be there, with the same kind.
     if parent is not None and spec.schema_check:
         for name, pc in parent_cols.items():
+            kind = "category" if name in cols.categorical else "number"
             if name not in frame.columns:
-                add(
-                    "schema",
-                    name,
-                    None,
-                    None,
-                    False,
-                    f"column {name!r} of parent {parent_name} is missing (dropped or renamed)",
-                )
+                problem = f"column {name!r} of parent {parent_name} is missing (dropped or renamed)"
             elif name not in mine:
-                add(
-                    "schema",
-                    name,
-                    None,
-                    None,
-                    False,
-                    f"column {name!r} of parent {parent_name} is no longer a feature",
-                )
+                problem = f"column {name!r} of parent {parent_name} is no longer a feature"
+            elif pc.get("dtype") != kind:
+                problem = f"column {name!r} was {pc.get('dtype')} in parent {parent_name} but is {kind} now"
             else:
-                kind = "category" if name in cols.categorical else "number"
-                if pc.get("dtype") != kind:
-                    add(
-                        "schema",
-                        name,
-                        None,
-                        None,
-                        False,
-                        f"column {name!r} was {pc.get('dtype')} in parent {parent_name} but is {kind} now",
-                    )
+                continue
+            add("schema", name, None, None, False, problem)
         new = [c for c in mine if c not in parent_cols]
         if new:
             add("schema", None, len(new), None, True, f"new column(s) not in parent: {', '.join(new[:10])}")
