@@ -685,19 +685,12 @@ def _canary(
         waited = _elapsed(step.entered, now) if step.entered else 0.0
         limit = step.pause * INCONCLUSIVE_FACTOR
         if waited >= limit:
-            verdict, why = (
-                "fail",
-                f"the traffic split of step {step.index} was not in effect after {waited:.0f}s",
-            )
-            if not replicas_mode and o.route_weights is None:
-                why += f" (HTTPRoute {route_name} not found)"
+            verdict = "fail"
+            why = f"the traffic split of step {step.index} was not in effect after {waited:.0f}s"
         else:
-            verdict, why = (
-                "wait",
-                f"bringing {step.weight}% of traffic to the canary",
-            )
-            if not replicas_mode and o.route_weights is None:
-                why += f" (HTTPRoute {route_name} not found)"
+            verdict, why = "wait", f"bringing {step.weight}% of traffic to the canary"
+        if not replicas_mode and o.route_weights is None:
+            why += f" (HTTPRoute {route_name} not found)"
     else:
         verdict, why = canary_verdict(canary, o.canary, _elapsed(started, now), step.pause, task)
     if verdict == "fail":
