@@ -215,10 +215,7 @@ def test_a_breach_at_step_one_rolls_back_to_100_0(mvs, kubelet, operator, api_cl
     )
     # 100/0: the stable Service selects the champion alone, at its full size again.
     eventually(
-        lambda: (
-            mvs.core.read_namespaced_service("iris", mvs.ns).spec.selector.get("modelops.dev/version")
-            == "iris-v1"
-        ),
+        lambda: mvs.champion_of("iris") == "iris-v1",
         timeout=30,
         what="the stable Service to select the champion alone",
     )
@@ -355,10 +352,7 @@ def test_a_canary_less_accurate_than_the_champion_on_the_same_window_is_rolled_b
     assert "online accuracy" in st["message"] and "vs champion" in st["message"], st["message"]
     assert st["canary"]["weight"] == 0
     eventually(
-        lambda: (
-            mvs.core.read_namespaced_service("iris", mvs.ns).spec.selector.get("modelops.dev/version")
-            == "iris-v1"
-        ),
+        lambda: mvs.champion_of("iris") == "iris-v1",
         timeout=30,
         what="the stable Service to select the champion alone",
     )
