@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from tests.integration.conftest import kubectl
-from tests.support.fairness_data import credit_frame
+from tests.support.fairness_data import credit_frame, credit_training
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.cluster
@@ -62,15 +62,7 @@ def test_the_fairness_gate_rejects_a_deliberately_biased_model(mvs, kubelet, ope
     mvs.create(
         "credit-v1",
         model="credit",
-        training={
-            "dataset": {
-                "uri": f"file://{path}",
-                "target": "approved",
-                "categorical": ["region", "group"],
-                "exclude": ["ssn"],
-            },
-            "estimator": {"class": "LogisticRegression"},
-        },
+        training=credit_training(path),
         validation={
             "gates": [{"metric": "accuracy", "min": 0.7}],
             "fairness": {"sensitiveFeatures": ["group"], "metric": "selection_rate", "maxDifference": 0.1},

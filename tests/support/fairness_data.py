@@ -33,3 +33,17 @@ def credit_frame(n: int = 1200, seed: int = 7, bias: float = 2.5) -> pd.DataFram
             "approved": approved,
         }
     )
+
+
+def credit_training(path: object) -> dict[str, object]:
+    """The training spec both governance tests use on the credit table written to `path`: the
+    sensitive `group` is a categorical input, `ssn` is excluded."""
+    return {
+        "dataset": {
+            "uri": f"file://{path}",
+            "target": "approved",
+            "categorical": ["region", "group"],
+            "exclude": ["ssn"],
+        },
+        "estimator": {"class": "LogisticRegression"},
+    }

@@ -20,22 +20,13 @@ from modelops.server.model import ServedModel
 from modelops.trainer import governance
 from modelops.trainer import main as trainer
 from modelops.trainer.errors import BadInput
+from tests.support import fairness_data
 from tests.support.fairness_data import credit_frame
 
 
 def credit_training(path: Path, **dataset) -> Training:
-    return Training.model_validate(
-        {
-            "dataset": {
-                "uri": f"file://{path}",
-                "target": "approved",
-                "categorical": ["region", "group"],
-                "exclude": ["ssn"],
-                **dataset,
-            },
-            "estimator": {"class": "LogisticRegression"},
-        }
-    )
+    spec = fairness_data.credit_training(path)
+    return Training.model_validate({**spec, "dataset": {**spec["dataset"], **dataset}})
 
 
 @pytest.fixture(scope="module")
