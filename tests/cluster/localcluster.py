@@ -585,7 +585,9 @@ class LocalCluster:
 
     @staticmethod
     def _node(index: int, name: str) -> dict[str, Any]:
-        resources = {"cpu": "32", "memory": "128Gi", "pods": "250", "ephemeral-storage": "500Gi"}
+        # Room for bench/operator_scale.py's 10,000 versions (a server pod each, requesting 1m/1Mi):
+        # at 250 pods a node, half of 1,000 versions waited for a node, not for the operator.
+        resources = {"cpu": "32", "memory": "128Gi", "pods": "6000", "ephemeral-storage": "500Gi"}
         return {
             "apiVersion": "v1",
             "kind": "Node",
