@@ -100,7 +100,11 @@ class World:
 
     def step(self, evaluation=None, request=None, create=True, resolution=None) -> Plan:
         """One pass. A resolve Job the plan asks for finishes at once with `self.data` (new data by
-        default) unless `self.data` is None, and the pass that follows it is folded into the result."""
+        default) unless `self.data` is None, and the pass that follows it is folded into the result.
+
+        The pass's decisions are read back from what it writes, as `p.trigger` (a new retrain:
+        `pending` with a new `sequence`) and `p.committed` (the pending child exists: `pending`
+        moved to `lastTrigger`)."""
         p = self._step(evaluation, request, create, resolution)
         if p.resolve is not None and self.data is not None and resolution is None:
             p2 = self._step(None, request, create, self.data)
@@ -126,6 +130,9 @@ class World:
                 resolution=resolution if self.status.pending is not None else None,
             )
         )
+        p.trigger = Trigger.model_validate(p.status["pending"]) if "sequence" in p.status else None  # type: ignore[attr-defined]
+        committed = "lastTrigger" in p.status and "pending" in p.status and p.status["pending"] is None
+        p.committed = Trigger.model_validate(p.status["lastTrigger"]) if committed else None  # type: ignore[attr-defined]
         d = self.status.model_dump(by_alias=True)
         conds = d.pop("conditions")
         d = merge_patch(d, p.status)

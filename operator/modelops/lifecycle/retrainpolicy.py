@@ -70,9 +70,9 @@ IN_FLIGHT = ("Pending", "Training", "Deploying", "Canary")
 RETIRED = ("Superseded", "Retired")
 FAILED = ("Rejected", "Failed")
 EVALUATION_SLACK = 1.0
+"""Seconds of timer jitter tolerated when deciding that an evaluation is due."""
 MAX_BACKOFF_EXPONENT = 3
 """After failed evaluations, the next one waits interval x 2^n, n at most this (8x)."""
-"""Seconds of timer jitter tolerated when deciding that an evaluation is due."""
 
 Reason = Literal["manual", "drift", "performance", "schedule"]
 EventType = Literal["Normal", "Warning"]
@@ -174,10 +174,6 @@ class Plan:
     conditions: list[Cond]
     message: str
     child: Child | None = None
-    trigger: Trigger | None = None
-    """A decision taken in this pass (count it in modelops_retrains_total)."""
-    committed: Trigger | None = None
-    """A pending trigger whose child now exists, moved to lastTrigger/history in this pass."""
     delete: list[str] = field(default_factory=list)
     """ModelVersions retention removes, oldest first."""
     delete_artifacts: bool = False
@@ -490,171 +486,191 @@ def _evaluate(o: Observed, prev_eval: Mapping[str, Any] | None) -> _Evaluated:
 
 
 def plan(o: Observed) -> Plan:
-    """Everything the policy should do now; see the module docstring for the order of acting."""
-    spec, st, now, champ = o.spec, o.status, o.now, o.champion
-    model = spec.model
-    previous = [c.model_dump(by_alias=True) for c in st.conditions]
-    prev_ready = find(previous, "Ready")
-    ev = _evaluate(o, find(previous, "Evaluated"))
-    patch: dict[str, Any] = {"champion": champ.name if champ else None, **ev.status}
-    events = list(ev.events)
-    conds = list(ev.conditions)
-    notes: list[str] = []
-    counter = ev.counter
+    """Everything the policy should do now; see the module docstring for the order of acting.
 
-    # --- configuration that can only be checked here -------------------------------------------
-    config_error: tuple[str, str] | None = None
-    spec_for_child: ModelVersionSpec | None = None
-    if champ is not None:
-        try:
-            spec_for_child = child_spec(champ, spec.template)
-        except ValueError as e:
-            config_error = (
-                "InvalidTemplate",
-                f"template does not make a valid ModelVersion: {_first_line(e)}",
-            )
-    next_scheduled: datetime | None = None
-    schedule = spec.triggers.schedule
-    if schedule is not None:
-        try:
-            next_scheduled = next_schedule_time(schedule, schedule_anchor(st, o.created))
-        except ValueError as e:
-            config_error = config_error or ("InvalidSchedule", str(e))
-
-    # --- pending decision: finish it before deciding anything new ------------------------------
-    names = {v.name for v in o.versions}
-    resolve: Resolve | None = None
-    skipped: Trigger | None = None
-    child: Child | None = None
-    trigger: Trigger | None = None
-    committed: Trigger | None = None
+    Four stages: evaluate (Prometheus's answer folded into the drifted counter), check the
+    configuration, then either finish the pending decision or take a new one, and say so.
+    """
+    st, champ = o.status, o.champion
+    ev = _evaluate(o, find([c.model_dump(by_alias=True) for c in st.conditions], "Evaluated"))
+    cfg = _configuration(o)
     flying = in_flight(o.versions)
-    if st.pending is not None:
-        pending = st.pending
-        if pending.child in names:
-            committed = pending
-            history = [pending, *(h for h in st.history if h.child != pending.child)][:HISTORY_LIMIT]
-            patch.update(pending=None, lastTrigger=pending.wire(), history=[h.wire() for h in history])
-        elif spec_for_child is not None and champ is not None:
-            step = _pending_data(o, pending, champ, spec_for_child)
-            child, resolve, skipped = step.child, step.resolve, step.skipped
-            patch.update(step.patch)
-            events += step.events
-            notes += step.notes
-        else:
-            why = config_error[1] if config_error else f"no champion for model {model}"
-            patch["pending"] = None
-            events.append(("Warning", "RetrainAbandoned", f"Not creating {pending.child}: {why}"))
-    else:
-        due: list[tuple[Reason, str]] = []
-        request = o.retrain_request if o.retrain_request and o.retrain_request != st.handled_request else None
-        if request:
-            due.append(("manual", f"requested with modelops.dev/retrain={request}"))
-        if ev.drift_due:
-            due.append(("drift", ev.drift_due))
-        if ev.performance_due:
-            due.append(("performance", ev.performance_due))
-        schedule_due = schedule is not None and next_scheduled is not None and next_scheduled <= now
-        if schedule is not None and next_scheduled is not None and next_scheduled <= now:
-            every = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
-            due.append(("schedule", f"schedule ({every}) was due at {format_time(next_scheduled)}"))
-        if due:
-            reason, detail = due[0]
-            hold = _hold(o, reason, champ, config_error, flying)
-            if hold:
-                notes.append(f"retrain due ({reason}) but held: {hold}")
-            else:
-                seq = sequence(st) + 1
-                name = child_name(model, o.uid, seq)
-                while name in names:
-                    seq += 1
-                    name = child_name(model, o.uid, seq)
-                others = [r for r, _ in due[1:]]
-                if others:
-                    detail += f" (also due: {', '.join(others)})"
-                trigger = Trigger(time=format_time(now), reason=reason, child=name, detail=_clip(detail))
-                assert spec_for_child is not None
-                if needs_resolving(reason, spec.template):  # the next passes resolve, then create
-                    resolve = _pending_data(o, trigger, champ, spec_for_child).resolve  # type: ignore[arg-type]
-                else:
-                    child = Child(name, spec_for_child, trigger)
-                patch.update(pending=trigger.wire(), sequence=seq)
-                if request:
-                    patch["handledRequest"] = request
-                if schedule is not None and schedule_due:
-                    patch["lastScheduleTime"] = format_time(now)
-                    next_scheduled = next_schedule_time(schedule, now)
-                counter = 0
-                notes.append(f"retraining ({reason}): creating {name}")
-                events.append(
-                    (
-                        "Normal",
-                        "RetrainTriggered",
-                        _clip(f"Retraining {model} as {name} ({reason}: {detail})"),
-                    )
-                )
-    patch["consecutiveDrifted"] = counter
-
-    # --- retention ----------------------------------------------------------------------------
-    victims = retention_victims(o.versions, spec.retention.keep_retired, champ.name if champ else None)
-
-    # --- conditions and message ----------------------------------------------------------------
-    if flying:
-        notes.append("in flight: " + ", ".join(f"{v.name} {v.phase}" for v in flying))
-    if next_scheduled is not None and next_scheduled > now:
-        notes.append(f"next scheduled retrain {format_time(next_scheduled)}")
-    tail = f"; {'; '.join(notes)}" if notes else ""
-    if config_error:
-        reason_, msg = config_error
-        conds += [Cond("Ready", "False", reason_, msg), Cond("Stalled", "True", reason_, msg)]
-        if not prev_ready or prev_ready.get("reason") != reason_:
-            events.append(("Warning", reason_, msg))
-        message = msg
-    elif champ is None:
-        message = f"no champion for model {model}: nothing to evaluate or retrain from" + tail
-        conds.append(Cond("Ready", "False", "NoChampion", message))
-    elif ev.prom_error:
-        message = f"Prometheus query failed, drift and performance cannot trigger: {ev.prom_error}" + tail
-        conds.append(Cond("Ready", "False", PROMETHEUS_UNREACHABLE, message))
-    elif spec.suspend:
-        message = f"suspended: evaluating {champ.name}, never retraining" + tail
-        conds.append(Cond("Ready", "True", "Suspended", message))
-    elif flying or child is not None or resolve is not None:
-        message = f"retraining {model} (champion {champ.name})" + tail
-        conds.append(Cond("Ready", "True", "Retraining", message))
-    elif (last_skip := skipped or _recent_skip(o)) is not None:
-        message = f"{last_skip.detail}; watching {model} (champion {champ.name})" + tail
-        conds.append(Cond("Ready", "True", last_skip.outcome or "NoNewData", _clip(message)))
-    else:
-        message = f"watching {model} (champion {champ.name})" + tail
-        conds.append(Cond("Ready", "True", "Watching", message))
-
+    step = _finish_pending(o, cfg) if st.pending is not None else _decide(o, ev, cfg, flying)
+    patch: dict[str, Any] = {"champion": champ.name if champ else None, **ev.status, **step.patch}
+    patch["consecutiveDrifted"] = 0 if step.decided else ev.counter
+    message, conds, events = _readiness(o, ev, cfg, step, flying)
     return Plan(
         status=patch,
-        conditions=conds,
+        conditions=[*ev.conditions, *conds],
         message=message,
-        child=child,
-        trigger=trigger,
-        committed=committed,
-        delete=victims,
+        child=step.child,
+        delete=retention_victims(o.versions, o.spec.retention.keep_retired, champ.name if champ else None),
         release=released(o.versions),
-        delete_artifacts=spec.retention.delete_artifacts,
-        events=events,
-        requeue_after=_requeue(o, child, committed, next_scheduled, patch),
-        resolve=resolve,
+        delete_artifacts=o.spec.retention.delete_artifacts,
+        events=[*ev.events, *step.events, *events],
+        requeue_after=_requeue(o, step, patch),
+        resolve=step.resolve,
     )
 
 
 @dataclass
-class _DataStep:
-    """What the pending trigger's data allows in this pass."""
+class _Config:
+    """What of the spec can only be checked against the champion and the clock."""
+
+    error: tuple[str, str] | None = None
+    """(reason, message) of a template or schedule that cannot work."""
+    child_spec: ModelVersionSpec | None = None
+    next_scheduled: datetime | None = None
+
+
+def _configuration(o: Observed) -> _Config:
+    cfg = _Config()
+    if o.champion is not None:
+        try:
+            cfg.child_spec = child_spec(o.champion, o.spec.template)
+        except ValueError as e:
+            cfg.error = ("InvalidTemplate", f"template does not make a valid ModelVersion: {_first_line(e)}")
+    schedule = o.spec.triggers.schedule
+    if schedule is not None:
+        try:
+            cfg.next_scheduled = next_schedule_time(schedule, schedule_anchor(o.status, o.created))
+        except ValueError as e:
+            cfg.error = cfg.error or ("InvalidSchedule", str(e))
+    return cfg
+
+
+@dataclass
+class _Step:
+    """What this pass does about retraining: the pending decision's progress, or a new one."""
 
     child: Child | None = None
     resolve: Resolve | None = None
     skipped: Trigger | None = None
+    committed: bool = False
+    """The pending child exists: the decision moved to lastTrigger and history."""
+    decided: bool = False
+    """A new retrain was decided (written ahead as `pending`)."""
+    next_scheduled: datetime | None = None
     patch: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[EventType, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def _finish_pending(o: Observed, cfg: _Config) -> _Step:
+    """Finish the decision written ahead before deciding anything new: commit it once its child
+    exists, else create the child (resolving its data first if need be), or abandon it."""
+    st, champ = o.status, o.champion
+    pending = st.pending
+    assert pending is not None
+    if any(v.name == pending.child for v in o.versions):
+        history = [pending, *(h for h in st.history if h.child != pending.child)][:HISTORY_LIMIT]
+        return _Step(
+            committed=True,
+            next_scheduled=cfg.next_scheduled,
+            patch={"pending": None, "lastTrigger": pending.wire(), "history": [h.wire() for h in history]},
+        )
+    if cfg.child_spec is not None and champ is not None:
+        step = _pending_data(o, pending, champ, cfg.child_spec)
+        step.next_scheduled = cfg.next_scheduled
+        return step
+    why = cfg.error[1] if cfg.error else f"no champion for model {o.spec.model}"
+    return _Step(
+        next_scheduled=cfg.next_scheduled,
+        patch={"pending": None},
+        events=[("Warning", "RetrainAbandoned", f"Not creating {pending.child}: {why}")],
+    )
+
+
+def _due(o: Observed, ev: _Evaluated, cfg: _Config) -> list[tuple[Reason, str]]:
+    """The retrains due now, in priority order: manual > drift > performance > schedule."""
+    st, schedule = o.status, o.spec.triggers.schedule
+    due: list[tuple[Reason, str]] = []
+    if o.retrain_request and o.retrain_request != st.handled_request:
+        due.append(("manual", f"requested with modelops.dev/retrain={o.retrain_request}"))
+    if ev.drift_due:
+        due.append(("drift", ev.drift_due))
+    if ev.performance_due:
+        due.append(("performance", ev.performance_due))
+    if schedule is not None and cfg.next_scheduled is not None and cfg.next_scheduled <= o.now:
+        every = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
+        due.append(("schedule", f"schedule ({every}) was due at {format_time(cfg.next_scheduled)}"))
+    return due
+
+
+def _decide(o: Observed, ev: _Evaluated, cfg: _Config, flying: list[VersionView]) -> _Step:
+    """Take the first due retrain unless something holds it; write it ahead as `pending`."""
+    step = _Step(next_scheduled=cfg.next_scheduled)
+    due = _due(o, ev, cfg)
+    if not due:
+        return step
+    reason, detail = due[0]
+    champ = o.champion
+    if hold := _hold(o, reason, champ, cfg.error, flying):
+        step.notes.append(f"retrain due ({reason}) but held: {hold}")
+        return step
+    assert champ is not None and cfg.child_spec is not None  # _hold refuses otherwise
+    st, model, now = o.status, o.spec.model, o.now
+    names = {v.name for v in o.versions}
+    seq = sequence(st) + 1
+    while (name := child_name(model, o.uid, seq)) in names:
+        seq += 1
+    if others := [r for r, _ in due[1:]]:
+        detail += f" (also due: {', '.join(others)})"
+    trigger = Trigger(time=format_time(now), reason=reason, child=name, detail=_clip(detail))
+    if needs_resolving(reason, o.spec.template):  # the next passes resolve, then create
+        step.resolve = _pending_data(o, trigger, champ, cfg.child_spec).resolve
+    else:
+        step.child = Child(name, cfg.child_spec, trigger)
+    step.decided = True
+    step.patch.update(pending=trigger.wire(), sequence=seq)
+    if reason == "manual":
+        step.patch["handledRequest"] = o.retrain_request
+    schedule = o.spec.triggers.schedule
+    if schedule is not None and any(r == "schedule" for r, _ in due):  # any trigger satisfies the schedule
+        step.patch["lastScheduleTime"] = format_time(now)
+        step.next_scheduled = next_schedule_time(schedule, now)
+    step.notes.append(f"retraining ({reason}): creating {name}")
+    step.events.append(
+        ("Normal", "RetrainTriggered", _clip(f"Retraining {model} as {name} ({reason}: {detail})"))
+    )
+    return step
+
+
+def _readiness(
+    o: Observed, ev: _Evaluated, cfg: _Config, step: _Step, flying: list[VersionView]
+) -> tuple[str, list[Cond], list[tuple[EventType, str, str]]]:
+    """Ready (and Stalled) with one message saying what the policy is doing and why."""
+    champ, model, now = o.champion, o.spec.model, o.now
+    notes = list(step.notes)
+    if flying:
+        notes.append("in flight: " + ", ".join(f"{v.name} {v.phase}" for v in flying))
+    if step.next_scheduled is not None and step.next_scheduled > now:
+        notes.append(f"next scheduled retrain {format_time(step.next_scheduled)}")
+    tail = f"; {'; '.join(notes)}" if notes else ""
+    if cfg.error:
+        reason, msg = cfg.error
+        prev_ready = find([c.model_dump(by_alias=True) for c in o.status.conditions], "Ready")
+        events: list[tuple[EventType, str, str]] = []
+        if not prev_ready or prev_ready.get("reason") != reason:
+            events.append(("Warning", reason, msg))
+        return msg, [Cond("Ready", "False", reason, msg), Cond("Stalled", "True", reason, msg)], events
+    if champ is None:
+        message = f"no champion for model {model}: nothing to evaluate or retrain from" + tail
+        return message, [Cond("Ready", "False", "NoChampion", message)], []
+    if ev.prom_error:
+        message = f"Prometheus query failed, drift and performance cannot trigger: {ev.prom_error}" + tail
+        return message, [Cond("Ready", "False", PROMETHEUS_UNREACHABLE, message)], []
+    if o.spec.suspend:
+        message = f"suspended: evaluating {champ.name}, never retraining" + tail
+        return message, [Cond("Ready", "True", "Suspended", message)], []
+    if flying or step.child is not None or step.resolve is not None:
+        message = f"retraining {model} (champion {champ.name})" + tail
+        return message, [Cond("Ready", "True", "Retraining", message)], []
+    if (last_skip := step.skipped or _recent_skip(o)) is not None:
+        message = f"{last_skip.detail}; watching {model} (champion {champ.name})" + tail
+        return message, [Cond("Ready", "True", last_skip.outcome or "NoNewData", _clip(message))], []
+    message = f"watching {model} (champion {champ.name})" + tail
+    return message, [Cond("Ready", "True", "Watching", message)], []
 
 
 def needs_resolving(reason: str, template: Template) -> bool:
@@ -662,9 +678,7 @@ def needs_resolving(reason: str, template: Template) -> bool:
     return reason in NEEDS_NEW_DATA or is_dynamic(template.dataset_uri)
 
 
-def _pending_data(
-    o: Observed, pending: Trigger, champ: Champion, spec_for_child: ModelVersionSpec
-) -> _DataStep:
+def _pending_data(o: Observed, pending: Trigger, champ: Champion, spec_for_child: ModelVersionSpec) -> _Step:
     """Create the pending child, or first resolve its data, or drop it when the data is not new.
 
     A decided retrain whose data is the parent's (same sha256) is not made: it would tie the
@@ -672,7 +686,7 @@ def _pending_data(
     is recorded as `lastSkipped` and the cooldown counts from it, so the same drift does not
     start a resolve Job every interval: new data gets its chance after the cooldown.
     """
-    step = _DataStep()
+    step = _Step()
     template = o.spec.template
     if pending.dataset_uri or not needs_resolving(pending.reason, template):
         spec = child_spec(champ, template, pending.dataset_uri) if pending.dataset_uri else spec_for_child
@@ -756,16 +770,11 @@ def _hold(
     return None
 
 
-def _requeue(
-    o: Observed,
-    child: Child | None,
-    committed: Trigger | None,
-    next_scheduled: datetime | None,
-    patch: Mapping[str, Any],
-) -> float:
+def _requeue(o: Observed, step: _Step, patch: Mapping[str, Any]) -> float:
     """When to look again: soon after acting, else at the next evaluation, cooldown end or schedule."""
-    if child is not None or committed is not None:
+    if step.child is not None or step.committed:
         return 1.0
+    next_scheduled = step.next_scheduled
     last = try_parse_time(patch.get("lastEvaluationTime") or o.status.last_evaluation_time)
     interval = seconds(o.spec.interval)
     candidates = [interval if last is None else (last - o.now).total_seconds() + interval]
