@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelops.k8s.cache import Cache, newer, strip
+from modelops.k8s.cache import Cache, newer, pack, strip
 from modelops.lifecycle.patches import contains, merge_diff, merge_patch
 
 
@@ -92,6 +92,17 @@ def test_resource_versions_and_stripping():
     assert newer("12", "10") and newer("10", "10") and not newer("9", "10") and not newer(None, "1")
     body = {"metadata": {"name": "a", "managedFields": [{"manager": "x"}]}, "spec": {}}
     assert "managedFields" not in strip(body)["metadata"] and "managedFields" in body["metadata"]
+
+
+def test_packed_cache_entries_read_back_whole_and_each_reader_gets_its_own_copy():
+    body = _obj("a", "10", spec={"template": {"containers": [{"name": "server", "args": ["serve"]}]}})
+    body["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    cache = Cache()
+    cache.bind({"modelops_jobs": {("ns", "a"): FakeStore([pack(body)])}})
+    first = cache.get("jobs", "ns", "a")
+    assert first == strip(body)
+    first["spec"]["template"]["containers"].clear()
+    assert cache.get("jobs", "ns", "a") == strip(body), "a reader changed what the cache holds"
 
 
 def test_cache_shows_an_object_we_deleted_while_a_finalizer_holds_it():

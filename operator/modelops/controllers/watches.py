@@ -27,7 +27,7 @@ import kopf
 
 from modelops import GROUP, VERSION, metrics
 from modelops.api.modelversion import PHASES
-from modelops.k8s.cache import INDEX_PREFIX, strip
+from modelops.k8s.cache import INDEX_PREFIX, pack
 from modelops.lifecycle import naming
 from modelops.lifecycle.observed import deployment_view, job_view, pod_view
 
@@ -53,11 +53,11 @@ def _labels(body: kopf.Body) -> dict[str, str]:
 
 # --- indexes (the caches) ------------------------------------------------------------------------
 def _whole(kind: str) -> Callable[..., Awaitable[dict[Any, Any]]]:
-    """An index keeping each object of `kind` whole (less managedFields), by (namespace, name)."""
+    """An index keeping each object of `kind` whole (less managedFields, packed), by (namespace, name)."""
 
     async def index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         runtime.cache.caught_up(kind, namespace, name, body)
-        return {(namespace, name): strip(body)}
+        return {(namespace, name): pack(body)}
 
     return index
 

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 Obj = dict[str, Any]
 Key = tuple[str, str, str]
 """(kind, namespace, name); kind is one of KINDS."""
@@ -60,6 +62,21 @@ def strip(body: Mapping[str, Any]) -> Obj:
     if kept:
         meta["managedFields"] = kept
     return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
+
+
+class Packed(bytes):
+    """A cached object as compact JSON. Parsed dicts of Jobs and Deployments take about 19 KiB
+    each in Python, their JSON about 3.5 KiB: at 10,000 versions the caches would otherwise
+    hold about 600 MiB. A read parses it again (tens of microseconds), which also hands every
+    reader its own copy, so no reconcile can change what the cache holds."""
+
+
+def pack(body: Mapping[str, Any]) -> Packed:
+    return Packed(orjson.dumps(strip(body)))
+
+
+def unpack(value: Any) -> Obj | None:
+    return orjson.loads(memoryview(value)) if isinstance(value, Packed) else value
 
 
 def newer(a: str | None, b: str | None) -> bool:
@@ -103,7 +120,7 @@ class Cache:
 
     # --- reads ---------------------------------------------------------------------------------
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        cached: Obj | None = _first(self._index(kind).get((namespace, name)))
+        cached = unpack(_first(self._index(kind).get((namespace, name))))
         key = (kind, namespace, name)
         with self._lock:
             entry = self._overlay.get(key)
