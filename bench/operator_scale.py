@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 
+import yaml  # noqa: E402
 from kubernetes import client, config, watch  # noqa: E402
 
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
@@ -48,6 +49,17 @@ BEFORE = {
     "rss_mib_1000": 177,
 }
 """The figures measured before the controller core (issue 9), with the 10 s timer."""
+
+
+def shipped_settings() -> dict[str, str]:
+    """The shipped ConfigMap's tuning (workers, rate limit, resync, malloc arenas): the bench runs
+    the operator as installed, less what only makes sense in a pod (ports, images, Prometheus)."""
+    data = yaml.safe_load((ROOT / "manifests" / "base" / "settings.yaml").read_text())["data"]
+    tuning = ("MODELOPS_WORKERS", "MODELOPS_API_QPS", "MODELOPS_API_BURST", "MODELOPS_RESYNC_SECONDS")
+    return {k: v for k, v in data.items() if k in tuning or k.startswith("MALLOC_")}
+
+
+SHIPPED = shipped_settings()
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -159,7 +171,9 @@ def run_size(
         },
     )
     time.sleep(2)
-    op = OperatorProcess(str(cluster.kubeconfig), ns, workdir, MODELOPS_PROMETHEUS_URL="http://127.0.0.1:9")
+    op = OperatorProcess(
+        str(cluster.kubeconfig), ns, workdir, MODELOPS_PROMETHEUS_URL="http://127.0.0.1:9", **SHIPPED
+    )
     op.start()
     custom = client.CustomObjectsApi(api)
     jobs = JobWatch(api, ns)
