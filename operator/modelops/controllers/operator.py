@@ -13,14 +13,29 @@ from . import runtime
 from .watches import OWNED_RESOURCES, OWNED_SELECTOR
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf's diff-base, switched off: this operator registers no change-detecting handlers
+    (on.create/update/delete/resume) and no daemons or timers, so the essence Kopf builds from
+    every event (a deep copy of the whole body) is never read. Measured with py-spy during a
+    burst of 1,000 new versions, building it was a tenth of the operator's CPU.
+    tests/unit/test_layers.py keeps the handler set that makes this true."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
     st = runtime.settings()
-    # Our own annotation prefix: progress and diff-base are stored on the objects.
+    # Our own annotation prefix for Kopf's handler progress; no diff-base (see NoDiffBase).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelops.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="modelops.dev", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.INFO
     # Only what the operator labels as its own is watched (filtered by the API server).
     for group, plural in OWNED_RESOURCES:
