@@ -171,6 +171,13 @@ def _dataset_problems(ds: Any, where: str, task: str, estimator: str) -> list[Pr
             out.append((f"{where}.categorical", f"{', '.join(stray)} not among the features"))
     if ds.target and ds.target in ds.categorical:
         out.append((f"{where}.categorical", f"the target {ds.target!r} cannot be a categorical feature"))
+    # Here, not in CEL: over two unbounded string lists the rule's estimated cost is above the
+    # API server's budget. The trainer refuses the same overlap, for objects made without the webhook.
+    used = [c for c in getattr(ds, "exclude", []) if c == ds.target or c in features or c in ds.categorical]
+    if used:
+        out.append(
+            (f"{where}.exclude", f"drops {', '.join(used)}, which the target, features or categorical use")
+        )
     return out
 
 

@@ -83,6 +83,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("a feature twice", mv(training=dataset(uri=CSV, target="label", features=["a", "a"])), "spec.training.dataset.features"),
     ("categorical not a feature", mv(training=dataset(uri=CSV, target="label", features=["a"], categorical=["b"])), "spec.training.dataset.categorical"),
     ("target categorical", mv(training=dataset(uri=CSV, target="label", categorical=["label"])), "spec.training.dataset.categorical"),
+    ("exclude drops the target", mv(training=dataset(uri=CSV, target="label", exclude=["label"])), "spec.training.dataset.exclude"),
+    ("exclude drops a feature", mv(training=dataset(uri=CSV, target="label", features=["a", "b"], exclude=["b"])), "spec.training.dataset.exclude"),
     # estimator parameters, as scikit-learn checks them
     ("unknown parameter", mv(training=params(max_iterations=10)), "spec.training.estimator.params.max_iterations"),
     ("negative C", mv(training=params(C=-1)), "spec.training.estimator.params.C"),

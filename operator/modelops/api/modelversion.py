@@ -28,7 +28,8 @@ class Dataset(ApiModel):
     """Where the training data is and which columns matter."""
 
     # No CEL rule keeps `exclude` apart from `target` and `features`: with unbounded lists and
-    # strings its estimated cost exceeds the API server's budget; the trainer refuses the overlap.
+    # strings its estimated cost exceeds the API server's budget. The admission webhook refuses
+    # the overlap at apply (admission.py), and the trainer again for objects made without it.
 
     uri: str = Field(
         pattern=DATASET_URI,
