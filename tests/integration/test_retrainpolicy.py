@@ -180,6 +180,8 @@ def test_closed_loop_drift_retrain_validate_promote_collect(mvs, kubelet, operat
     assert mvs.phase("iris-v1") == "Superseded"
     events = [e for e in mvs.events("iris")]
     assert any("GarbageCollected" in e for e in events), events
+    deletions = policies.status("iris")["deletions"]
+    assert [(d["version"], d["artifacts"]) for d in deletions] == [("iris-v0", True)], deletions
     # ownership: the promoted child now belongs to the model, so deleting the policy leaves it serving
     eventually(
         lambda: not mvs.get(name)["metadata"].get("ownerReferences"), timeout=30, what="the champion released"

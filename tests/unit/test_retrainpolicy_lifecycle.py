@@ -764,6 +764,21 @@ def test_plan_carries_retention():
     assert p.delete == ["v-1"] and p.delete_artifacts is True
 
 
+def test_retention_writes_its_deletions_ahead_and_once():
+    """The audit trail of deletions lives on the policy (the version is gone): written in the
+    same patch that decides them, and a pass that finds the victim still there (a crash before
+    the delete) does not record it twice."""
+    versions = [VersionView("iris-v1", "Serving", champion=True), v("v-1", "Retired", 20, key="retired")]
+    w = World(spec=policy(retention={"keepRetired": 0, "deleteArtifacts": True}), versions=versions)
+    w.step()
+    w.tick(minutes=1)
+    w.step()  # the delete did not happen: the same victim again
+    assert [(d.version, d.artifacts, d.reason) for d in w.status.deletions] == [
+        ("v-1", True, "Retired beyond retention.keepRetired (0)")
+    ]
+    assert w.status.deletions[0].time == ts(NOW)
+
+
 def test_retention_never_deletes_a_version_a_gitops_tool_manages():
     from modelops.lifecycle.retrainpolicy import VersionView, retention_victims
 

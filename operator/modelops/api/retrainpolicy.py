@@ -155,6 +155,15 @@ class Trigger(StatusModel):
     )
 
 
+class Deletion(StatusModel):
+    """A version retention deleted: the audit trail of what is gone, kept where it survives."""
+
+    time: str = Field(description="When retention decided it.")
+    version: str = Field(description="The ModelVersion deleted.")
+    artifacts: bool = Field(default=False, description="Whether its artifacts were deleted with it.")
+    reason: str = Field(default="", description="Which limit it was over, in one line.")
+
+
 class RetrainPolicyStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation the operator last acted on."
@@ -187,6 +196,10 @@ class RetrainPolicyStatus(StatusModel):
         default=None,
         description="The latest retrain decided but not made (no new data, or data not resolved); "
         "the cooldown counts from it.",
+    )
+    deletions: list[Deletion] = Field(
+        default_factory=list,
+        description="Versions retention deleted, newest last (bounded); written before the deletion.",
     )
     last_schedule_time: str | None = Field(default=None, description="When the schedule last fired.")
     evaluation_failures: int = Field(

@@ -50,6 +50,7 @@ from croniter import croniter
 from modelops.api.base import format_time, try_parse_time
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.retrainpolicy import (
+    Deletion,
     RetrainPolicySpec,
     RetrainPolicyStatus,
     ScheduleTrigger,
@@ -498,19 +499,42 @@ def plan(o: Observed) -> Plan:
     step = _finish_pending(o, cfg) if st.pending is not None else _decide(o, ev, cfg, flying)
     patch: dict[str, Any] = {"champion": champ.name if champ else None, **ev.status, **step.patch}
     patch["consecutiveDrifted"] = 0 if step.decided else ev.counter
+    victims = retention_victims(o.versions, o.spec.retention.keep_retired, champ.name if champ else None)
+    if deletions := _deletions(o, victims):
+        patch["deletions"] = deletions
     message, conds, events = _readiness(o, ev, cfg, step, flying)
     return Plan(
         status=patch,
         conditions=[*ev.conditions, *conds],
         message=message,
         child=step.child,
-        delete=retention_victims(o.versions, o.spec.retention.keep_retired, champ.name if champ else None),
+        delete=victims,
         release=released(o.versions),
         delete_artifacts=o.spec.retention.delete_artifacts,
         events=[*ev.events, *step.events, *events],
         requeue_after=_requeue(o, step, patch),
         resolve=step.resolve,
     )
+
+
+def _deletions(o: Observed, victims: list[str]) -> list[dict[str, Any]] | None:
+    """status.deletions with this pass's victims appended (written before they are deleted, so a
+    crash in between records each once: the next pass finds the same victims already there)."""
+    recorded = {d.version for d in o.status.deletions}
+    new = [v for v in victims if v not in recorded]
+    if not new:
+        return None
+    retention, phases = o.spec.retention, {v.name: v.phase for v in o.versions}
+    entries = [d.wire() for d in o.status.deletions] + [
+        Deletion(
+            time=format_time(o.now),
+            version=v,
+            artifacts=retention.delete_artifacts,
+            reason=f"{phases.get(v)} beyond retention.keepRetired ({retention.keep_retired})",
+        ).wire()
+        for v in new
+    ]
+    return entries[-HISTORY_LIMIT:]
 
 
 @dataclass
