@@ -71,6 +71,9 @@ def _structural(node: Any) -> Any:
         node["enum"] = [node.pop("const")]
     if node.get("default", "absent") is None:
         node.pop("default")
+    if node.pop("x-modelops-any-value", False):
+        # Any JSON value (a list or an object): structural schemas allow no type only here.
+        return {"x-kubernetes-preserve-unknown-fields": True}
     if node.get("x-kubernetes-preserve-unknown-fields"):
         node.pop("additionalProperties", None)
         node.setdefault("type", "object")
