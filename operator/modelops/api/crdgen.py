@@ -193,6 +193,12 @@ def crds() -> dict[str, dict[str, Any]]:
                 {"name": "Parent", "type": "string", "jsonPath": ".spec.parent", "priority": 1},
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Metric", "type": "string", "jsonPath": ".status.primaryMetric"},
+                {
+                    "name": "Search",
+                    "type": "string",
+                    "jsonPath": ".status.training.search.summary",
+                    "priority": 1,
+                },
                 {"name": "Champion", "type": "boolean", "jsonPath": ".status.champion"},
                 {"name": "Step", "type": "string", "jsonPath": ".status.canary.progress"},
                 {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},

@@ -51,6 +51,7 @@ def task_of(estimator: str) -> Literal["classification", "regression"]:
     """Which kind of problem an allowed estimator solves."""
     return "classification" if estimator in CLASSIFIERS else "regression"
 
+
 CLASSIFIER_SCORING = (
     "accuracy",
     "balanced_accuracy",

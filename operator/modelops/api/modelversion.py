@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import Discriminator, Field, Tag, WithJsonSchema, model_validator
 
 from .base import (
     DNS_1035,
@@ -146,8 +146,24 @@ ANY_VALUE = {"x-kubernetes-preserve-unknown-fields": True, "x-modelops-any-value
 """The CRD schema of a value that is a list or an object: kept as written, checked by the webhook
 (a structural schema cannot say "array or object"; the pydantic model below can)."""
 
+
+def _values_kind(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "values"
+    if isinstance(value, dict | Range):
+        return "range"
+    return None
+
+
 SearchValues = Annotated[
-    Annotated[list[Any], Field(min_length=1, max_length=100)] | Range, WithJsonSchema(ANY_VALUE)
+    Annotated[Annotated[list[Any], Field(min_length=1, max_length=100)], Tag("values")]
+    | Annotated[Range, Tag("range")],
+    Discriminator(
+        _values_kind,
+        custom_error_type="search_values",
+        custom_error_message="a list of values or a range {low, high, log, type}",
+    ),
+    WithJsonSchema(ANY_VALUE),
 ]
 
 MAX_CANDIDATES = 1000
@@ -187,10 +203,14 @@ class Search(ApiModel):
     )
     cv: int = Field(default=5, ge=2, le=20, description="Cross-validation folds on the training split.")
     scoring: Scoring | None = Field(
-        default=None, description="scikit-learn scorer name; default accuracy (classifiers) or r2 (regressors)."
+        default=None,
+        description="scikit-learn scorer name; default accuracy (classifiers) or r2 (regressors).",
     )
     trials: int = Field(
-        default=10, ge=1, le=MAX_CANDIDATES, description="random (and halving with a range): candidates drawn."
+        default=10,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="random (and halving with a range): candidates drawn.",
     )
     parallelism: int = Field(default=1, ge=1, le=32, description="Indexed Job completions and parallel pods.")
     seed: int = Field(default=0, ge=0, description="Seed of the sampler (random, halving).")
@@ -201,13 +221,9 @@ class Search(ApiModel):
         if self.method == "grid" and ranges:
             raise ValueError(f"space.{ranges[0]}: a range needs method random or halving; grid takes a list")
         if self.method == "halving" and self.parallelism != 1:
-            raise ValueError(
-                "parallelism must be 1 for halving: each round needs the whole previous one"
-            )
+            raise ValueError("parallelism must be 1 for halving: each round needs the whole previous one")
         if self.candidate_count() > MAX_CANDIDATES:
-            raise ValueError(
-                f"space makes {self.candidate_count()} candidates; at most {MAX_CANDIDATES}"
-            )
+            raise ValueError(f"space makes {self.candidate_count()} candidates; at most {MAX_CANDIDATES}")
         return self
 
     def grid_size(self) -> int | None:

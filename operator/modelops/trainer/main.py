@@ -411,7 +411,9 @@ def _run_shard(
         cands = search.candidates(s)
         n = len(cands)
         mine = search.shard_indices(n, shards, index)
-        trials = search.evaluate(factory, cands, mine, d.X_train, d.y_train, s, estimator, classification, index)
+        trials = search.evaluate(
+            factory, cands, mine, d.X_train, d.y_train, s, estimator, classification, index
+        )
     return search.shard_document(s, estimator, index, shards, n, trials, job_uid)
 
 

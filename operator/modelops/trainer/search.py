@@ -51,7 +51,7 @@ class _LogUniformInt:
         self.dist = loguniform(low, high + 1)
 
     def rvs(self, random_state: Any = None) -> int:
-        value = int(math.floor(float(self.dist.rvs(random_state=random_state))))
+        value = math.floor(float(self.dist.rvs(random_state=random_state)))
         return min(max(value, self.low), self.high)
 
 
@@ -139,9 +139,7 @@ def evaluate(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                res = cross_validate(
-                    factory(cands[i]), X, y, cv=folds, scoring=scoring, error_score=np.nan
-                )
+                res = cross_validate(factory(cands[i]), X, y, cv=folds, scoring=scoring, error_score=np.nan)
             except ValueError as exc:  # params scikit-learn refuses before any fold runs
                 raise BadInput(f"candidate {i} {cands[i]}: {_first_line(exc)}") from None
         scores = [float(s) for s in res["test_score"]]
@@ -240,12 +238,20 @@ def read_shards(folder: Path, shards: int) -> list[dict[str, Any]]:
         try:
             docs.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            raise BadInput(f"search results of shard {i} of {shards} cannot be read ({path}): {exc}") from None
+            raise BadInput(
+                f"search results of shard {i} of {shards} cannot be read ({path}): {exc}"
+            ) from None
     return docs
 
 
 def shard_document(
-    search: Search, estimator: str, index: int, shards: int, n: int, trials: list[dict[str, Any]], job_uid: str
+    search: Search,
+    estimator: str,
+    index: int,
+    shards: int,
+    n: int,
+    trials: list[dict[str, Any]],
+    job_uid: str,
 ) -> dict[str, Any]:
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -310,7 +316,12 @@ def summary(table: dict[str, Any], table_uri: str | None) -> dict[str, Any]:
     best = table["best"]
     ranked = sorted(
         table["trials"],
-        key=lambda t: (t["meanScore"] is None, -(t["meanScore"] or 0.0), -(t.get("iter") or 0), t["candidate"]),
+        key=lambda t: (
+            t["meanScore"] is None,
+            -(t["meanScore"] or 0.0),
+            -(t.get("iter") or 0),
+            t["candidate"],
+        ),
     )
     top = [
         {k: t.get(k) for k in ("candidate", "params", "meanScore", "stdScore", "rank", "shard")}
