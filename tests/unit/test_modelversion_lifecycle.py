@@ -467,10 +467,12 @@ def test_a_search_runs_as_its_own_job_before_the_training_job():
 def test_a_failed_search_index_fails_the_version_with_its_reason_and_never_trains():
     w = World(searched_spec())
     w.step()
-    why = "error: search shard 1 of 3: candidate 4 {'C': 10.0}: The 'tol' parameter must be > 0"
+    why = "error: search shard 1 of 3: dataset file not found: /data/iris.csv"
     p = w.step(search_job=JobView(uid="s-1", failed=True, failure_message=why))
     assert p.phase == "Failed" and not p.ensure_job
-    assert cond(w.status, "Trained").reason == "SearchFailed" and why in cond(w.status, "Trained").message
+    assert p.message == "search failed: search shard 1 of 3: dataset file not found: /data/iris.csv"
+    trained = cond(w.status, "Trained")
+    assert trained.reason == "SearchFailed" and trained.message == why.removeprefix("error: ")
     assert cond(w.status, "Stalled").reason == "SearchFailed"
     assert p.events[-1][:2] == ("Warning", "SearchFailed")
     assert [(h.decision, h.reason) for h in w.status.history] == [("Failed", "SearchFailed")]

@@ -408,7 +408,7 @@ def _search(o: Observed) -> Plan | str | None:
         timestamps["searchStarted"] = format_time(sj.created or now)
         events.append(("Normal", "SearchStarted", f"Started the {what}"))
     if sj.failed:
-        failure = sj.failure_message or "search Job failed"
+        failure = (sj.failure_message or "search Job failed").removeprefix("error: ")
         msg = f"search failed: {failure}"
         p = _stalled(
             "Failed",
