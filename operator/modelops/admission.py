@@ -15,8 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelops.api.estimators import CLASSIFIER_METRICS, REGRESSOR_METRICS, task_of
-from modelops.api.modelversion import DATASET_URI, ModelVersion, ModelVersionSpec
+from modelops.api.estimators import (
+    CLASSIFIER_METRICS,
+    CLASSIFIER_SCORING,
+    REGRESSOR_METRICS,
+    REGRESSOR_SCORING,
+    task_of,
+)
+from modelops.api.modelversion import DATASET_URI, ModelVersion, ModelVersionSpec, Range, Search
 from modelops.api.retrainpolicy import RetrainPolicy, RetrainPolicySpec
 
 Problem = tuple[str, str]
@@ -126,6 +132,8 @@ def spec_problems(spec: ModelVersionSpec, pvc_root: str = "/mnt/pvc", prefix: st
     elif golden is not None and golden.uri.startswith("sklearn:"):
         out += _dataset_problems(golden, f"{prefix}validation.dataset", task, estimator)
     out += _params_problems(estimator, t.estimator.params, f"{prefix}training.estimator.params")
+    if t.search is not None:
+        out += search_problems(t.search, estimator, t.estimator.params, f"{prefix}training.search")
     mount = spec.storage.mount_path.rstrip("/") or "/"
     for reserved in (*RESERVED_MOUNTS, pvc_root):
         if mount in ("/", reserved) or mount.startswith(reserved + "/") or reserved.startswith(mount + "/"):
@@ -197,6 +205,45 @@ def _params_problems(estimator: str, params: Mapping[str, Any], where: str) -> l
         key = next((k for k in params if f"'{k}'" in text), None)
         return [(f"{where}.{key}" if key else where, text)]
     return []
+
+
+def search_problems(search: Search, estimator: str, params: Mapping[str, Any], where: str) -> list[Problem]:
+    """The search space against the estimator's own parameters, value by value as scikit-learn
+    checks them, and a scorer that fits the estimator's task."""
+    from modelops.trainer.estimators import estimator_class
+
+    out: list[Problem] = []
+    task = task_of(estimator)
+    fits = CLASSIFIER_SCORING if task == "classification" else REGRESSOR_SCORING
+    if search.scoring is not None and search.scoring not in fits:
+        out.append(
+            (
+                f"{where}.scoring",
+                f"{search.scoring} does not score {estimator} (a {task} estimator); use one of {', '.join(fits)}",
+            )
+        )
+    cls = estimator_class(estimator)
+    valid = cls().get_params(deep=False)
+    for name, values in search.space.items():
+        at = f"{where}.space.{name}"
+        if name not in valid:
+            out.append((at, f"not a parameter of {estimator}"))
+            continue
+        if isinstance(values, Range):
+            tries = [("low", values.low), ("high", values.high)]
+            if values.type == "int":
+                tries = [(k, int(v)) for k, v in tries]
+            labelled = [(f"{at}.{k}", v) for k, v in tries]
+        else:
+            labelled = [(f"{at}[{i}]", v) for i, v in enumerate(values)]
+        for field, value in labelled:
+            try:
+                cls(**{**params, name: value})._validate_params()
+            except (ValueError, TypeError) as e:
+                text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                out.append((field, text))
+                break  # one value per parameter is enough to say what is wrong
+    return out
 
 
 def review_retrainpolicy(body: Mapping[str, Any]) -> list[Problem]:

@@ -1,4 +1,5 @@
-"""`modelops cleanup`: delete one version's artifact directory from the artifact store.
+"""`modelops cleanup`: delete one version's artifact directory (and its search shard files)
+from the artifact store.
 
 Runs as a Job with the storage claim mounted, because the operator itself mounts no
 volumes. It refuses anything that is not exactly `<store>/<model>/<version>`, so a
@@ -26,6 +27,12 @@ def target(store: Path, model: str, version: str) -> Path:
     return path
 
 
+def search_target(store: Path, model: str, version: str) -> Path:
+    """The version's search shard files (`<model>/_search/<version>`), checked as `target` is."""
+    target(store, model, version)
+    return (store / model / "_search" / version).resolve()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelops cleanup", description=__doc__)
     parser.add_argument("--store", default="/artifacts", type=Path)
@@ -37,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if path.exists():
-        shutil.rmtree(path)
-        print(f"deleted {path}")
-    else:
-        print(f"nothing to delete at {path}")
+    searched = search_target(args.store, args.model, args.version)
+    for folder in (path, searched):
+        if folder.exists():
+            shutil.rmtree(folder)
+            print(f"deleted {folder}")
+        elif folder == path:
+            print(f"nothing to delete at {path}")
     return 0

@@ -1,5 +1,5 @@
-"""The one `modelops` command: `run` (the operator), `train` (the Job), `serve` (the Deployment),
-`resolve` and `cleanup` (small Jobs).
+"""The one `modelops` command: `run` (the operator), `train` (the Job), `search-shard` (an index of
+the search Job), `serve` (the Deployment), `resolve` and `cleanup` (small Jobs).
 
 Sub-commands import their module lazily so the trainer image never loads kopf and
 the operator never loads scikit-learn at start-up.
@@ -13,6 +13,11 @@ import sys
 COMMANDS = {
     "run": ("modelops.controllers.main", "main", "run the operator"),
     "train": ("modelops.trainer.main", "main", "train one model version (the training Job's entry point)"),
+    "search-shard": (
+        "modelops.trainer.main",
+        "shard_main",
+        "evaluate one index's share of a search (the search Job's entry point)",
+    ),
     "serve": (
         "modelops.server.main",
         "main",
@@ -36,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
         lines = ["usage: modelops <command> [args]", "", "commands:"]
-        lines += [f"  {name:<6} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+        lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
         print("\n".join(lines), file=sys.stderr if argv and argv[0] not in {"-h", "--help"} else sys.stdout)
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
     module, func, _ = COMMANDS[argv[0]]

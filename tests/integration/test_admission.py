@@ -109,6 +109,13 @@ INVALID = [
         mv(serving={"resources": {"limits": {"memory": "1 GB"}}}),
         "spec.serving.resources.limits.memory",
     ),
+    (
+        "halving search on several pods",
+        mv(training__search={"method": "halving", "space": {"C": [1, 2]}, "parallelism": 3}),
+        "search.parallelism must be 1 for halving",
+    ),
+    ("search with no space", mv(training__search={"space": {}}), "spec.training.search.space"),
+    ("search with one fold", mv(training__search={"space": {"C": [1]}, "cv": 1}), "spec.training.search.cv"),
 ]
 
 

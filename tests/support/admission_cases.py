@@ -91,6 +91,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("unknown solver", mv(training=params(solver="magic")), "spec.training.estimator.params.solver"),
     ("zero trees", mv(training=forest(n_estimators=0)), "spec.training.estimator.params.n_estimators"),
     ("depth as text", mv(training=forest(max_depth="deep")), "spec.training.estimator.params.max_depth"),
+    # hyperparameter search: the space against the estimator's own parameters, the scorer's task
+    ("search: a parameter the estimator lacks", mv(training={"search": {"space": {"gamma": [1, 2]}}}), "spec.training.search.space.gamma"),
+    ("search: a value scikit-learn refuses", mv(training={"search": {"space": {"C": [1.0, -1.0]}}}), "spec.training.search.space.C[1]"),
+    ("search: a range bound scikit-learn refuses", mv(training={**forest(), "search": {"method": "random", "space": {"max_depth": {"low": 0, "high": 8, "type": "int"}}}}), "spec.training.search.space.max_depth.low"),
+    ("search: a regression scorer for a classifier", mv(training={"search": {"space": {"C": [1.0]}, "scoring": "r2"}}), "spec.training.search.scoring"),
+    ("search: a range on a grid", mv(training={"search": {"space": {"C": {"low": 0.1, "high": 10}}}}), "spec.training.search"),
+    ("search: neither a list nor a range", mv(training={"search": {"space": {"C": 1.0}}}), "spec.training.search.space.C"),
     # golden set and storage
     ("golden set without a champion rule", mv(validation={"dataset": {"uri": "sklearn:iris"}}), "spec.validation.dataset"),
     ("golden set of the other task", mv(validation={"champion": {"metric": "accuracy"}, "dataset": {"uri": "sklearn:diabetes"}}), "spec.validation.dataset.uri"),

@@ -63,6 +63,8 @@ class Kubelet:
     servers: dict[str, ServerProc] = field(default_factory=dict)
     hold_servers: set[str] = field(default_factory=set)
     trainings: list[str] = field(default_factory=list)
+    searches: list[tuple[str, str]] = field(default_factory=list)
+    """Search pods run: (pod name, JOB_COMPLETION_INDEX as the container saw it)."""
     on_targets: Any = None
     pod_identity: bool = True
     """Run containers as their pod's ServiceAccount (a bound token), as a kubelet would project it."""
@@ -205,6 +207,10 @@ class Kubelet:
             return pod.metadata.name
         if path.startswith("metadata.labels['"):
             return (pod.metadata.labels or {}).get(path[len("metadata.labels['") : -2], "")
+        if path.startswith("metadata.annotations['"):
+            # The downward API, as an Indexed Job's JOB_COMPLETION_INDEX reads its index from the
+            # annotation batch.kubernetes.io/job-completion-index the Job controller sets.
+            return (pod.metadata.annotations or {}).get(path[len("metadata.annotations['") : -2], "")
         raise ValueError(f"the kubelet stand-in does not resolve fieldRef {path}")
 
     def _mounts(self, pod: Any, container: Any, scratch: Path) -> dict[str, Path]:
@@ -253,8 +259,11 @@ class Kubelet:
         argv, env = self._environment(pod, container, mounts)
         term = scratch / "termination-log"
         env["MODELOPS_TERMINATION_LOG"] = str(term)
-        if (pod.metadata.labels or {}).get("app.kubernetes.io/component") == "trainer":
+        component = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
+        if component == "trainer":
             self.trainings.append(pod.metadata.name)
+        elif component == "searcher":
+            self.searches.append((pod.metadata.name, env.get("JOB_COMPLETION_INDEX", "")))
         proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )

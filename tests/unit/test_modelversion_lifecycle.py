@@ -72,6 +72,8 @@ class World:
         seen = dict(observed)
         if p.ensure_job and seen.get("job") is None:
             seen["job"] = JobView(uid="job-new", created=self.now)
+        if p.ensure_search and seen.get("search_job") is None:
+            seen["search_job"] = JobView(uid="search-new", created=self.now)
         dep = seen.get("deployment")
         if p.replicas is None:
             seen["deployment"] = None
@@ -82,6 +84,7 @@ class World:
         d = self.status.model_dump(by_alias=True, exclude_none=True)
         assert status_patch(again, d, namespace="ns", name=self.name, generation=1, now="t") == {}
         assert again.ensure_job <= p.ensure_job and again.replicas == p.replicas
+        assert again.ensure_search <= p.ensure_search
         assert again.promote <= p.promote and not again.events
 
     def with_result(self, **kw):
@@ -422,3 +425,75 @@ def test_retired_version_has_no_deployment_but_the_champion_cannot_retire():
     w2 = served_world(retired=True)
     p = w2.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"))
     assert p.phase == "Serving" and "cannot retire the champion" in p.message
+
+
+SEARCH = {"space": {"C": [0.1, 1.0, 10.0], "tol": [1e-4, 1e-3]}, "parallelism": 3}
+
+
+def searched_spec(**search):
+    return spec(
+        training={
+            "dataset": {"uri": "sklearn:iris"},
+            "estimator": {"class": "LogisticRegression"},
+            "search": {**SEARCH, **search},
+        }
+    )
+
+
+def test_a_search_runs_as_its_own_job_before_the_training_job():
+    w = World(searched_spec())
+    p = w.step()
+    assert p.ensure_search and not p.ensure_job and p.phase == "Training"
+    assert cond(w.status, "Trained").reason == "Searching"
+    assert p.message == "searching: grid search over 6 candidate(s) in 3 Job index(es) (0/3 done)"
+    assert p.events == [
+        ("Normal", "SearchStarted", "Started the grid search over 6 candidate(s) in 3 Job index(es)")
+    ]
+    assert "searchStarted" in w.status.timestamps
+    p = w.step(search_job=JobView(uid="s-1", active=3, completed=2))
+    assert not p.ensure_search and not p.ensure_job and "(2/3 done)" in p.message
+    done = JobView(uid="s-1", succeeded=1, completed=3, finished_at=NOW)
+    p = w.step(search_job=done)
+    assert p.ensure_job and p.search_job_uid == "s-1" and p.phase == "Training"
+    assert [e[1] for e in p.events] == ["Searched", "TrainingStarted"]
+    assert {"searched", "trainingStarted"} <= set(w.status.timestamps)
+    p = w.step(search_job=done, job=JobView(uid="job-1", active=1))
+    assert not p.ensure_job and not p.ensure_search and cond(w.status, "Trained").reason == "Training"
+    w.with_result()
+    p = w.step(search_job=done, job=JobView(uid="job-1", succeeded=1))
+    assert p.phase == "Deploying" and cond(w.status, "Trained").status == "True"
+
+
+def test_a_failed_search_index_fails_the_version_with_its_reason_and_never_trains():
+    w = World(searched_spec())
+    w.step()
+    why = "error: search shard 1 of 3: dataset file not found: /data/iris.csv"
+    p = w.step(search_job=JobView(uid="s-1", failed=True, failure_message=why))
+    assert p.phase == "Failed" and not p.ensure_job
+    assert p.message == "search failed: search shard 1 of 3: dataset file not found: /data/iris.csv"
+    trained = cond(w.status, "Trained")
+    assert trained.reason == "SearchFailed" and trained.message == why.removeprefix("error: ")
+    assert cond(w.status, "Stalled").reason == "SearchFailed"
+    assert p.events[-1][:2] == ("Warning", "SearchFailed")
+    assert [(h.decision, h.reason) for h in w.status.history] == [("Failed", "SearchFailed")]
+    assert w.step(search_job=JobView(uid="s-1", failed=True, failure_message=why)).phase == "Failed"
+
+
+def test_a_restart_mid_search_adopts_the_job_and_a_lost_write_is_recovered_from_it():
+    w = World(searched_spec())
+    # No status was ever written (the creating pass died after creating the Job): the Job decides.
+    created = NOW - timedelta(minutes=3)
+    p = w.step(search_job=JobView(uid="s-1", active=3, created=created))
+    assert not p.ensure_search and w.status.timestamps["searchStarted"] == "2026-11-26T11:57:00Z"
+    assert [e[1] for e in p.events] == ["SearchStarted"]
+    # The training Job exists but the pass that created it lost its status write.
+    done = JobView(uid="s-1", succeeded=1, completed=3, finished_at=NOW - timedelta(minutes=1))
+    p = w.step(search_job=done, job=JobView(uid="job-1", active=1, created=NOW))
+    assert not p.ensure_job and not p.ensure_search
+    assert w.status.timestamps["searched"] == "2026-11-26T11:59:00Z"
+
+
+def test_without_a_search_no_search_job_is_made():
+    w = World(spec())
+    p = w.step()
+    assert p.ensure_job and not p.ensure_search and p.search_job_uid is None

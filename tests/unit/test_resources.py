@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops.api.modelversion import ModelVersionSpec
+from modelops.api.modelversion import ModelVersionSpec, Search
 from modelops.lifecycle import naming, resources
 from modelops.settings import Settings
 
@@ -22,6 +22,17 @@ SPEC = ModelVersionSpec.model_validate(
     }
 )
 ARTIFACT = "pvc://modelops-artifacts/churn/churn-v3/model.skops"
+SEARCHED = SPEC.model_copy(
+    update={
+        "training": SPEC.training.model_copy(
+            update={
+                "search": Search.model_validate(
+                    {"space": {"learning_rate": [0.05, 0.1, 0.2], "max_depth": [3, None]}, "parallelism": 4}
+                )
+            }
+        )
+    }
+)
 
 
 def golden(name: str, obj) -> None:
@@ -36,6 +47,7 @@ def golden(name: str, obj) -> None:
     ("name", "build"),
     [
         ("job", lambda: resources.training_job("churn-v3", "ml", "uid-1", SPEC, SETTINGS)),
+        ("search-job", lambda: resources.search_job("churn-v3", "ml", "uid-1", SEARCHED, SETTINGS)),
         (
             "deployment",
             lambda: resources.server_deployment("churn-v3", "ml", SPEC, ARTIFACT, "ab" * 32, 2, SETTINGS),
@@ -51,6 +63,7 @@ def test_golden_manifests(name, build):
 def test_pods_meet_the_restricted_pod_security_profile():
     for obj in (
         resources.training_job("v", "ml", "u", SPEC, SETTINGS),
+        resources.search_job("v", "ml", "u", SEARCHED, SETTINGS),
         resources.server_deployment("v", "ml", SPEC, ARTIFACT, "ab" * 32, 1, SETTINGS),
     ):
         pod = obj["spec"]["template"]["spec"]
@@ -115,3 +128,44 @@ def test_capture_with_several_replicas_is_refused():
     body["serving"] = {"replicas": 2, "capture": {}}
     with pytest.raises(ValueError, match=r"serving\.capture needs replicas 0 or 1"):
         ModelVersionSpec.model_validate(body)
+
+
+def test_the_search_is_an_indexed_job_with_one_index_per_shard_and_no_api_access():
+    job = resources.search_job("churn-v3", "ml", "uid-1", SEARCHED, SETTINGS)
+    js = job["spec"]
+    assert job["metadata"]["name"] == naming.search_job_name("churn-v3") == "churn-v3-search"
+    assert js["completionMode"] == "Indexed"
+    assert js["completions"] == js["parallelism"] == 4  # 6 candidates, 4 pods asked for
+    assert js["maxFailedIndexes"] == 0 and js["backoffLimitPerIndex"] == SPEC.training.backoff_limit
+    (rule,) = js["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailIndex" and rule["onExitCodes"]["values"] == [2]
+    pod = js["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    c = pod["containers"][0]
+    assert c["command"] == ["modelops", "search-shard"] and c["args"][-2:] == ["--shards", "4"]
+    env = {e["name"] for e in c["env"]}
+    assert "MODELOPS_JOB_UID" in env and not {n for n in env if n.startswith("MODELOPS_MV_")}
+    assert (
+        pod["containers"][0]["volumeMounts"]
+        == (
+            resources.training_job("churn-v3", "ml", "uid-1", SEARCHED, SETTINGS)["spec"]["template"]["spec"][
+                "containers"
+            ][0]["volumeMounts"]
+        )
+    )  # the same data, as the final fit reads it
+
+
+def test_fewer_candidates_than_pods_make_fewer_indexes():
+    few = SEARCHED.training.search.model_copy(update={"space": {"max_depth": [3, None]}, "parallelism": 5})
+    spec = SEARCHED.model_copy(update={"training": SEARCHED.training.model_copy(update={"search": few})})
+    assert resources.search_job("v", "ml", "u", spec, SETTINGS)["spec"]["completions"] == 2
+
+
+def test_the_training_job_after_a_search_names_the_search_job_it_merges():
+    job = resources.training_job("churn-v3", "ml", "uid-1", SEARCHED, SETTINGS, search_uid="search-uid")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["MODELOPS_SEARCH"]["value"]) == {"jobUid": "search-uid", "shards": 4}
+    plain = resources.training_job("churn-v3", "ml", "uid-1", SEARCHED, SETTINGS)
+    assert "MODELOPS_SEARCH" not in {
+        e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]
+    }

@@ -600,6 +600,37 @@ def test_named_template_fields_win_over_the_patch_and_params_may_be_null():
     assert s.training.estimator.params == {"n_estimators": 50, "max_depth": None}
 
 
+SEARCHED_CHAMP = Champion(
+    name="iris-v1",
+    spec=mv_spec(
+        training={
+            "dataset": {"uri": "sklearn:iris"},
+            "estimator": {"class": "RandomForestClassifier", "params": {"n_estimators": 50}},
+            "search": {"space": {"max_depth": [2, 4, 8], "min_samples_leaf": [1, 5]}, "parallelism": 3},
+        }
+    ),
+    best_params={"max_depth": 8, "min_samples_leaf": 1},
+)
+
+
+def test_a_child_reuses_the_champions_best_parameters_instead_of_searching_again():
+    s = child_spec(SEARCHED_CHAMP, Template())
+    assert s.training.search is None
+    assert s.training.estimator.params == {"n_estimators": 50, "max_depth": 8, "min_samples_leaf": 1}
+    s = child_spec(SEARCHED_CHAMP, Template.model_validate({"params": {"max_depth": 3}}))
+    assert s.training.estimator.params["max_depth"] == 3  # the template's params still win
+
+
+def test_template_search_runs_a_search_for_the_child():
+    again = {"space": {"max_depth": [4, 16]}, "parallelism": 2, "cv": 3}
+    s = child_spec(SEARCHED_CHAMP, Template.model_validate({"search": again}))
+    assert s.training.search is not None and s.training.search.wire()["space"] == {"max_depth": [4, 16]}
+    assert s.training.estimator.params == {"n_estimators": 50}
+    # Without recorded best parameters (nothing to reuse) the champion's own search runs again.
+    unknown = Champion(name="iris-v1", spec=SEARCHED_CHAMP.spec)
+    assert child_spec(unknown, Template()).training.search == SEARCHED_CHAMP.spec.training.search
+
+
 def test_invalid_template_stalls_and_never_triggers():
     bad = {"spec": {"training": {"estimator": {"class": "os.system"}}}}
     w = World(spec=policy(triggers={"drift": {"consecutive": 1}}, template=bad))

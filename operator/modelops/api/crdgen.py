@@ -71,6 +71,9 @@ def _structural(node: Any) -> Any:
         node["enum"] = [node.pop("const")]
     if node.get("default", "absent") is None:
         node.pop("default")
+    if node.pop("x-modelops-any-value", False):
+        # Any JSON value (a list or an object): structural schemas allow no type only here.
+        return {"x-kubernetes-preserve-unknown-fields": True}
     if node.get("x-kubernetes-preserve-unknown-fields"):
         node.pop("additionalProperties", None)
         node.setdefault("type", "object")
@@ -190,6 +193,12 @@ def crds() -> dict[str, dict[str, Any]]:
                 {"name": "Parent", "type": "string", "jsonPath": ".spec.parent", "priority": 1},
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Metric", "type": "string", "jsonPath": ".status.primaryMetric"},
+                {
+                    "name": "Search",
+                    "type": "string",
+                    "jsonPath": ".status.training.search.summary",
+                    "priority": 1,
+                },
                 {"name": "Champion", "type": "boolean", "jsonPath": ".status.champion"},
                 {"name": "Step", "type": "string", "jsonPath": ".status.canary.progress"},
                 {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},

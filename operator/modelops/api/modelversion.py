@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, WithJsonSchema, model_validator
 
 from .base import (
     DNS_1035,
@@ -17,7 +18,7 @@ from .base import (
     StatusModel,
     cel,
 )
-from .estimators import EstimatorName, MetricName, Preprocessing
+from .estimators import EstimatorName, MetricName, Preprocessing, Scoring
 
 DATASET_URI = (
     r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+\.(csv|parquet)|file:///.+\.(csv|parquet)|sklearn:[a-z_]+)$"
@@ -122,6 +123,129 @@ class DataQuality(ApiModel):
     )
 
 
+class Range(ApiModel):
+    """A range to sample a parameter from (random and halving searches)."""
+
+    low: float
+    high: float
+    log: bool = Field(default=False, description="Sample log-uniformly (low must be > 0).")
+    type: Literal["int", "float"] = Field(default="float", description="int: whole numbers, bounds included.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"low {self.low:g} must be less than high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low:g}")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("an int range needs whole-number low and high")
+        return self
+
+
+ANY_VALUE = {"x-kubernetes-preserve-unknown-fields": True, "x-modelops-any-value": True}
+"""The CRD schema of a value that is a list or an object: kept as written, checked by the webhook
+(a structural schema cannot say "array or object"; the pydantic model below can)."""
+
+
+def _values_kind(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "values"
+    if isinstance(value, dict | Range):
+        return "range"
+    return None
+
+
+SearchValues = Annotated[
+    Annotated[Annotated[list[Any], Field(min_length=1, max_length=100)], Tag("values")]
+    | Annotated[Range, Tag("range")],
+    Discriminator(
+        _values_kind,
+        custom_error_type="search_values",
+        custom_error_message="a list of values or a range {low, high, log, type}",
+    ),
+    WithJsonSchema(ANY_VALUE),
+]
+
+MAX_CANDIDATES = 1000
+"""Candidates one search may evaluate: bounds the trial table and the Job's work."""
+
+
+class Search(ApiModel):
+    """Hyperparameter search before the final fit, fanned out as a Kubernetes Indexed Job.
+
+    Each index of the Job evaluates its share of the candidates (scikit-learn's ParameterGrid or
+    ParameterSampler, cross-validated with cross_validate on the training split); the final fit
+    then trains on the best. Halving decides each round from the whole previous round, so it runs
+    in one index (parallelism 1).
+    """
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "self.method != 'halving' || self.parallelism == 1",
+                    "search.parallelism must be 1 for halving: each round needs the whole previous one",
+                ),
+            ]
+        }
+    }
+
+    method: Literal["grid", "random", "halving"] = Field(
+        default="grid",
+        description="grid: every combination (ParameterGrid); random: `trials` samples (ParameterSampler); "
+        "halving: successive halving (HalvingGridSearchCV, or HalvingRandomSearchCV when a range is given).",
+    )
+    space: dict[str, SearchValues] = Field(
+        min_length=1,
+        max_length=20,
+        description="Estimator parameter -> a list of values, or a range {low, high, log, type: int|float} "
+        "(random and halving). Overrides training.estimator.params.",
+    )
+    cv: int = Field(default=5, ge=2, le=20, description="Cross-validation folds on the training split.")
+    scoring: Scoring | None = Field(
+        default=None,
+        description="scikit-learn scorer name; default accuracy (classifiers) or r2 (regressors).",
+    )
+    trials: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="random (and halving with a range): candidates drawn.",
+    )
+    parallelism: int = Field(default=1, ge=1, le=32, description="Indexed Job completions and parallel pods.")
+    seed: int = Field(default=0, ge=0, description="Seed of the sampler (random, halving).")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Search:
+        ranges = [k for k, v in self.space.items() if isinstance(v, Range)]
+        if self.method == "grid" and ranges:
+            raise ValueError(f"space.{ranges[0]}: a range needs method random or halving; grid takes a list")
+        if self.method == "halving" and self.parallelism != 1:
+            raise ValueError("parallelism must be 1 for halving: each round needs the whole previous one")
+        if self.candidate_count() > MAX_CANDIDATES:
+            raise ValueError(f"space makes {self.candidate_count()} candidates; at most {MAX_CANDIDATES}")
+        return self
+
+    def grid_size(self) -> int | None:
+        """Combinations of the lists; None when a range makes the space continuous."""
+        if any(isinstance(v, Range) for v in self.space.values()):
+            return None
+        return math.prod(len(v) for v in self.space.values() if isinstance(v, list))
+
+    def candidate_count(self) -> int:
+        """How many candidates are evaluated (first round of halving-random: `trials`)."""
+        grid = self.grid_size()
+        if self.method == "grid":
+            return grid or 0
+        if self.method == "halving":
+            return grid if grid is not None else self.trials
+        return self.trials if grid is None else min(self.trials, grid)
+
+    def shards(self) -> int:
+        """Indexed Job completions: one per pod asked for, never more than there are candidates."""
+        return max(1, min(self.parallelism, self.candidate_count()))
+
+
 class Training(ApiModel):
     """How to train: data, estimator, split and the Job's limits."""
 
@@ -130,6 +254,10 @@ class Training(ApiModel):
     split: Split = Field(default_factory=Split)
     data_quality: DataQuality | None = Field(
         default=None, description="Check the data before fitting; the report goes to status.training."
+    )
+    search: Search | None = Field(
+        default=None,
+        description="Hyperparameter search as an Indexed Job before the final fit on the best parameters.",
     )
     reference_bins: int = Field(
         default=10, ge=2, le=50, description="Quantile bins recorded per numeric feature for drift."
@@ -567,6 +695,34 @@ class FairnessReport(StatusModel):
     )
 
 
+class Trial(StatusModel):
+    """One candidate's cross-validated score."""
+
+    candidate: int = Field(description="Its index in the candidate list (ParameterGrid/Sampler order).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The searched parameters.")
+    mean_score: float | None = Field(default=None, description="Mean score over the folds (None: failed).")
+    std_score: float | None = Field(default=None, description="Standard deviation over the folds.")
+    rank: int | None = Field(default=None, description="1 is the best.")
+    shard: int | None = Field(default=None, description="The Indexed Job completion index that ran it.")
+
+
+class SearchResult(StatusModel):
+    """The search's outcome (bounded: the full trial table is search.json beside the model)."""
+
+    method: str = Field(description="grid, random or halving.")
+    scoring: str = Field(description="The scorer compared.")
+    cv: int = Field(description="Folds.")
+    candidates: int = Field(description="Candidates evaluated.")
+    shards: int = Field(description="Indexed Job completions that evaluated them.")
+    best_params: dict[str, Any] = Field(default_factory=dict, description="What the final fit used.")
+    best_score: float | None = Field(default=None, description="Mean CV score of the best candidate.")
+    best_std: float | None = Field(default=None, description="Its standard deviation over the folds.")
+    summary: str | None = Field(default=None, description="best score ± std (candidates), for kubectl.")
+    top: list[Trial] = Field(default_factory=list, description="The best trials, best first.")
+    failed: int = Field(default=0, description="Candidates whose fit or scoring failed.")
+    table: str | None = Field(default=None, description="Where the full trial table is (search.json).")
+
+
 class TrainingResult(StatusModel):
     """What the trainer reported, bound to one Job run by its uid."""
 
@@ -605,6 +761,9 @@ class TrainingResult(StatusModel):
     )
     fairness: FairnessReport | None = Field(
         default=None, description="Per-group metrics on the held-out split."
+    )
+    search: SearchResult | None = Field(
+        default=None, description="The hyperparameter search the final fit's parameters came from."
     )
     card: str | None = Field(default=None, description="Where the model card is (next to the artifact).")
     finished_at: str | None = Field(default=None, description="When the trainer reported.")

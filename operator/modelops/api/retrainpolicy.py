@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .base import DNS_1035, ApiModel, Condition, FreeForm, StatusModel, cel
+from .modelversion import Search
 
 DURATION = r"^([0-9]+(ms|s|m|h|d))+$"
 
@@ -91,6 +92,11 @@ class Template(ApiModel):
     )
     params: FreeForm | None = Field(default=None, description="Estimator params merged over the champion's.")
     spec: FreeForm | None = Field(default=None, description="A JSON merge patch over the champion's spec.")
+    search: Search | None = Field(
+        default=None,
+        description="Run this hyperparameter search for the child. Unset: a child of a champion that "
+        "searched trains once on the champion's best parameters (status.training.search.bestParams).",
+    )
 
 
 class Retention(ApiModel):

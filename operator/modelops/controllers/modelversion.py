@@ -183,6 +183,9 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         status=st,
         now=runtime.now(),
         job=kube.job_view(ns, naming.job_name(name), name),
+        search_job=kube.job_view(ns, naming.search_job_name(name), name, "searcher")
+        if spec.training.search is not None
+        else None,
         deployment=kube.deployment_view(ns, naming.deployment_name(name), name),
         champion=kube.champion(ns, spec.model),
         promotion_request=promotion_token(body),
@@ -201,10 +204,18 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
     ns, name = meta["namespace"], meta["name"]
     spec, st = mv.spec, runtime.settings()
     log = runtime.logger(body)
+    if p.ensure_search and kube.ensure(
+        "jobs", resources.search_job(name, ns, meta["uid"], spec, st), owner=body
+    ):
+        log.info("created Job %s", naming.search_job_name(name))
+        kopf.info(body, reason="Created", message=f"Created Job {naming.search_job_name(name)}")
     # The champion at the Job's creation is the one it scores on the same data (a Job is immutable).
+    champion = kube.champion(ns, spec.model) if p.ensure_job else None
     if p.ensure_job and kube.ensure(
         "jobs",
-        resources.training_job(name, ns, meta["uid"], spec, st, champion=kube.champion(ns, spec.model)),
+        resources.training_job(
+            name, ns, meta["uid"], spec, st, champion=champion, search_uid=p.search_job_uid
+        ),
         owner=body,
     ):
         log.info("created Job %s", naming.job_name(name))

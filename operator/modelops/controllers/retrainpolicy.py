@@ -89,6 +89,7 @@ def champion_of(kube: Kube, namespace: str, model: str) -> tuple[Champion | None
         spec=mv.spec,
         metrics=training.metrics if training else {},
         dataset_digest=training.dataset_digest if training else None,
+        best_params=training.search.best_params if training and training.search else None,
     )
     return champion, mv
 

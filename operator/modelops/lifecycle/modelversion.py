@@ -59,6 +59,8 @@ class Observed:
     status: ModelVersionStatus
     now: datetime
     job: JobView | None = None
+    search_job: JobView | None = None
+    """The search's Indexed Job (only looked up when spec.training.search is set)."""
     deployment: DeploymentView | None = None
     champion: ChampionView | None = None
     promotion_request: str | None = None
@@ -83,6 +85,10 @@ class Plan:
     message: str
     ensure_job: bool = False
     """The training Job must exist."""
+    ensure_search: bool = False
+    """The search's Indexed Job must exist."""
+    search_job_uid: str | None = None
+    """The completed search Job whose shard files the training Job (to create) merges."""
     replicas: int | None = None
     """Desired server replicas; None means no Deployment (and no version Service)."""
     promote: bool = False
@@ -285,7 +291,15 @@ def _training(o: Observed) -> Plan | _Trained:
     if not (is_true(conds, "Trained") and s.training is not None and s.training.succeeded):
         result = _result_for_job(s, o.job)
         if o.job is None:
+            searched = _search(o)
+            if isinstance(searched, Plan):
+                return searched
             what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+            ts = {"trainingStarted": format_time(now)}
+            started: list[tuple[EventType, str, str]] = [("Normal", "TrainingStarted", what)]
+            if searched is not None:
+                ts.update(_searched_at(o))
+                started.insert(0, ("Normal", "Searched", _search_done(o)))
             # Said as the passes after the Job exists say it, so the echo of this write changes nothing.
             return _progressing(
                 "Training",
@@ -293,9 +307,12 @@ def _training(o: Observed) -> Plan | _Trained:
                 "training",
                 Cond("Trained", "False", "Training", "training"),
                 ensure_job=True,
-                timestamps={"trainingStarted": format_time(now)},
-                events=[("Normal", "TrainingStarted", what)],
+                search_job_uid=searched,
+                timestamps=ts,
+                events=started,
             )
+        if spec.training.search is not None and not s.timestamps.get("searched"):
+            timestamps.update(_searched_at(o))  # the pass that created the Job lost its write
         if not s.timestamps.get("trainingStarted"):
             # Level-based: the Job's own creation time, even if the pass that created it lost its write.
             timestamps["trainingStarted"] = format_time(o.job.created or now)
@@ -345,6 +362,71 @@ def _training(o: Observed) -> Plan | _Trained:
         events.append(("Normal", "Trained", f"Trained {spec.model}: {_metric_text(s)}"))
         timestamps["trained"] = format_time(now)
     return _Trained(s, Cond("Trained", "True", "Succeeded", _metric_text(s) or "trained"), events, timestamps)
+
+
+def _search_what(o: Observed) -> str:
+    search = o.spec.training.search
+    assert search is not None
+    return f"{search.method} search over {search.candidate_count()} candidate(s) in {search.shards()} Job index(es)"
+
+
+def _search_done(o: Observed) -> str:
+    return f"Search finished: {_search_what(o)}; final fit on the best parameters"
+
+
+def _searched_at(o: Observed) -> dict[str, str]:
+    sj = o.search_job
+    when = (sj.finished_at if sj else None) or o.now
+    return {"searched": format_time(when)}
+
+
+def _search(o: Observed) -> Plan | str | None:
+    """The search before the final fit: start its Indexed Job, wait for every index, fail on a
+    failed one. The completed Job's uid (whose shard files the training Job merges), or None when
+    the spec has no search. Level-based: only the Job's state decides, so a restart mid-search
+    finds the same Job and neither duplicates nor loses it."""
+    s, spec, now = o.status, o.spec, o.now
+    search = spec.training.search
+    if search is None:
+        return None
+    sj, what = o.search_job, _search_what(o)
+    shards = search.shards()
+    if sj is None:
+        msg = f"searching: {what} (0/{shards} done)"
+        return _progressing(
+            "Training",
+            "Searching",
+            msg,
+            Cond("Trained", "False", "Searching", msg),
+            ensure_search=True,
+            timestamps={"searchStarted": format_time(now)},
+            events=[("Normal", "SearchStarted", f"Started the {what}")],
+        )
+    events: list[tuple[EventType, str, str]] = []
+    timestamps: dict[str, str] = {}
+    if not s.timestamps.get("searchStarted"):  # the creating pass lost its write: the Job's own time
+        timestamps["searchStarted"] = format_time(sj.created or now)
+        events.append(("Normal", "SearchStarted", f"Started the {what}"))
+    if sj.failed:
+        failure = (sj.failure_message or "search Job failed").removeprefix("error: ")
+        msg = f"search failed: {failure}"
+        p = _stalled(
+            "Failed",
+            "SearchFailed",
+            msg,
+            Cond("Trained", "False", "SearchFailed", failure),
+            ts="failed",
+            now=now,
+            event="SearchFailed",
+        )
+    elif not sj.succeeded:
+        msg = f"searching: {what} ({min(sj.completed, shards)}/{shards} done)"
+        p = _progressing("Training", "Searching", msg, Cond("Trained", "False", "Searching", msg))
+    else:
+        return sj.uid
+    p.events = [*events, *p.events]
+    p.timestamps = {**timestamps, **p.timestamps}
+    return p
 
 
 def _metric_text(s: ModelVersionStatus) -> str:
@@ -776,6 +858,7 @@ AUDITED = {
     "CanaryRolledBack": "Rejected",
     "TrainingFailed": "Failed",
     "DataQualityFailed": "Failed",
+    "SearchFailed": "Failed",
     "ServerFailed": "Failed",
     "Retired": "Retired",
 }

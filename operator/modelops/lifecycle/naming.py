@@ -42,6 +42,11 @@ def job_name(version: str) -> str:
     return _fit(f"{version}-train")
 
 
+def search_job_name(version: str) -> str:
+    """The Indexed Job of a version's hyperparameter search (before its training Job)."""
+    return _fit(f"{version}-search")
+
+
 def resolve_job_name(child: str) -> str:
     """The Job that finds a retrain child's data before the child is made."""
     return _fit(f"{child}-data")

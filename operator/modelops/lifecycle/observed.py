@@ -35,6 +35,8 @@ class JobView:
     uid: str
     active: int = 0
     succeeded: int = 0
+    completed: int = 0
+    """Pods that succeeded (an Indexed Job: completion indexes done)."""
     failed: bool = False
     failure_message: str | None = None
     finished_at: datetime | None = None
@@ -145,6 +147,7 @@ def job_view(job: Mapping[str, Any], pods: Iterable[PodView] = ()) -> JobView:
         uid=(job.get("metadata") or {}).get("uid", ""),
         active=st.get("active") or 0,
         succeeded=1 if complete else 0,
+        completed=st.get("succeeded") or 0,
         failed=failed is not None,
         failure_message=message,
         finished_at=finished,

@@ -105,11 +105,13 @@ def training_job(
     spec: ModelVersionSpec,
     settings: Settings,
     champion: ChampionView | None = None,
+    search_uid: str | None = None,
 ) -> dict[str, Any]:
     """The training Job: runs `modelops train` on the spec, writes the artifact, reports to our status.
 
     With a champion to compare with, its name, artifact and digest go to the trainer, and its claim
-    (and a golden set's) is mounted read-only."""
+    (and a golden set's) is mounted read-only. After a search, the search Job's uid and shard count
+    tell the trainer which shard files to merge for the best parameters."""
     labels = naming.version_labels(spec.model, name, "trainer")
     t = spec.training
     mounts = [
@@ -155,6 +157,9 @@ def training_job(
             env.append({"name": "MODELOPS_CHAMPION_ARTIFACT", "value": champion_file})
     # What the trainer needs beyond `training`: the parent (schema check, lineage), the card and the
     # fairness spec. Only set when given, so Jobs of versions without them are unchanged.
+    if search_uid is not None and t.search is not None:
+        shards = t.search.shards()
+        env.append({"name": "MODELOPS_SEARCH", "value": json.dumps({"jobUid": search_uid, "shards": shards})})
     if spec.parent:
         env.append({"name": "MODELOPS_PARENT", "value": spec.parent})
     if spec.card.model_dump(exclude_defaults=True):
@@ -202,6 +207,60 @@ def training_job(
             },
         },
     }
+
+
+SEARCH_EXIT_BAD_INPUT = 2
+"""The trainer's exit code for a spec or data that cannot work: the index fails without a retry."""
+
+
+def search_job(
+    name: str, namespace: str, uid: str, spec: ModelVersionSpec, settings: Settings
+) -> dict[str, Any]:
+    """The search as an Indexed Job: `completions` = `parallelism` = the shards; each index runs
+    `modelops search-shard` on its share of the candidates and writes its trials to the claim.
+
+    The pod is the training pod (same image, data mounts, spec and context, so the same rows and
+    split) without API access: it reports through its files and its exit. A bad spec or data
+    (exit 2) fails its index at once (podFailurePolicy FailIndex); anything else is retried up to
+    training.backoffLimit times per index; one failed index fails the Job (maxFailedIndexes 0).
+    """
+    search = spec.training.search
+    if search is None:
+        raise ValueError("spec.training.search is not set")
+    job = training_job(name, namespace, uid, spec, settings)
+    shards = search.shards()
+    labels = naming.version_labels(spec.model, name, "searcher")
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    container["name"] = "search"
+    container["command"] = ["modelops", "search-shard"]
+    container["args"] = [*container["args"], "--shards", str(shards)]
+    container["env"] = [e for e in container["env"] if not e["name"].startswith("MODELOPS_MV_")]
+    pod.pop("serviceAccountName")
+    pod["automountServiceAccountToken"] = False
+    job["metadata"] = _meta(naming.search_job_name(name), namespace, labels)
+    job["spec"] = {
+        "completionMode": "Indexed",
+        "completions": shards,
+        "parallelism": shards,
+        "backoffLimitPerIndex": spec.training.backoff_limit,
+        "maxFailedIndexes": 0,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailIndex",
+                    "onExitCodes": {
+                        "containerName": "search",
+                        "operator": "In",
+                        "values": [SEARCH_EXIT_BAD_INPUT],
+                    },
+                }
+            ]
+        },
+        "activeDeadlineSeconds": spec.training.active_deadline_seconds,
+        "template": {"metadata": {"labels": labels}, "spec": pod},
+    }
+    return job
 
 
 CAPTURE_MOUNT = "/capture"

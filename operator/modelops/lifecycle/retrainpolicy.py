@@ -92,6 +92,8 @@ class Champion:
     metrics: Mapping[str, float] = field(default_factory=dict)
     dataset_digest: str | None = None
     """sha256 of the data it was trained on: a drift retrain on the same bytes is pointless."""
+    best_params: Mapping[str, Any] | None = None
+    """The parameters its search chose (status.training.search.bestParams), if it searched."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,8 @@ def child_spec(champion: Champion, template: Template, dataset_uri: str | None =
     """The child's spec: the champion's, with the template applied, and `parent` set.
 
     Order: `template.spec` as a JSON merge patch over the whole spec (wire keys), then
-    `datasetUri` and `params` (shallow merge over the estimator's params, so a param may be
+    `datasetUri`, the search (`template.search`, or the champion's best parameters in place of
+    its search), and `params` (shallow merge over the estimator's params, so a param may be
     set to null, as scikit-learn allows). The named fields win over the patch. `model` and
     `parent` are forced; `retired` and the champion's promotion request are never inherited.
     Validation and promotion settings stay the champion's unless the patch changes them.
@@ -240,6 +243,16 @@ def child_spec(champion: Champion, template: Template, dataset_uri: str | None =
         if not isinstance(training.get("dataset"), dict):
             raise ValueError("template.spec must leave spec.training.dataset an object")
         training["dataset"]["uri"] = uri
+    patched_search = isinstance(template.spec, dict) and "search" in (template.spec.get("training") or {})
+    if template.search is not None:
+        training["search"] = template.search.wire()
+    elif training.get("search") and champion.best_params is not None and not patched_search:
+        # Reuse the parent's search instead of repeating it: its best parameters, fixed.
+        estimator = training.get("estimator")
+        if not isinstance(estimator, dict):
+            raise ValueError("template.spec must leave spec.training.estimator an object")
+        estimator["params"] = {**(estimator.get("params") or {}), **champion.best_params}
+        del training["search"]
     if template.params:
         estimator = training.get("estimator")
         if not isinstance(estimator, dict):

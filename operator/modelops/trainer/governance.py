@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import numpy as np
@@ -176,12 +177,22 @@ def card(
             "droppedRows": q.get("droppedRows", 0),
             "parent": q.get("parent"),
         },
+        "parameters": metadata.get("params"),
+        "search": _search_card(metadata.get("search")),
         "explanations": metadata.get("explanations"),
         "fairness": metadata.get("fairness"),
         "lineage": metadata.get("lineage", []),
         "artifact": metadata["artifact"],
         "trainedAt": metadata["finishedAt"],
     }
+
+
+def _search_card(search: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The search summary a card carries: how, how wide, and what won (the table is search.json)."""
+    if not search:
+        return None
+    keys = ("method", "scoring", "cv", "candidates", "shards", "bestParams", "bestScore", "bestStd", "table")
+    return {k: search.get(k) for k in keys}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -236,6 +247,20 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"{'passed' if q['passed'] else 'FAILED'}: {q['checks']} check(s), {q['failed']} failed, "
             f"{q['droppedRows']} row(s) dropped"
             + (f"; compared with parent {q['parent']}" if q["parent"] else "")
+        ]
+    )
+    s = card.get("search")
+    out += ["", "## Hyperparameter search", ""]
+    out += (
+        ["none (spec.training.search not set)"]
+        if not s
+        else [
+            f"{s['method']} search over {s['candidates']} candidate(s) in {s['shards']} Job index(es), "
+            f"{s['cv']}-fold cross-validation on the training split, scored by {s['scoring']}.",
+            "",
+            f"- **Best parameters:** `{json.dumps(s['bestParams'], sort_keys=True)}`",
+            f"- **Best CV score:** {s['bestScore']:.4g} ± {s['bestStd']:.2g}",
+            f"- **All trials:** `{s['table']}`",
         ]
     )
     e = card["explanations"]

@@ -29,7 +29,7 @@ from modelops.api.base import format_time
 from modelops.api.estimators import ALLOWED, task_of
 from modelops.api.modelversion import Artifact, Bin, Card, Fairness, Training, TrainingResult
 
-from . import compare, data, governance, quality, report
+from . import compare, data, governance, quality, report, search
 from .errors import BadInput, ReportError
 from .estimators import build_pipeline
 from .evaluate import classification_metrics, regression_metrics
@@ -135,10 +135,12 @@ def train(
     job_uid: str | None = None,
     compare_with: compare.Request | None = None,
     context: Context | None = None,
+    search_from: SearchFrom | None = None,
 ) -> dict[str, Any]:
-    """Check the data, fit, evaluate, explain, record references, write the artifact and its card;
-    return the result (wire form). With `compare_with`, the champion it names is scored on the same
-    data as this model."""
+    """Check the data, take the search's best parameters, fit, evaluate, explain, record references,
+    write the artifact and its card; return the result (wire form). With `compare_with`, the champion
+    it names is scored on the same data as this model; with `search_from`, the search Job's shard
+    files are merged (a spec with a search and no Job runs the whole search here)."""
     started = _now()
     estimator = spec.estimator.class_
     task = task_of(estimator)
@@ -146,56 +148,17 @@ def train(
 
     ctx = context or Context()
     store_root = Path(store).resolve()
-    raw = data.load(spec.dataset.uri)
-    overlap = [
-        c for c in spec.dataset.exclude if c == spec.dataset.target or c in (spec.dataset.features or [])
-    ]
-    if overlap:
-        raise BadInput(f"dataset.exclude drops {', '.join(overlap)}, which dataset.target or features uses")
-    excluded = data.exclude(raw, spec.dataset.exclude)
+    d = _prepare(spec, model_name, store_root, ctx, classification)
+    raw, dataset, prepared, dq_report = d.raw, d.dataset, d.prepared, d.dq_report
+    sensitive, sensitive_unused, parent_meta = d.sensitive, d.sensitive_unused, d.parent_meta
     fairness = ctx.fairness
-    sensitive = list(fairness.sensitive_features) if fairness else []
-    missing_sensitive = [c for c in sensitive if c not in raw.frame.columns]
-    if missing_sensitive:
-        raise BadInput(f"sensitive feature(s) not in the data: {', '.join(missing_sensitive)}")
-    dataset = spec.dataset
-    sensitive_unused = sensitive if fairness and not fairness.used_for_training else []
-    if sensitive_unused:
-        target = dataset.target or raw.default_target
-        feats = dataset.features or [c for c in raw.frame.columns if c != target]
-        dataset = dataset.model_copy(
-            update={
-                "features": [f for f in feats if f not in sensitive_unused],
-                "categorical": [c for c in dataset.categorical if c not in sensitive_unused],
-            }
-        )
-    parent_meta = _parent_metadata(store_root, model_name, ctx.parent)
-
-    dq_report: dict[str, Any] | None = None
-    if spec.data_quality is not None:
-        cols = data.columns(raw, dataset, classification)
-        dq_report = quality.check(
-            raw.frame, cols, spec.data_quality, quality.parent_schema(parent_meta), ctx.parent
-        )
-        if not dq_report["passed"]:
-            raise quality.DataQualityFailed(quality.failure_message(dq_report), dq_report)
-        used = [*cols.numeric, *cols.categorical, cols.target, *sensitive]
-        keep = raw.frame[used].notna().all(axis=1)
-        dq_report["droppedRows"] = int((~keep).sum())
-        if not keep.all():
-            raw.frame = raw.frame[keep]
-
-    prepared = data.prepare(raw, dataset)
-    X_train, X_test, y_train, y_test, _, pos_test = _split(prepared, spec, classification)
-    cat_idx = [prepared.features.index(c) for c in prepared.categorical]
-    pipeline = build_pipeline(
-        estimator,
-        spec.estimator.params,
-        spec.estimator.preprocessing,
-        len(prepared.features),
-        cat_idx,
-        spec.split.seed,
-    )
+    X_train, X_test, y_train, y_test, pos_test = d.X_train, d.X_test, d.y_train, d.y_test, d.pos_test
+    params = dict(spec.estimator.params)
+    search_table: dict[str, Any] | None = None
+    if spec.search is not None:
+        search_table = _search_results(spec, d, classification, store_root, model_name, version, search_from)
+        params.update(search_table["best"]["params"])
+    pipeline = _factory(spec, d)(params)
     metrics, train_pred, fit_warnings = _fit(
         pipeline, estimator, classification, X_train, X_test, y_train, y_test
     )
@@ -245,6 +208,11 @@ def train(
         artifacts.dump_model(pipeline, tmp / artifacts.MODEL_FILE)
         digest = artifacts.sha256_file(tmp / artifacts.MODEL_FILE)
         (tmp / artifacts.DIGEST_FILE).write_text(f"{digest}  {artifacts.MODEL_FILE}\n")
+        search_status = None
+        if search_table is not None:
+            table_uri = uri.rsplit("/", 1)[0] + "/" + search.TABLE_FILE
+            artifacts.write_json(tmp / search.TABLE_FILE, search_table)
+            search_status = search.summary(search_table, table_uri)
         finished = _now()
         result = TrainingResult(
             job_uid=job_uid,
@@ -261,6 +229,7 @@ def train(
             data_quality=quality.bounded(dq_report) if dq_report else None,
             explanations={**explanations, "top": explanations["top"][: governance.TOP_FEATURES]},
             fairness=fairness_report,
+            search=search_status,
             card=card_uri,
             finished_at=finished,
         )
@@ -288,10 +257,12 @@ def train(
             "startedAt": started,
             "finishedAt": finished,
             "dataSchema": quality.data_schema(raw.frame, schema_cols),
-            "excludedColumns": len(excluded),
+            "excludedColumns": len(d.excluded),
             "dataQuality": dq_report,
             "explanations": explanations,
             "fairness": fairness_report,
+            "search": search_status,
+            "params": params,
             "lineage": governance.lineage(ctx.parent, parent_meta),
         }
         artifacts.write_json(tmp / artifacts.METADATA_FILE, metadata)
@@ -308,6 +279,163 @@ def train(
         (tmp / artifacts.CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
         artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
     return result.wire()
+
+
+@dataclass
+class _Data:
+    """The data as both the search shards and the final fit see it: the same rows, the same split."""
+
+    raw: data.RawDataset
+    excluded: list[str]
+    dataset: Any
+    prepared: data.Prepared
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    pos_test: np.ndarray
+    sensitive: list[str]
+    sensitive_unused: list[str]
+    parent_meta: dict[str, Any] | None
+    dq_report: dict[str, Any] | None
+
+
+def _prepare(spec: Training, model_name: str, store_root: Path, ctx: Context, classification: bool) -> _Data:
+    """Read, exclude, check the data quality, prepare and split: the one path to X and y."""
+    raw = data.load(spec.dataset.uri)
+    overlap = [
+        c for c in spec.dataset.exclude if c == spec.dataset.target or c in (spec.dataset.features or [])
+    ]
+    if overlap:
+        raise BadInput(f"dataset.exclude drops {', '.join(overlap)}, which dataset.target or features uses")
+    excluded = data.exclude(raw, spec.dataset.exclude)
+    fairness = ctx.fairness
+    sensitive = list(fairness.sensitive_features) if fairness else []
+    missing_sensitive = [c for c in sensitive if c not in raw.frame.columns]
+    if missing_sensitive:
+        raise BadInput(f"sensitive feature(s) not in the data: {', '.join(missing_sensitive)}")
+    dataset = spec.dataset
+    sensitive_unused = sensitive if fairness and not fairness.used_for_training else []
+    if sensitive_unused:
+        target = dataset.target or raw.default_target
+        feats = dataset.features or [c for c in raw.frame.columns if c != target]
+        dataset = dataset.model_copy(
+            update={
+                "features": [f for f in feats if f not in sensitive_unused],
+                "categorical": [c for c in dataset.categorical if c not in sensitive_unused],
+            }
+        )
+    parent_meta = _parent_metadata(store_root, model_name, ctx.parent)
+
+    dq_report: dict[str, Any] | None = None
+    if spec.data_quality is not None:
+        cols = data.columns(raw, dataset, classification)
+        dq_report = quality.check(
+            raw.frame, cols, spec.data_quality, quality.parent_schema(parent_meta), ctx.parent
+        )
+        if not dq_report["passed"]:
+            raise quality.DataQualityFailed(quality.failure_message(dq_report), dq_report)
+        used = [*cols.numeric, *cols.categorical, cols.target, *sensitive]
+        keep = raw.frame[used].notna().all(axis=1)
+        dq_report["droppedRows"] = int((~keep).sum())
+        if not keep.all():
+            raw.frame = raw.frame[keep]
+
+    prepared = data.prepare(raw, dataset)
+    X_train, X_test, y_train, y_test, _, pos_test = _split(prepared, spec, classification)
+    return _Data(
+        raw,
+        excluded,
+        dataset,
+        prepared,
+        X_train,
+        X_test,
+        y_train,
+        y_test,
+        pos_test,
+        sensitive,
+        sensitive_unused,
+        parent_meta,
+        dq_report,
+    )
+
+
+def _factory(spec: Training, d: _Data) -> search.Factory:
+    """The training pipeline with these estimator parameters (the search's over the spec's)."""
+    cat_idx = [d.prepared.features.index(c) for c in d.prepared.categorical]
+
+    def build(params: dict[str, Any]) -> Any:
+        return build_pipeline(
+            spec.estimator.class_,
+            {**spec.estimator.params, **params},
+            spec.estimator.preprocessing,
+            len(d.prepared.features),
+            cat_idx,
+            spec.split.seed,
+        )
+
+    return build
+
+
+@dataclass(frozen=True)
+class SearchFrom:
+    """Which search Job's shard files the final fit merges (MODELOPS_SEARCH from the operator)."""
+
+    job_uid: str
+    shards: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> SearchFrom | None:
+        env = dict(os.environ if env is None else env)
+        raw = env.get("MODELOPS_SEARCH")
+        if not raw:
+            return None
+        try:
+            body = json.loads(raw)
+            return cls(str(body["jobUid"]), int(body["shards"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"MODELOPS_SEARCH is not {{jobUid, shards}}: {exc}") from None
+
+
+def _run_shard(
+    spec: Training, d: _Data, classification: bool, index: int, shards: int, job_uid: str
+) -> dict[str, Any]:
+    """Evaluate this index's share of the candidates (halving: all of it, in index 0)."""
+    assert spec.search is not None
+    s, estimator = spec.search, spec.estimator.class_
+    factory = _factory(spec, d)
+    if s.method == "halving":
+        trials = search.halving(factory, d.X_train, d.y_train, s, estimator, classification)
+        n = len(trials)
+    else:
+        cands = search.candidates(s)
+        n = len(cands)
+        mine = search.shard_indices(n, shards, index)
+        trials = search.evaluate(
+            factory, cands, mine, d.X_train, d.y_train, s, estimator, classification, index
+        )
+    return search.shard_document(s, estimator, index, shards, n, trials, job_uid)
+
+
+def _search_results(
+    spec: Training,
+    d: _Data,
+    classification: bool,
+    store_root: Path,
+    model_name: str,
+    version: str,
+    search_from: SearchFrom | None,
+) -> dict[str, Any]:
+    """The merged trial table: from the search Job's shard files, or, run locally without one,
+    from evaluating every candidate here (one shard)."""
+    if search_from is None:
+        return search.merge([_run_shard(spec, d, classification, 0, 1, "local")])
+    folder = search.shard_dir(store_root, model_name, version, search_from.job_uid)
+    docs = search.read_shards(folder, search_from.shards)
+    for doc in docs:
+        if doc.get("jobUid") != search_from.job_uid:
+            raise BadInput(f"search shard {doc.get('shard')} belongs to Job {doc.get('jobUid')}, not ours")
+    return search.merge(docs)
 
 
 def _split(prepared: data.Prepared, spec: Training, classification: bool) -> list[np.ndarray]:
@@ -413,6 +541,7 @@ def main(argv: list[str]) -> int:
             job_uid=job_uid,
             compare_with=compare.Request.from_env(),
             context=context,
+            search_from=SearchFrom.from_env(),
         )
         if target is not None:
             report.send(report.patch_body(TrainingResult.model_validate(result), target), target)
@@ -426,4 +555,78 @@ def main(argv: list[str]) -> int:
         # retries, so the run is not declared failed on the ModelVersion from here.
         return _fail(1, f"{type(exc).__name__}: {exc}", target, report_failure=False)
     print(json.dumps(result, separators=(",", ":"), allow_nan=False), flush=True)
+    return 0
+
+
+def parse_shard_args(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(
+        prog="modelops search-shard",
+        description="Evaluate one Indexed Job index's share of a ModelVersion's search candidates.",
+    )
+    p.add_argument("--spec", help="file with the training spec; default $MODELOPS_TRAINING_SPEC")
+    p.add_argument("--model", default=os.environ.get("MODELOPS_MODEL"), help="model family name")
+    p.add_argument("--version", default=os.environ.get("MODELOPS_VERSION"), help="ModelVersion name")
+    p.add_argument("--store", default=os.environ.get("MODELOPS_ARTIFACT_ROOT", "/artifacts"))
+    p.add_argument("--shards", type=int, default=1, help="the Job's completions")
+    p.add_argument(
+        "--index",
+        type=int,
+        default=os.environ.get("JOB_COMPLETION_INDEX"),
+        help="this pod's completion index; default $JOB_COMPLETION_INDEX (set by the Job controller)",
+    )
+    return p.parse_args(argv)
+
+
+def search_shard(
+    spec: Training,
+    model_name: str,
+    version: str,
+    store: str | os.PathLike[str],
+    index: int,
+    shards: int,
+    job_uid: str,
+    context: Context | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """One index of the search Job: the same data and split as the final fit, this index's share of
+    the candidates cross-validated, the trials written beside the other shards'."""
+    if spec.search is None:
+        raise BadInput("training.search is not set: there is nothing to search")
+    classification = task_of(spec.estimator.class_) == "classification"
+    store_root = Path(store).resolve()
+    d = _prepare(spec, model_name, store_root, context or Context(), classification)
+    doc = _run_shard(spec, d, classification, index, shards, job_uid)
+    folder = search.shard_dir(store_root, model_name, version, job_uid)
+    return search.write_shard(folder, index, shards, doc), doc
+
+
+def shard_main(argv: list[str]) -> int:
+    """Exit codes as `train`: 2 bad spec or data (the Job's podFailurePolicy fails the index at
+    once), 1 anything unexpected (retried by backoffLimitPerIndex). Nothing is reported to the
+    ModelVersion: the operator reads the Job, and the final fit reads the files."""
+    where = "search shard"
+    try:
+        args = parse_shard_args(argv)
+        if args.index is None:
+            raise BadInput("no completion index: pass --index or run in an Indexed Job")
+        where = f"search shard {args.index} of {args.shards}"
+        spec = load_spec(args.spec)
+        for flag, value in (("--model", args.model), ("--version", args.version)):
+            if not value or not NAME.match(value):
+                raise BadInput(f"{flag} must be a lowercase DNS name, got {value!r}")
+        job_uid = os.environ.get("MODELOPS_JOB_UID") or "local"
+        path, doc = search_shard(
+            spec, args.model, args.version, args.store, args.index, args.shards, job_uid, Context.from_env()
+        )
+    except BadInput as exc:
+        return _fail(BadInput.exit_code, f"{where}: {exc}", None, report_failure=False)
+    except Exception as exc:
+        return _fail(1, f"{where}: {type(exc).__name__}: {exc}", None, report_failure=False)
+    scored = [t["meanScore"] for t in doc["trials"] if t["meanScore"] is not None]
+    line = (
+        f"{where}: {len(doc['trials'])} of {doc['candidates']} candidate(s) evaluated"
+        + (f", best {doc['scoring']} {max(scored):.4g}" if scored else "")
+        + f"; {path.name}"
+    )
+    artifacts.write_termination_log(line)
+    print(line, flush=True)
     return 0
