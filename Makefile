@@ -38,6 +38,9 @@ demo: deps venv cluster-binaries $(if $(KWOK),,node-binaries image) ## The whole
 cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, etcd and kwok
 	tests/cluster/go/build.sh
 
+seaweedfs: ## Build (or reuse) SeaweedFS's weed, the S3 server the storage tests run against
+	tests/cluster/go/build-seaweedfs.sh
+
 node-binaries: ## Also build (or reuse) kubelet, kube-proxy, and Prometheus with kubernetes_sd, for the real node
 	tests/cluster/go/build.sh --node
 	tests/cluster/go/build.sh --prometheus
@@ -65,7 +68,7 @@ unit: venv ## Fast tests of pure code, no cluster
 # timeout they would exceed cold; MODELOPS_REAL_NODE=0 skips them and the real-node tests.
 REAL_NODE_BUILDS := $(if $(filter 0,$(MODELOPS_REAL_NODE)),,node-binaries image)
 
-test: deps venv cluster-binaries $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
+test: deps venv cluster-binaries seaweedfs $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/pytest -q
 
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)
@@ -74,4 +77,4 @@ bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServe
 drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
 	$(PY) bench/drift_power.py
 
-.PHONY: help venv deps demo cluster-binaries node-binaries image cluster-up cluster-down crds lint unit test bench drift-power
+.PHONY: help venv deps demo cluster-binaries seaweedfs node-binaries image cluster-up cluster-down crds lint unit test bench drift-power

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the three wrapper modules from versions.env.
+# Regenerates the wrapper modules (etcd, kubernetes, kwok, prometheus, seaweedfs) from versions.env.
 #
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
 # ./staging paths, which a dependent module cannot use; we derive the list of
@@ -42,4 +42,15 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
   go mod init modelops.dev/testcluster/prometheus >/dev/null 2>&1
   go get -tool "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_VERSION}"
   go mod tidy )
-echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}"
+# SeaweedFS (the S3 server of the storage tests) has no semver tags (SEAWEEDFS_VERSION is a
+# pseudo-version) and replaces one dependency in its go.mod; a dependent module must copy that.
+sw_gomod="$(go mod download -json "github.com/seaweedfs/seaweedfs@${SEAWEEDFS_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+( cd seaweedfs
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/seaweedfs >/dev/null 2>&1
+  grep -E '^replace [^ ]+ => [^./]' "$sw_gomod" | while read -r _ from _ to ver; do
+    go mod edit -replace "$from=$to@$ver"
+  done
+  go get -tool "github.com/seaweedfs/seaweedfs/weed@${SEAWEEDFS_VERSION}"
+  go mod tidy )
+echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}, prometheus ${PROMETHEUS_VERSION}, seaweedfs ${SEAWEEDFS_VERSION}"
