@@ -21,8 +21,33 @@ from .base import (
 from .estimators import EstimatorName, MetricName, Preprocessing, Scoring
 
 DATASET_URI = (
-    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+\.(csv|parquet)|file:///.+\.(csv|parquet)|sklearn:[a-z_]+)$"
+    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+\.(csv|parquet)|file:///.+\.(csv|parquet)"
+    r"|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/.+\.(csv|parquet)|https://[^/]+/.+\.(csv|parquet)|sklearn:[a-z_]+)$"
 )
+S3_BUCKET = r"^[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]$"
+S3_PREFIX = r"^([^/]+(/[^/]+)*)?$"
+
+
+class SecretKeyRef(ApiModel):
+    """A Secret in the version's namespace holding S3 keys (`accessKeyId`, `secretAccessKey`)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+
+
+class S3Connection(ApiModel):
+    """How pods reach an S3-compatible store. Without secretRef, the pod's own identity is used
+    (IRSA / EKS Pod Identity / instance role: whatever the AWS SDK's default chain finds)."""
+
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with keys accessKeyId and secretAccessKey; default: the pod's workload identity.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/]+/?$",
+        description="S3 endpoint for non-AWS stores (SeaweedFS, MinIO, Ceph); default AWS.",
+    )
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$", max_length=32)
 
 
 class Dataset(ApiModel):
@@ -34,8 +59,9 @@ class Dataset(ApiModel):
 
     uri: str = Field(
         pattern=DATASET_URI,
-        description="pvc://<claim>/<path>.csv|.parquet, file:///<path>.csv|.parquet, or sklearn:<name> "
-        "(iris, wine, breast_cancer, diabetes, ...) for demos.",
+        description="pvc://<claim>/<path>.csv|.parquet, file:///<path>.csv|.parquet, "
+        "s3://<bucket>/<key>.csv|.parquet, https://<host>/<path>.csv|.parquet (read-only), or "
+        "sklearn:<name> (iris, wine, breast_cancer, diabetes, ...) for demos.",
     )
     target: str | None = Field(
         default=None, description="Target column. Optional for sklearn: data sets (their own target)."
@@ -51,6 +77,11 @@ class Dataset(ApiModel):
         max_length=100,
         description="Columns dropped right after reading (e.g. personal data): never used, checked, "
         "binned, logged or stored.",
+    )
+    s3: S3Connection | None = Field(
+        default=None,
+        description="How to reach an s3:// dataset; default: spec.storage.s3's connection, else the pod's "
+        "workload identity.",
     )
 
 
@@ -548,9 +579,50 @@ class Card(ApiModel):
     limitations: list[str] = Field(default_factory=list, max_length=20)
 
 
+class S3Storage(S3Connection):
+    """Artifacts under `s3://<bucket>/<prefix>/<model>/<version>/`."""
+
+    bucket: str = Field(pattern=S3_BUCKET)
+    prefix: str = Field(default="", pattern=S3_PREFIX, description="Key prefix, without slashes at either end.")
+
+
+DEFAULT_CLAIM = "modelops-artifacts"
+
+
 class Storage(ApiModel):
-    pvc: str = Field(default="modelops-artifacts", pattern=DNS_LABEL, description="Claim holding artifacts.")
+    """Where artifacts live: a PVC (the default, `modelops-artifacts`) or an S3 bucket prefix."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!(has(self.pvc) && has(self.s3))", "storage takes either pvc or s3, not both"),
+            ]
+        }
+    }
+
+    pvc: str | None = Field(
+        default=None, pattern=DNS_LABEL, description=f"Claim holding artifacts; default {DEFAULT_CLAIM}."
+    )
     mount_path: str = Field(default="/artifacts", pattern=r"^/.+")
+    s3: S3Storage | None = Field(default=None, description="Keep artifacts in an S3 bucket instead of a PVC.")
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> Storage:
+        if self.pvc and self.s3:
+            raise ValueError("storage takes either pvc or s3, not both")
+        return self
+
+    @property
+    def claim(self) -> str | None:
+        """The artifact claim, or None when artifacts live in S3."""
+        return None if self.s3 else (self.pvc or DEFAULT_CLAIM)
+
+    @property
+    def root(self) -> str:
+        """The store's root URI: s3://bucket[/prefix] or the mount path inside the pod."""
+        if self.s3:
+            return f"s3://{self.s3.bucket}" + (f"/{self.s3.prefix}" if self.s3.prefix else "")
+        return self.mount_path
 
 
 class ModelVersionSpec(ApiModel):

@@ -85,10 +85,11 @@ class Template(ApiModel):
 
     dataset_uri: str | None = Field(
         default=None,
-        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|sklearn:[a-z_]+)$",
+        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/.+"
+        r"|https://[^/]+/.*[^/]|sklearn:[a-z_]+)$",
         description="New training data for the child. May hold strftime fields of the trigger time "
         "(UTC: %Y %m %d %H %M %S %j %G %V %u %y %b, %%) and end in / for the newest .csv/.parquet file "
-        "of a folder; resolved by a Job before the child is made.",
+        "of a folder (not over https); resolved by a Job before the child is made.",
     )
     params: FreeForm | None = Field(default=None, description="Estimator params merged over the champion's.")
     spec: FreeForm | None = Field(default=None, description="A JSON merge patch over the champion's spec.")
