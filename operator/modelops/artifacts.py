@@ -1,8 +1,9 @@
-"""Model artifacts on disk: atomic directory writes, sha256, and safe skops loading.
+"""Model artifacts: atomic directory writes, sha256, and safe skops loading.
 
-A trained version lives in `<store>/<model>/<version>/` as `model.skops`, `model.skops.sha256`,
-`metadata.json` and `result.json`, with the model card
-(`model-card.json`, `model-card.md`) and, when the data was checked, `data-quality.json`. The server never unpickles anything: it checks the file's
+A trained version lives in `<store>/<model>/<version>/` (a mounted claim or an S3 prefix) as
+`model.skops`, `model.skops.sha256`, `metadata.json` and `result.json`, with the model card
+(`model-card.json`, `model-card.md`) and, when the data was checked, `data-quality.json`. The
+server never unpickles anything: it checks the file's
 digest against the one the operator recorded, then loads it with skops, trusting only the types
 that skops reports as untrusted AND that pass our own allow-list below.
 """
@@ -77,12 +78,24 @@ def is_trusted_type(name: str) -> bool:
     return name.startswith(_TRUSTED_PREFIXES) or bool(_TRUSTED_NUMPY.match(name))
 
 
-def read_verified(path: str | os.PathLike[str], expected_sha256: str) -> bytes:
-    """Read the whole file once and check its digest, so the bytes we load are the bytes we hashed."""
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """A file of a version from a mounted store or from S3 (`s3://bucket/key`)."""
+    from modelops import storage
+
+    if storage.is_remote(str(path)):
+        try:
+            return storage.read_bytes(str(path))
+        except storage.StorageError as exc:
+            raise ArtifactError(f"artifact {exc}") from exc
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ArtifactError(f"cannot read artifact {path}: {exc.strerror or exc}") from exc
+
+
+def read_verified(path: str | os.PathLike[str], expected_sha256: str) -> bytes:
+    """Read the whole file once and check its digest, so the bytes we load are the bytes we hashed."""
+    data = read_file(path)
     actual = sha256_bytes(data)
     if actual != expected_sha256.strip().lower():
         raise DigestMismatch(f"artifact sha256 mismatch: expected {expected_sha256}, got {actual}")

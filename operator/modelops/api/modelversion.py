@@ -583,7 +583,9 @@ class S3Storage(S3Connection):
     """Artifacts under `s3://<bucket>/<prefix>/<model>/<version>/`."""
 
     bucket: str = Field(pattern=S3_BUCKET)
-    prefix: str = Field(default="", pattern=S3_PREFIX, description="Key prefix, without slashes at either end.")
+    prefix: str = Field(
+        default="", pattern=S3_PREFIX, description="Key prefix, without slashes at either end."
+    )
 
 
 DEFAULT_CLAIM = "modelops-artifacts"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelops.api.modelversion import ModelVersionSpec, ResourceRequirements
+from modelops.api.modelversion import ModelVersionSpec, ResourceRequirements, S3Connection
 from modelops.settings import Settings
 
 from . import naming
@@ -47,15 +47,66 @@ def dataset_claim(uri: str) -> str | None:
     return uri[len(PVC_SCHEME) :].split("/", 1)[0]
 
 
+# Environment prefixes read by modelops.storage (kept literal here: lifecycle does no I/O imports).
+STORE_S3_ENV = "MODELOPS_S3_"
+DATASET_S3_ENV = "MODELOPS_DATASET_S3_"
+SECRET_KEYS = {"ACCESS_KEY_ID": "accessKeyId", "SECRET_ACCESS_KEY": "secretAccessKey"}
+
+
+def s3_env(prefix: str, conn: S3Connection) -> list[dict[str, Any]]:
+    """The pod's S3 settings for one role; keys come from the Secret by reference, never by value.
+
+    The operator never reads the Secret (its RBAC has no Secrets): the kubelet resolves the
+    reference, and a missing Secret or key keeps the pod from starting, which the Job reports.
+    """
+    env: list[dict[str, Any]] = []
+    if conn.endpoint_url:
+        env.append({"name": prefix + "ENDPOINT_URL", "value": conn.endpoint_url})
+    if conn.region:
+        env.append({"name": prefix + "REGION", "value": conn.region})
+    if conn.secret_ref:
+        for var, key in SECRET_KEYS.items():
+            ref = {"secretKeyRef": {"name": conn.secret_ref.name, "key": key}}
+            env.append({"name": prefix + var, "valueFrom": ref})
+    return env
+
+
+def dataset_connection(spec: ModelVersionSpec) -> S3Connection | None:
+    """How the trainer reaches an s3:// dataset: its own settings, else the artifact store's."""
+    if spec.training is None or not spec.training.dataset.uri.startswith("s3://"):
+        return None
+    return spec.training.dataset.s3 or spec.storage.s3 or S3Connection()
+
+
+def _store_volumes(
+    spec: ModelVersionSpec, read_only: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The artifact claim's mount and volume, or nothing when artifacts live in S3."""
+    claim = spec.storage.claim
+    if claim is None:
+        return [], []
+    mount: dict[str, Any] = {"name": "artifacts", "mountPath": spec.storage.mount_path}
+    pvc: dict[str, Any] = {"claimName": claim}
+    if read_only:
+        mount["readOnly"] = pvc["readOnly"] = True
+    return [mount], [{"name": "artifacts", "persistentVolumeClaim": pvc}]
+
+
+def _store_env(spec: ModelVersionSpec) -> list[dict[str, Any]]:
+    return s3_env(STORE_S3_ENV, spec.storage.s3) if spec.storage.s3 else []
+
+
 def artifact_dir(spec: ModelVersionSpec, artifact_uri: str) -> str:
-    """Where the server finds the artifact inside its pod: the storage claim's mount."""
-    prefix = f"{PVC_SCHEME}{spec.storage.pvc}/"
+    """Where the server finds the artifact: the S3 prefix, or the storage claim's mount in its pod."""
+    if artifact_uri.startswith("s3://"):
+        return artifact_uri.rsplit("/", 1)[0]
+    prefix = f"{PVC_SCHEME}{spec.storage.claim}/"
     if artifact_uri.startswith(prefix):
         rel = artifact_uri[len(prefix) :].rsplit("/", 1)[0]
         return f"{spec.storage.mount_path.rstrip('/')}/{rel}"
     if artifact_uri.startswith("file://"):
         return artifact_uri[len("file://") :].rsplit("/", 1)[0]
-    raise ValueError(f"artifact URI {artifact_uri!r} is not on storage claim {spec.storage.pvc!r}")
+    raise ValueError(f"artifact URI {artifact_uri!r} is not on storage claim {spec.storage.claim!r}")
 
 
 def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -66,15 +117,18 @@ def champion_path(uri: str, spec: ModelVersionSpec, settings: Settings) -> tuple
     """Where a training Job finds a champion's model file, and the claim to mount for it (if another).
 
     Same claim as this version's storage: under its mount. Another claim: mounted read-only under
-    the PVC root. `file://` (local runs): the path itself. Anything else cannot be mounted: None.
+    the PVC root. `file://` (local runs): the path itself. `s3://`: the URI, which the trainer reads
+    with the store's credentials. Anything else cannot be mounted: None.
     """
     if uri.startswith("file://"):
         return uri[len("file://") :], None
+    if uri.startswith("s3://"):
+        return uri, None
     claim = dataset_claim(uri)
     if claim is None:
         return None, None
     rel = uri[len(PVC_SCHEME) + len(claim) + 1 :]
-    if claim == spec.storage.pvc:
+    if claim == spec.storage.claim:
         return f"{spec.storage.mount_path.rstrip('/')}/{rel}", None
     return f"{settings.pvc_root}/{claim}/{rel}", claim
 
@@ -114,14 +168,9 @@ def training_job(
     tell the trainer which shard files to merge for the best parameters."""
     labels = naming.version_labels(spec.model, name, "trainer")
     t = spec.training
-    mounts = [
-        {"name": "artifacts", "mountPath": spec.storage.mount_path},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}},
-        {"name": "tmp", "emptyDir": {}},
-    ]
+    store_mounts, store_volumes = _store_volumes(spec, read_only=False)
+    mounts = [*store_mounts, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [*store_volumes, {"name": "tmp", "emptyDir": {}}]
     request, champion_file, champion_claim = compare_request(spec, champion, settings)
     golden = spec.validation.dataset if request else None
     claims = [dataset_claim(t.dataset.uri), dataset_claim(golden.uri) if golden else None, champion_claim]
@@ -130,19 +179,21 @@ def training_job(
         if not claim or claim in seen:
             continue
         seen.add(claim)
-        if claim == spec.storage.pvc:
+        if claim == spec.storage.claim:
             mounts.append(
                 {"name": "artifacts", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True}
             )
             continue
-        volume = "dataset" if not volumes[2:] else f"claim-{len(volumes) - 1}"
+        volume = "dataset" if len(volumes) == len(store_volumes) + 1 else f"claim-{len(volumes) - 1}"
         mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
         volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     env = [
         {"name": "MODELOPS_TRAINING_SPEC", "value": json.dumps(t.wire(), sort_keys=True)},
-        {"name": "MODELOPS_ARTIFACT_ROOT", "value": spec.storage.mount_path},
-        {"name": "MODELOPS_ARTIFACT_PVC", "value": spec.storage.pvc},
+        {"name": "MODELOPS_ARTIFACT_ROOT", "value": spec.storage.root},
+        *([{"name": "MODELOPS_ARTIFACT_PVC", "value": spec.storage.claim}] if spec.storage.claim else []),
         {"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root},
+        *_store_env(spec),
+        *(s3_env(DATASET_S3_ENV, conn) if (conn := dataset_connection(spec)) else []),
         {"name": "MODELOPS_MV_NAME", "value": name},
         {"name": "MODELOPS_MV_UID", "value": uid},
         {"name": "MODELOPS_MV_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -193,7 +244,7 @@ def training_job(
                                 "--version",
                                 name,
                                 "--store",
-                                spec.storage.mount_path,
+                                spec.storage.root,
                             ],
                             "env": env,
                             "resources": _resources(t.resources, DEFAULT_TRAIN_RESOURCES),
@@ -280,7 +331,7 @@ def capture_file(spec: ModelVersionSpec, version: str) -> str:
 
 def capture_uri(spec: ModelVersionSpec) -> str:
     """The folder a RetrainPolicy's `template.datasetUri` names to train on captured data."""
-    return f"pvc://{spec.storage.pvc}/{spec.model}/{CAPTURE_DIR}/"
+    return f"pvc://{spec.storage.claim}/{spec.model}/{CAPTURE_DIR}/"
 
 
 def server_deployment(
@@ -296,14 +347,15 @@ def server_deployment(
     labels = naming.version_labels(spec.model, name, "server")
     port = settings.server_port
     capture = spec.serving.capture
-    mounts: list[dict[str, Any]] = [
-        {"name": "artifacts", "mountPath": spec.storage.mount_path, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    env: list[dict[str, Any]] = []
+    # The claim is mounted read-only; with capture its volume is writable for the subPath below.
+    store_mounts, store_volumes = _store_volumes(spec, read_only=True)
+    if capture is not None and store_volumes:
+        store_volumes[0]["persistentVolumeClaim"]["readOnly"] = False
+    mounts: list[dict[str, Any]] = [*store_mounts, {"name": "tmp", "mountPath": "/tmp"}]
+    env: list[dict[str, Any]] = _store_env(spec)
     if capture is not None:  # the only place the server may write: its own folder on the claim
         mounts.append({"name": "artifacts", "mountPath": CAPTURE_MOUNT, "subPath": capture_dir(spec)})
-        env = [
+        env += [
             {"name": "MODELOPS_CAPTURE_FILE", "value": capture_file(spec, name)},
             {"name": "MODELOPS_CAPTURE_MAX_ROWS", "value": str(capture.max_rows)},
             {"name": "MODELOPS_CAPTURE_EXCLUDE", "value": ",".join(capture.exclude)},
@@ -353,6 +405,7 @@ def server_deployment(
                                 "--port",
                                 str(port),
                             ],
+                            **({"env": env} if env else {}),
                             "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
                             "readinessProbe": probe,
                             "livenessProbe": {
@@ -367,16 +420,7 @@ def server_deployment(
                             **({"env": env} if env else {}),
                         }
                     ],
-                    "volumes": [
-                        {
-                            "name": "artifacts",
-                            "persistentVolumeClaim": {
-                                "claimName": spec.storage.pvc,
-                                "readOnly": capture is None,
-                            },
-                        },
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    "volumes": [*store_volumes, {"name": "tmp", "emptyDir": {}}],
                 },
             },
         },
@@ -457,19 +501,27 @@ def _tool_job(
 
 
 def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Settings) -> dict[str, Any]:
-    """Deletes a version's artifacts from the claim; the version's finalizer waits for it."""
+    """Deletes a version's artifacts from the claim or bucket; the version's finalizer waits for it."""
+    mounts, volumes = _store_volumes(spec, read_only=False)
     container = {
         "name": "cleanup",
         "image": spec.training.image or settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["modelops", "cleanup"],
-        "args": ["--store", spec.storage.mount_path, "--model", spec.model, "--version", name],
+        "args": ["--store", spec.storage.root, "--model", spec.model, "--version", name],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-        "volumeMounts": [{"name": "artifacts", "mountPath": spec.storage.mount_path}],
+        **({"env": env} if (env := _store_env(spec)) else {}),
+        "volumeMounts": mounts,
     }
-    volumes = [{"name": "artifacts", "persistentVolumeClaim": {"claimName": spec.storage.pvc}}]
     labels = naming.version_labels(spec.model, name, "cleaner")
     return _tool_job(naming.cleanup_job_name(name), namespace, labels, 2, container, volumes)
+
+
+def _resolve_s3_env(champion: ModelVersionSpec, uri: str) -> list[dict[str, Any]]:
+    """An s3:// template is read with the champion's dataset connection, else its store's."""
+    if not uri.startswith("s3://"):
+        return []
+    return s3_env(DATASET_S3_ENV, champion.training.dataset.s3 or champion.storage.s3 or S3Connection())
 
 
 def resolve_job(
@@ -477,7 +529,8 @@ def resolve_job(
 ) -> dict[str, Any]:
     """Finds a retrain child's data (template filled, newest file of a folder) and its sha256.
 
-    Runs `modelops resolve` with only the dataset's claim mounted, read-only, no API access; its
+    Runs `modelops resolve` with only the dataset's claim mounted, read-only (or, for s3://, the
+    dataset's S3 settings in its environment), no API access; its
     report is its termination message, which the policy reads from the pod. Labelled with the
     child's name (the pod cache is keyed by it) and the policy's (whose events wake the policy).
     """
@@ -493,7 +546,7 @@ def resolve_job(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["modelops", "resolve"],
         "args": ["--uri", uri, "--at", at],
-        "env": [{"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root}],
+        "env": [{"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root}, *_resolve_s3_env(champion, uri)],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "volumeMounts": mounts,
     }

@@ -60,7 +60,11 @@ def parse_size(text: str) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     env = os.environ.get
     p = _Parser(prog="modelops serve", description="Serve one trained ModelVersion.")
-    p.add_argument("--artifact-dir", default=env("MODELOPS_ARTIFACT_DIR"), help="<store>/<model>/<version>")
+    p.add_argument(
+        "--artifact-dir",
+        default=env("MODELOPS_ARTIFACT_DIR"),
+        help="<store>/<model>/<version>: a mounted path or s3://bucket/prefix/model/version",
+    )
     p.add_argument("--sha256", default=env("MODELOPS_ARTIFACT_SHA256"), help="expected sha256 of model.skops")
     p.add_argument("--model", default=env("MODELOPS_MODEL"))
     p.add_argument("--version", default=env("MODELOPS_VERSION"))
@@ -117,7 +121,7 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        data = artifacts.read_verified(os.path.join(args.artifact_dir, artifacts.MODEL_FILE), args.sha256)
+        data = artifacts.read_verified(f"{args.artifact_dir.rstrip('/')}/{artifacts.MODEL_FILE}", args.sha256)
         metadata = read_metadata(args.artifact_dir)
     except artifacts.ArtifactError as exc:
         return _stop(3, str(exc))

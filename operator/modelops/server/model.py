@@ -101,10 +101,11 @@ class ServedModel:
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / artifacts.METADATA_FILE
+    path = f"{str(directory).rstrip('/')}/{artifacts.METADATA_FILE}"
+    data = artifacts.read_file(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:
         raise artifacts.ArtifactError(f"cannot read {path}: {exc}") from None
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,10 +79,10 @@ def _load_champion(req: Request) -> tuple[Any, dict[str, Any]]:
     if req.path is None:
         raise artifacts.ArtifactError(f"champion artifact {req.uri} is not on storage this Job can mount")
     model = artifacts.load_model(artifacts.read_verified(req.path, req.sha256))
-    meta_path = Path(req.path).parent / artifacts.METADATA_FILE
+    meta_path = f"{req.path.rsplit('/', 1)[0]}/{artifacts.METADATA_FILE}"  # a mounted path or s3://
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        meta = json.loads(artifacts.read_file(meta_path))
+    except ValueError as exc:
         raise artifacts.ArtifactError(f"champion metadata {meta_path} is unreadable: {exc}") from exc
     return model, meta
 

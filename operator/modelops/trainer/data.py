@@ -6,15 +6,17 @@ that message is what the user finally reads in `kubectl describe modelversion`.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from modelops import storage
 from modelops.api.modelversion import Dataset, Split
 from modelops.artifacts import sha256_bytes
 
@@ -72,31 +74,44 @@ def resolve_uri(uri: str, pvc_root: str | None = None) -> Path:
         if not path.is_absolute():
             raise BadInput(f"dataset uri {uri!r} must be file:///<absolute path>")
         return path
-    raise BadInput(f"unsupported dataset uri {uri!r}: use pvc://, file:// or sklearn:<name>")
+    raise BadInput(f"unsupported dataset uri {uri!r}: use pvc://, file://, s3://, https:// or sklearn:<name>")
 
 
 def load(uri: str, pvc_root: str | None = None) -> RawDataset:
     if uri.startswith("sklearn:"):
         return _load_bundled(uri[len("sklearn:") :])
-    path = resolve_uri(uri, pvc_root)
-    suffix = path.suffix.lower()
+    if storage.is_remote(uri):
+        where = uri
+        suffix = PurePosixPath(uri.split("?", 1)[0]).suffix.lower()
+    else:
+        path = resolve_uri(uri, pvc_root)
+        where, suffix = str(path), path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise BadInput(f"dataset {uri!r} must end in .csv or .parquet")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"dataset file not found: {path}") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read dataset {path}: {exc.strerror or exc}") from None
+    if storage.is_remote(uri):
+        try:
+            data = storage.read_bytes(uri, storage.DATASET)
+        except storage.StorageError as exc:
+            if exc.permanent:
+                raise BadInput(f"dataset {exc}") from None
+            raise
+    else:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BadInput(f"dataset file not found: {path}") from None
+        except OSError as exc:
+            raise BadInput(f"cannot read dataset {path}: {exc.strerror or exc}") from None
     if not data.strip():
-        raise BadInput(f"dataset {path} is empty")
+        raise BadInput(f"dataset {where} is empty")
     try:
-        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        buf = io.BytesIO(data)
+        frame = pd.read_csv(buf) if suffix == ".csv" else pd.read_parquet(buf)
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"cannot parse dataset {path}: {first}") from None
+        raise BadInput(f"cannot parse dataset {where}: {first}") from None
     if frame.empty:
-        raise BadInput(f"dataset {path} has no rows")
+        raise BadInput(f"dataset {where} has no rows")
     return RawDataset(frame=frame, digest=sha256_bytes(data))
 
 

@@ -16,7 +16,9 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from modelops import artifacts
+from modelops import artifacts, storage
 from modelops.api.base import format_time
 from modelops.api.estimators import ALLOWED, task_of
 from modelops.api.modelversion import Artifact, Bin, Card, Fairness, Training, TrainingResult
@@ -147,7 +149,9 @@ def train(
     classification = task == "classification"
 
     ctx = context or Context()
-    store_root = Path(store).resolve()
+    store = str(store)
+    remote = storage.is_remote(store)
+    store_root: Any = store if remote else Path(store).resolve()
     d = _prepare(spec, model_name, store_root, ctx, classification)
     raw, dataset, prepared, dq_report = d.raw, d.dataset, d.prepared, d.dq_report
     sensitive, sensitive_unused, parent_meta = d.sensitive, d.sensitive_unused, d.parent_meta
@@ -196,15 +200,18 @@ def train(
     if compare_with is not None:
         comparison = compare.compare(compare_with, pipeline, task, prepared, X_test, y_test, metrics)
 
-    final = store_root / model_name / version
     pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
-    if pvc:
+    if storage.is_remote(store):
+        uri = storage.join(store, model_name, version, artifacts.MODEL_FILE)
+        card_uri = storage.join(store, model_name, version, artifacts.CARD_MD)
+    elif pvc:
         uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}"
         card_uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.CARD_MD}"
     else:
+        final = Path(store_root) / model_name / version
         uri = f"file://{final / artifacts.MODEL_FILE}"
         card_uri = f"file://{final / artifacts.CARD_MD}"
-    with artifacts.atomic_directory(final) as tmp:
+    with _version_directory(store, model_name, version) as tmp:
         artifacts.dump_model(pipeline, tmp / artifacts.MODEL_FILE)
         digest = artifacts.sha256_file(tmp / artifacts.MODEL_FILE)
         (tmp / artifacts.DIGEST_FILE).write_text(f"{digest}  {artifacts.MODEL_FILE}\n")
@@ -300,7 +307,9 @@ class _Data:
     dq_report: dict[str, Any] | None
 
 
-def _prepare(spec: Training, model_name: str, store_root: Path, ctx: Context, classification: bool) -> _Data:
+def _prepare(
+    spec: Training, model_name: str, store_root: Path | str, ctx: Context, classification: bool
+) -> _Data:
     """Read, exclude, check the data quality, prepare and split: the one path to X and y."""
     raw = data.load(spec.dataset.uri)
     overlap = [
@@ -325,7 +334,7 @@ def _prepare(spec: Training, model_name: str, store_root: Path, ctx: Context, cl
                 "categorical": [c for c in dataset.categorical if c not in sensitive_unused],
             }
         )
-    parent_meta = _parent_metadata(store_root, model_name, ctx.parent)
+    parent_meta = _parent_metadata(str(store_root), model_name, ctx.parent)
 
     dq_report: dict[str, Any] | None = None
     if spec.data_quality is not None:
@@ -377,6 +386,11 @@ def _factory(spec: Training, d: _Data) -> search.Factory:
     return build
 
 
+SEARCH_NEEDS_CLAIM = (
+    "training.search keeps its shard files on the storage claim: it needs spec.storage.pvc, not s3"
+)
+
+
 @dataclass(frozen=True)
 class SearchFrom:
     """Which search Job's shard files the final fit merges (MODELOPS_SEARCH from the operator)."""
@@ -421,7 +435,7 @@ def _search_results(
     spec: Training,
     d: _Data,
     classification: bool,
-    store_root: Path,
+    store_root: Path | str,
     model_name: str,
     version: str,
     search_from: SearchFrom | None,
@@ -430,12 +444,35 @@ def _search_results(
     from evaluating every candidate here (one shard)."""
     if search_from is None:
         return search.merge([_run_shard(spec, d, classification, 0, 1, "local")])
+    if isinstance(store_root, str):
+        raise BadInput(SEARCH_NEEDS_CLAIM)
     folder = search.shard_dir(store_root, model_name, version, search_from.job_uid)
     docs = search.read_shards(folder, search_from.shards)
     for doc in docs:
         if doc.get("jobUid") != search_from.job_uid:
             raise BadInput(f"search shard {doc.get('shard')} belongs to Job {doc.get('jobUid')}, not ours")
     return search.merge(docs)
+
+
+@contextlib.contextmanager
+def _version_directory(store: str, model_name: str, version: str) -> Iterator[Path]:
+    """A directory to write the version into; on success it becomes the store's copy.
+
+    On a mounted store it is moved into place atomically; on S3 it is uploaded (see
+    `storage.upload_directory` for why a partial upload is harmless).
+    """
+    if not storage.is_remote(store):
+        with artifacts.atomic_directory(Path(store).resolve() / model_name / version) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix=f"{version}-") as tmp:
+        yield Path(tmp)
+        try:
+            storage.upload_directory(tmp, storage.join(store, model_name, version))
+        except storage.StorageError as exc:
+            if exc.permanent:
+                raise BadInput(f"artifact store: {exc}") from None
+            raise
 
 
 def _split(prepared: data.Prepared, spec: Training, classification: bool) -> list[np.ndarray]:
@@ -485,14 +522,14 @@ def _fit(
     return metrics, train_pred, sorted({_first_line(w.message) for w in caught})[:20]
 
 
-def _parent_metadata(store: Path, model: str, parent: str | None) -> dict[str, Any] | None:
-    """The parent's metadata.json from the same store; None when there is no parent or no file."""
+def _parent_metadata(store: str, model: str, parent: str | None) -> dict[str, Any] | None:
+    """The parent's metadata.json from the same store (a path or s3://); None when there is no
+    parent or no readable file."""
     if not parent or not NAME.match(parent):
         return None
-    path = store / model / parent / artifacts.METADATA_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(artifacts.read_file(storage.join(store, model, parent, artifacts.METADATA_FILE)))
+    except (artifacts.ArtifactError, ValueError):
         return None
 
 
@@ -592,6 +629,8 @@ def search_shard(
     if spec.search is None:
         raise BadInput("training.search is not set: there is nothing to search")
     classification = task_of(spec.estimator.class_) == "classification"
+    if storage.is_remote(str(store)):
+        raise BadInput(SEARCH_NEEDS_CLAIM)
     store_root = Path(store).resolve()
     d = _prepare(spec, model_name, store_root, context or Context(), classification)
     doc = _run_shard(spec, d, classification, index, shards, job_uid)
