@@ -104,6 +104,25 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
 
 
 @pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3 server (SeaweedFS built from its Go module), one per session, on free ports."""
+    from tests.support.seaweedfs import SeaweedFS
+
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(seaweedfs: Any, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket per test, named after it."""
+    import hashlib
+
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
+    return seaweedfs.bucket(f"t-{digest}")
+
+
+@pytest.fixture(scope="session")
 def api_client(cluster: ClusterHandle) -> Iterator[Any]:
     """A kubernetes.client.ApiClient for the session's cluster, as cluster-admin."""
     from kubernetes import config

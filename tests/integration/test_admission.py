@@ -81,6 +81,18 @@ INVALID = [
     ("negative replicas", mv(serving={"replicas": -1}), "spec.serving.replicas"),
     ("unknown promotion mode", mv(promotion={"mode": "Sometimes"}), "Sometimes"),
     ("bad claim name", mv(storage={"pvc": "Bad_Claim"}), "spec.storage.pvc"),
+    (
+        "storage on a claim and a bucket",
+        mv(storage={"pvc": "mine", "s3": {"bucket": "ml-models"}}),
+        "storage takes either pvc or s3, not both",
+    ),
+    ("bad bucket name", mv(storage={"s3": {"bucket": "ML_Models"}}), "spec.storage.s3.bucket"),
+    (
+        "s3 endpoint not a URL",
+        mv(storage={"s3": {"bucket": "ml-models", "endpointUrl": "seaweedfs:8333"}}),
+        "spec.storage.s3.endpointUrl",
+    ),
+    ("policy: dataset uri not a dataset", rp(template={"datasetUri": "s3://b/x.txt"}), "spec.template.datasetUri"),
     ("unknown field", mv(trainng={"typo": True}), "unknown field"),
     ("policy: unknown drift method", rp(triggers={"drift": {"method": "chi2"}}), "chi2"),
     ("policy: interval not a duration", rp(interval="5 minutes"), "spec.interval"),

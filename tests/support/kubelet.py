@@ -152,6 +152,8 @@ class Kubelet:
                 env[var.name] = self._map(var.value, mounts)
             elif var.value_from and var.value_from.field_ref:
                 env[var.name] = self._field(pod, var.value_from.field_ref.field_path)
+            elif var.value_from and var.value_from.secret_key_ref:
+                env[var.name] = self._secret(pod, var.value_from.secret_key_ref)
         # Map the container's own paths first; the host's interpreter (which may live under a path
         # the pod also mounts, such as /tmp) is substituted afterwards and never remapped.
         argv = [self._map(a, mounts) for a in [*(container.command or []), *(container.args or [])]]
@@ -198,6 +200,16 @@ class Kubelet:
         path = scratch / "kubeconfig"
         path.write_text(yaml.safe_dump(config))
         return str(path)
+
+    def _secret(self, pod: Any, ref: Any) -> str:
+        """A secretKeyRef as the kubelet resolves it (a missing Secret or key fails the container)."""
+        import base64
+
+        secret = self.core.read_namespaced_secret(ref.name, pod.metadata.namespace)
+        data = secret.data or {}
+        if ref.key not in data:
+            raise ValueError(f"secret {ref.name} has no key {ref.key}")
+        return base64.b64decode(data[ref.key]).decode()
 
     @staticmethod
     def _field(pod: Any, path: str) -> str:

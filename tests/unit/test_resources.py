@@ -33,6 +33,25 @@ SEARCHED = SPEC.model_copy(
         )
     }
 )
+S3_SPEC = ModelVersionSpec.model_validate(
+    {
+        "model": "churn",
+        "training": {
+            "dataset": {"uri": "s3://ml-data/churn/2026-q3.parquet", "target": "churned"},
+            "estimator": {"class": "HistGradientBoostingClassifier", "params": {"max_iter": 50}},
+        },
+        "storage": {
+            "s3": {
+                "bucket": "ml-models",
+                "prefix": "team-a",
+                "secretRef": {"name": "s3-keys"},
+                "endpointUrl": "http://seaweedfs.storage:8333",
+                "region": "eu-west-1",
+            }
+        },
+    }
+)
+S3_ARTIFACT = "s3://ml-models/team-a/churn/churn-v3/model.skops"
 
 
 def golden(name: str, obj) -> None:
@@ -54,6 +73,12 @@ def golden(name: str, obj) -> None:
         ),
         ("version-service", lambda: resources.version_service("churn-v3", "ml", SPEC, SETTINGS)),
         ("stable-service", lambda: resources.stable_service("churn", "ml", "churn-v3")),
+        ("job-s3", lambda: resources.training_job("churn-v3", "ml", "uid-1", S3_SPEC, SETTINGS)),
+        (
+            "deployment-s3",
+            lambda: resources.server_deployment("churn-v3", "ml", S3_SPEC, S3_ARTIFACT, "ab" * 32, 2, SETTINGS),
+        ),
+        ("cleanup-s3", lambda: resources.cleanup_job("churn-v3", "ml", S3_SPEC, SETTINGS)),
     ],
 )
 def test_golden_manifests(name, build):
@@ -169,3 +194,75 @@ def test_the_training_job_after_a_search_names_the_search_job_it_merges():
     assert "MODELOPS_SEARCH" not in {
         e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]
     }
+def _env(obj):
+    return {e["name"]: e for e in obj["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+
+
+def test_s3_storage_mounts_no_claim_and_passes_keys_only_by_reference():
+    objs = [
+        resources.training_job("churn-v3", "ml", "uid-1", S3_SPEC, SETTINGS),
+        resources.server_deployment("churn-v3", "ml", S3_SPEC, S3_ARTIFACT, "ab" * 32, 1, SETTINGS),
+        resources.cleanup_job("churn-v3", "ml", S3_SPEC, SETTINGS),
+    ]
+    for obj in objs:
+        pod = obj["spec"]["template"]["spec"]
+        assert not any("persistentVolumeClaim" in v for v in pod.get("volumes", []))
+        env = _env(obj)
+        for var, key in (("ACCESS_KEY_ID", "accessKeyId"), ("SECRET_ACCESS_KEY", "secretAccessKey")):
+            assert env[f"MODELOPS_S3_{var}"] == {
+                "name": f"MODELOPS_S3_{var}",
+                "valueFrom": {"secretKeyRef": {"name": "s3-keys", "key": key}},
+            }
+        assert env["MODELOPS_S3_ENDPOINT_URL"]["value"] == "http://seaweedfs.storage:8333"
+    job, dep, cleanup = objs
+    assert "MODELOPS_ARTIFACT_PVC" not in _env(job)
+    # the s3:// dataset uses the store's connection when it names none of its own
+    assert _env(job)["MODELOPS_DATASET_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3-keys"
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--artifact-dir") + 1] == "s3://ml-models/team-a/churn/churn-v3"
+    args = cleanup["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--store") + 1] == "s3://ml-models/team-a"
+
+
+def test_workload_identity_when_no_secret_is_named():
+    spec = S3_SPEC.model_copy(deep=True)
+    spec.storage.s3.secret_ref = None
+    spec.training.dataset.s3 = None
+    env = _env(resources.training_job("churn-v3", "ml", "uid-1", spec, SETTINGS))
+    assert not [n for n in env if n.endswith(("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"))]
+    assert env["MODELOPS_S3_REGION"]["value"] == "eu-west-1"
+
+
+def test_an_s3_dataset_may_name_its_own_connection_beside_a_claim_store():
+    spec = ModelVersionSpec.model_validate(
+        {
+            "model": "churn",
+            "training": {
+                "dataset": {
+                    "uri": "s3://ml-data/churn.csv",
+                    "target": "churned",
+                    "s3": {"secretRef": {"name": "data-keys"}, "region": "us-east-2"},
+                },
+                "estimator": {"class": "LogisticRegression"},
+            },
+        }
+    )
+    job = resources.training_job("churn-v3", "ml", "uid-1", spec, SETTINGS)
+    env = _env(job)
+    assert env["MODELOPS_DATASET_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "data-keys"
+    assert not [n for n in env if n.startswith("MODELOPS_S3_")]
+    assert env["MODELOPS_ARTIFACT_PVC"]["value"] == "modelops-artifacts"
+
+
+def test_storage_takes_a_claim_or_a_bucket_not_both():
+    from pydantic import ValidationError
+
+    from modelops.api.modelversion import Storage
+
+    assert Storage().claim == "modelops-artifacts" and Storage().root == "/artifacts"
+    s3 = Storage.model_validate({"s3": {"bucket": "ml-models"}})
+    assert s3.claim is None and s3.root == "s3://ml-models"
+    with pytest.raises(ValidationError):
+        Storage.model_validate({"s3": {"bucket": "ml-models", "prefix": "/leading"}})
+    with pytest.raises(ValidationError, match="either pvc or s3"):
+        Storage.model_validate({"pvc": "mine", "s3": {"bucket": "ml-models"}})
