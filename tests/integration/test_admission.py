@@ -92,7 +92,11 @@ INVALID = [
         mv(storage={"s3": {"bucket": "ml-models", "endpointUrl": "seaweedfs:8333"}}),
         "spec.storage.s3.endpointUrl",
     ),
-    ("policy: dataset uri not a dataset", rp(template={"datasetUri": "s3://b/x.txt"}), "spec.template.datasetUri"),
+    (
+        "policy: dataset uri not a dataset",
+        rp(template={"datasetUri": "s3://b/x.txt"}),
+        "spec.template.datasetUri",
+    ),
     ("unknown field", mv(trainng={"typo": True}), "unknown field"),
     ("policy: unknown drift method", rp(triggers={"drift": {"method": "chi2"}}), "chi2"),
     ("policy: interval not a duration", rp(interval="5 minutes"), "spec.interval"),

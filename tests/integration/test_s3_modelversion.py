@@ -76,7 +76,9 @@ def test_train_from_and_to_s3_then_serve_from_s3(mvs, kubelet, operator, seaweed
     assert art["uri"] == f"s3://{bucket}/team-a/models/iris/iris-v1/model.skops"
     fs = seaweedfs.fs()
     assert hashlib.sha256(fs.cat_file(art["uri"][5:])).hexdigest() == art["sha256"]
-    assert st["training"]["datasetDigest"] == hashlib.sha256(fs.cat_file(f"{bucket}/data/iris.csv")).hexdigest()
+    assert (
+        st["training"]["datasetDigest"] == hashlib.sha256(fs.cat_file(f"{bucket}/data/iris.csv")).hexdigest()
+    )
     # no claim anywhere: keys by reference only, never by value in the manifests
     job = mvs.batch.read_namespaced_job("iris-v1-train", mvs.ns).spec.template.spec
     dep = mvs.apps.read_namespaced_deployment("iris-v1-server", mvs.ns).spec.template.spec
@@ -130,8 +132,15 @@ def test_tampered_object_fails_and_deleting_with_artifacts_clears_the_prefix(
     mvs.delete("iris-v1")
     eventually(lambda: not fs.find(prefix), timeout=240, what="the version's S3 prefix to be deleted")
     eventually(
-        lambda: "iris-v1" not in [i["metadata"]["name"] for i in mvs.custom.list_namespaced_custom_object(
-            "modelops.dev", "v1alpha1", mvs.ns, "modelversions")["items"]],
+        lambda: (
+            "iris-v1"
+            not in [
+                i["metadata"]["name"]
+                for i in mvs.custom.list_namespaced_custom_object(
+                    "modelops.dev", "v1alpha1", mvs.ns, "modelversions"
+                )["items"]
+            ]
+        ),
         timeout=120,
         what="the finalizer to let go",
     )

@@ -66,7 +66,9 @@ def test_train_from_s3_to_s3_and_load_back(s3env, bucket, iris_csv):
     keys = sorted(k.rsplit("/", 1)[1] for k in fs.find(f"{bucket}/models/iris/iris-v1/"))
     assert keys == ["metadata.json", "model.skops", "model.skops.sha256", "result.json"]
     # the digest recorded is the digest of the bytes in the bucket, and the dataset digest is the CSV's
-    assert hashlib.sha256(fs.cat_file(f"{bucket}/models/iris/iris-v1/model.skops")).hexdigest() == art["sha256"]
+    assert (
+        hashlib.sha256(fs.cat_file(f"{bucket}/models/iris/iris-v1/model.skops")).hexdigest() == art["sha256"]
+    )
     assert result["datasetDigest"] == hashlib.sha256(fs.cat_file(iris_csv[len("s3://") :])).hexdigest()
     assert result["metrics"]["accuracy"] > 0.8
     # the server's path: verified read, then skops with the trust rules
@@ -133,16 +135,22 @@ def test_cleanup_deletes_exactly_one_version_prefix(s3env, bucket, iris_csv):
         trainer.train(_spec(iris_csv), "iris", v, store)
     env = {**os.environ, **_env(s3env)}
     argv = [sys.executable, "-m", "modelops.cli", "cleanup", "--store", store, "--model", "iris"]
-    out = subprocess.run([*argv, "--version", "iris-v1"], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*argv, "--version", "iris-v1"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"deleted {store}/iris/iris-v1/"
     fs = s3env.fs()
     left = {k.split("/")[3] for k in fs.find(f"{bucket}/models/")}
     assert left == {"iris-v10"}  # a prefix match (iris-v1 vs iris-v10) must not delete the neighbour
-    again = subprocess.run([*argv, "--version", "iris-v1"], env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [*argv, "--version", "iris-v1"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0 and again.stdout.startswith("nothing to delete")
     # wrong keys: a clear error, exit 1 (the Job fails and the finalizer retries)
     bad = {**env, storage.STORE + "SECRET_ACCESS_KEY": "wrong"}
-    out = subprocess.run([*argv, "--version", "iris-v10"], env=bad, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*argv, "--version", "iris-v10"], env=bad, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 1 and "access denied" in out.stderr, out.stderr
     assert json.loads(fs.cat_file(f"{bucket}/models/iris/iris-v10/result.json"))["succeeded"] is True

@@ -76,7 +76,9 @@ def golden(name: str, obj) -> None:
         ("job-s3", lambda: resources.training_job("churn-v3", "ml", "uid-1", S3_SPEC, SETTINGS)),
         (
             "deployment-s3",
-            lambda: resources.server_deployment("churn-v3", "ml", S3_SPEC, S3_ARTIFACT, "ab" * 32, 2, SETTINGS),
+            lambda: resources.server_deployment(
+                "churn-v3", "ml", S3_SPEC, S3_ARTIFACT, "ab" * 32, 2, SETTINGS
+            ),
         ),
         ("cleanup-s3", lambda: resources.cleanup_job("churn-v3", "ml", S3_SPEC, SETTINGS)),
     ],
@@ -217,7 +219,9 @@ def test_s3_storage_mounts_no_claim_and_passes_keys_only_by_reference():
     job, dep, cleanup = objs
     assert "MODELOPS_ARTIFACT_PVC" not in _env(job)
     # the s3:// dataset uses the store's connection when it names none of its own
-    assert _env(job)["MODELOPS_DATASET_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3-keys"
+    assert (
+        _env(job)["MODELOPS_DATASET_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3-keys"
+    )
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--artifact-dir") + 1] == "s3://ml-models/team-a/churn/churn-v3"
     args = cleanup["spec"]["template"]["spec"]["containers"][0]["args"]
