@@ -92,10 +92,10 @@ class SeaweedFS:
             f"-dir={data}",
             f"-master.port={master}",
             f"-master.port.grpc={mg}",
-            "-master.volumeSizeLimitMB=64",
+            "-master.volumeSizeLimitMB=16",
             f"-volume.port={volume}",
             f"-volume.port.grpc={vg}",
-            "-volume.max=20",
+            "-volume.max=500",  # every bucket is a collection with volumes of its own
             "-filer",
             f"-filer.port={filer}",
             f"-filer.port.grpc={fg}",
