@@ -128,9 +128,21 @@ def test_tampered_object_fails_and_deleting_with_artifacts_clears_the_prefix(
     # retention's path: annotate, then delete; the finalizer's clean-up Job empties the prefix
     prefix = f"{bucket}/team-a/models/iris/iris-v1/"
     assert fs.find(prefix)
-    mvs.annotate("iris-v1", "modelops.dev/delete-artifacts", "true")
+    # exactly retention's patch (controllers/retrainpolicy.collect): annotation and finalizer at once
+    mvs.patch(
+        "iris-v1",
+        {
+            "metadata": {
+                "annotations": {"modelops.dev/delete-artifacts": "true"},
+                "finalizers": ["modelops.dev/operator"],
+            }
+        },
+    )
     mvs.delete("iris-v1")
-    eventually(lambda: not fs.find(prefix), timeout=240, what="the version's S3 prefix to be deleted")
+    # a fresh client each time: s3fs caches listings, and the clean-up ran in another process
+    eventually(
+        lambda: not seaweedfs.fs().find(prefix), timeout=240, what="the version's S3 prefix to be deleted"
+    )
     eventually(
         lambda: (
             "iris-v1"
@@ -144,4 +156,4 @@ def test_tampered_object_fails_and_deleting_with_artifacts_clears_the_prefix(
         timeout=120,
         what="the finalizer to let go",
     )
-    assert fs.find(f"{bucket}/data/")  # nothing outside the version's prefix
+    assert seaweedfs.fs().find(f"{bucket}/data/")  # nothing outside the version's prefix
