@@ -93,9 +93,14 @@ INVALID = [
         "spec.storage.s3.endpointUrl",
     ),
     (
-        "policy: dataset uri not a dataset",
-        rp(template={"datasetUri": "s3://b/x.txt"}),
+        "policy: s3 dataset uri with a bad bucket",
+        rp(template={"datasetUri": "s3://Data_Sets/x.csv"}),
         "spec.template.datasetUri",
+    ),
+    (
+        "capture with artifacts on s3",
+        mv(serving={"capture": {}}, storage={"s3": {"bucket": "ml-models"}}),
+        "serving.capture writes served rows to the storage claim",
     ),
     ("unknown field", mv(trainng={"typo": True}), "unknown field"),
     ("policy: unknown drift method", rp(triggers={"drift": {"method": "chi2"}}), "chi2"),

@@ -270,3 +270,11 @@ def test_storage_takes_a_claim_or_a_bucket_not_both():
         Storage.model_validate({"s3": {"bucket": "ml-models", "prefix": "/leading"}})
     with pytest.raises(ValidationError, match="either pvc or s3"):
         Storage.model_validate({"pvc": "mine", "s3": {"bucket": "ml-models"}})
+
+
+def test_capture_needs_the_artifacts_on_a_claim():
+    body = S3_SPEC.wire()
+    body["serving"] = {"capture": {}}
+    with pytest.raises(ValueError, match=r"serving\.capture writes served rows to the storage claim"):
+        ModelVersionSpec.model_validate(body)
+

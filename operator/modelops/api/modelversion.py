@@ -627,6 +627,11 @@ class Storage(ApiModel):
         return self.mount_path
 
 
+CAPTURE_NEEDS_CLAIM = (
+    "serving.capture writes served rows to the storage claim: it needs spec.storage.pvc, not spec.storage.s3"
+)
+
+
 class ModelVersionSpec(ApiModel):
     model_config = {
         "json_schema_extra": {
@@ -635,6 +640,11 @@ class ModelVersionSpec(ApiModel):
                 cel(
                     "self.training == oldSelf.training",
                     "spec.training is immutable: a trained model never changes; create a new ModelVersion",
+                ),
+                cel(
+                    "!has(self.serving) || !has(self.serving.capture) || !has(self.storage) || "
+                    "!has(self.storage.s3)",
+                    CAPTURE_NEEDS_CLAIM,
                 ),
             ]
         }
@@ -651,6 +661,12 @@ class ModelVersionSpec(ApiModel):
         default_factory=Card, description="Model card facts, captured when the version trains."
     )
     retired: bool = Field(default=False, description="Retire this version: its Deployment is removed.")
+
+    @model_validator(mode="after")
+    def _capture_on_a_claim(self) -> ModelVersionSpec:
+        if self.serving.capture is not None and self.storage.s3 is not None:
+            raise ValueError(CAPTURE_NEEDS_CLAIM)
+        return self
 
 
 Phase = Literal[
