@@ -143,3 +143,26 @@ def delete_tree(uri: str, env: Mapping[str, str] | None = None) -> bool:
         return True
     except Exception as exc:
         raise _reason(exc, "delete", uri) from exc
+
+
+def newest_file(
+    folder: str, suffixes: tuple[str, ...], role: str = DATASET, env: Mapping[str, str] | None = None
+) -> str:
+    """The URI of the newest file directly under an s3:// folder whose name ends in one of
+    `suffixes` (last modification, then name); StorageError(permanent) when there is none."""
+    if not folder.startswith("s3://"):
+        raise StorageError(f"cannot list {folder}: only s3:// folders can be listed", permanent=True)
+    try:
+        fs, path = filesystem(folder, role, env)
+        entries = fs.ls(path.rstrip("/"), detail=True, refresh=True)
+    except Exception as exc:
+        raise _reason(exc, "list", folder) from exc
+    files = [
+        (e.get("LastModified"), e["name"].rsplit("/", 1)[-1])
+        for e in entries
+        if e.get("type") == "file" and e["name"].lower().endswith(suffixes)
+    ]
+    if not files:
+        raise StorageError(f"no {' or '.join(suffixes)} file in {folder}", permanent=True)
+    _, name = max(files, key=lambda f: (f[0].timestamp() if f[0] else 0.0, f[1]))
+    return folder.rstrip("/") + "/" + name

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -154,3 +155,33 @@ def test_cleanup_deletes_exactly_one_version_prefix(s3env, bucket, iris_csv):
     )
     assert out.returncode == 1 and "access denied" in out.stderr, out.stderr
     assert json.loads(fs.cat_file(f"{bucket}/models/iris/iris-v10/result.json"))["succeeded"] is True
+
+
+def test_resolve_takes_the_newest_file_of_an_s3_folder_and_hashes_it(s3env, bucket, tmp_path):
+    """`modelops resolve` on an s3:// template: time fields filled, the newest data file of the
+    prefix taken (S3's LastModified), its digest the sha256 of the object's bytes."""
+    fs = s3env.fs()
+    fs.pipe_file(f"{bucket}/drops/2026/old.csv", b"a,target\n1,0\n2,1\n")
+    fs.pipe_file(f"{bucket}/drops/2026/notes.txt", b"not data")
+    time.sleep(1.5)  # LastModified has one-second resolution
+    newest = b"a,target\n3,0\n4,1\n5,0\n"
+    fs.pipe_file(f"{bucket}/drops/2026/new.csv", newest)
+    term = tmp_path / "termination-log"
+    env = {**os.environ, **_env(s3env), "MODELOPS_TERMINATION_LOG": str(term)}
+    argv = [sys.executable, "-m", "modelops.cli", "resolve", "--at", "2026-11-29T03:00:00Z", "--uri"]
+    out = subprocess.run(
+        [*argv, f"s3://{bucket}/drops/%Y/"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report == {
+        "uri": f"s3://{bucket}/drops/2026/new.csv",
+        "digest": hashlib.sha256(newest).hexdigest(),
+    }
+    assert json.loads(term.read_text()) == report
+    # an empty prefix: exit 2, nothing to train on, the reason in the termination log
+    out = subprocess.run(
+        [*argv, f"s3://{bucket}/drops/1999/"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    assert "no .csv or .parquet file in" in term.read_text()

@@ -278,3 +278,34 @@ def test_capture_needs_the_artifacts_on_a_claim():
     with pytest.raises(ValueError, match=r"serving\.capture writes served rows to the storage claim"):
         ModelVersionSpec.model_validate(body)
 
+
+def test_a_challenger_reads_an_s3_champion_by_its_uri_and_mounts_nothing_for_it():
+    from modelops.lifecycle.observed import ChampionView
+
+    body = S3_SPEC.wire()
+    body["validation"] = {"champion": {"metric": "accuracy"}}
+    spec = ModelVersionSpec.model_validate(body)
+    champion = ChampionView(
+        name="churn-v2", artifact_uri="s3://ml-models/team-a/churn/churn-v2/model.skops", sha256="cd" * 32
+    )
+    job = resources.training_job("churn-v3", "ml", "uid-1", spec, SETTINGS, champion)
+    env = _env(job)
+    assert env["MODELOPS_CHAMPION_ARTIFACT"]["value"] == champion.artifact_uri
+    assert json.loads(env["MODELOPS_COMPARE"]["value"])["champion"]["uri"] == champion.artifact_uri
+    assert not any("persistentVolumeClaim" in v for v in job["spec"]["template"]["spec"]["volumes"])
+
+
+def test_an_s3_template_is_resolved_with_the_champions_dataset_connection():
+    job = resources.resolve_job(
+        "churn", "ml", S3_SPEC, "churn-r1", "s3://ml-data/churn/%Y/", "2026-11-29T00:00:00Z", SETTINGS
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
+    env = _env(job)
+    # S3_SPEC's dataset names no connection of its own: the store's is used
+    assert env["MODELOPS_DATASET_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3-keys"
+    assert env["MODELOPS_DATASET_S3_ENDPOINT_URL"]["value"] == "http://seaweedfs.storage:8333"
+    plain = resources.resolve_job(
+        "churn", "ml", SPEC, "churn-r1", "pvc://datasets/churn/", "2026-11-29T00:00:00Z", SETTINGS
+    )
+    assert list(_env(plain)) == ["MODELOPS_PVC_ROOT"]

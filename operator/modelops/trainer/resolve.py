@@ -1,7 +1,8 @@
 """`modelops resolve`: one concrete data URI and its sha256, for a retrain the policy has decided.
 
 Fills the template's strftime fields with the trigger time, takes the newest `.csv`/`.parquet`
-file of a folder (a URI ending in `/`: modification time, then name), and hashes the bytes
+file of a folder (a URI ending in `/`, on a claim or under an s3:// prefix: modification time,
+then name), and hashes the bytes
 exactly as `modelops train` does, so the policy compares like with like. The report is one JSON
 line on stdout and in the termination log, which the policy reads from the pod. Exit 2 with a
 one-line reason (also in the termination log) when there is nothing to train on.
@@ -15,6 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from modelops import storage
 from modelops.api.base import parse_time
 from modelops.artifacts import write_termination_log
 from modelops.lifecycle.datasets import DATA_SUFFIXES, expand, template_error
@@ -37,7 +39,14 @@ def resolve(template: str, at: datetime, pvc_root: str | None = None) -> dict[st
     if error := template_error(template):
         raise BadInput(f"dataset uri template {template!r}: {error}")
     uri = expand(template, at)
-    if uri.endswith("/"):
+    if uri.endswith("/") and storage.is_remote(uri):
+        try:
+            uri = storage.newest_file(uri, DATA_SUFFIXES)
+        except storage.StorageError as exc:
+            if exc.permanent:
+                raise BadInput(str(exc)) from None
+            raise
+    elif uri.endswith("/"):
         folder = resolve_uri(uri + "x.csv", pvc_root).parent
         uri += newest(folder).name
     return {"uri": uri, "digest": load(uri, pvc_root).digest}
@@ -55,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         write_termination_log(str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except storage.StorageError as e:  # may pass (a timeout, a refused connection): the Job retries
+        write_termination_log(str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     line = json.dumps(report, sort_keys=True)
     write_termination_log(line)
     print(line)
