@@ -309,3 +309,17 @@ def test_an_s3_template_is_resolved_with_the_champions_dataset_connection():
         "churn", "ml", SPEC, "churn-r1", "pvc://datasets/churn/", "2026-11-29T00:00:00Z", SETTINGS
     )
     assert list(_env(plain)) == ["MODELOPS_PVC_ROOT"]
+
+
+def test_a_golden_set_on_s3_gets_a_dataset_connection():
+    body = SPEC.wire()
+    body["validation"] = {
+        "dataset": {"uri": "s3://ml-data/golden.csv", "target": "churned", "s3": {"region": "eu-north-1"}}
+    }
+    env = _env(
+        resources.training_job("churn-v3", "ml", "uid-1", ModelVersionSpec.model_validate(body), SETTINGS)
+    )
+    assert env["MODELOPS_DATASET_S3_REGION"]["value"] == "eu-north-1"
+    assert "MODELOPS_DATASET_S3_REGION" not in _env(
+        resources.training_job("churn-v3", "ml", "uid-1", SPEC, SETTINGS)
+    )

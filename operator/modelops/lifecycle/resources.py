@@ -72,10 +72,16 @@ def s3_env(prefix: str, conn: S3Connection) -> list[dict[str, Any]]:
 
 
 def dataset_connection(spec: ModelVersionSpec) -> S3Connection | None:
-    """How the trainer reaches an s3:// dataset: its own settings, else the artifact store's."""
-    if spec.training is None or not spec.training.dataset.uri.startswith("s3://"):
-        return None
-    return spec.training.dataset.s3 or spec.storage.s3 or S3Connection()
+    """How the trainer reaches s3:// data (the training set, else the golden set): the data set's
+    own settings, else the artifact store's. One connection per pod: when both sets are on S3,
+    the training set's is used for both."""
+    sets = [spec.training.dataset] if spec.training else []
+    if spec.validation.dataset is not None:
+        sets.append(spec.validation.dataset)
+    for ds in sets:
+        if ds.uri.startswith("s3://"):
+            return ds.s3 or spec.storage.s3 or S3Connection()
+    return None
 
 
 def _store_volumes(
