@@ -90,6 +90,9 @@ def test_train_from_and_to_s3_then_serve_from_s3(mvs, kubelet, operator, seaweed
     srv = kubelet.server_for("iris-v1")
     r = httpx.post(f"{srv.url}/predict", json={"instances": [ROW]}, timeout=10)
     assert r.status_code == 200, r.text
+    # the model card the trainer wrote beside the model, served from the bucket
+    card = httpx.get(f"{srv.url}/v2/models/iris/card", timeout=10)
+    assert card.status_code == 200 and card.json()["version"] == "iris-v1", card.text
 
 
 def test_wrong_credentials_fail_with_the_reason(mvs, kubelet, operator, bucket, s3):

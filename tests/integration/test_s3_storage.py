@@ -65,7 +65,14 @@ def test_train_from_s3_to_s3_and_load_back(s3env, bucket, iris_csv):
     assert art["uri"] == f"s3://{bucket}/models/iris/iris-v1/model.skops"
     fs = s3env.fs()
     keys = sorted(k.rsplit("/", 1)[1] for k in fs.find(f"{bucket}/models/iris/iris-v1/"))
-    assert keys == ["metadata.json", "model.skops", "model.skops.sha256", "result.json"]
+    assert keys == [
+        "metadata.json",
+        "model-card.json",
+        "model-card.md",
+        "model.skops",
+        "model.skops.sha256",
+        "result.json",
+    ]
     # the digest recorded is the digest of the bytes in the bucket, and the dataset digest is the CSV's
     assert (
         hashlib.sha256(fs.cat_file(f"{bucket}/models/iris/iris-v1/model.skops")).hexdigest() == art["sha256"]

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from modelops import artifacts
@@ -93,13 +92,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def read_card(artifact_dir: str) -> tuple[bytes, bytes] | None:
-    """model-card.json and model-card.md as the trainer wrote them; None for older artifacts."""
+    """model-card.json and model-card.md as the trainer wrote them (a mounted path or s3://);
+    None for older artifacts."""
+    base = artifact_dir.rstrip("/")
     try:
         return (
-            Path(artifact_dir, artifacts.CARD_JSON).read_bytes(),
-            Path(artifact_dir, artifacts.CARD_MD).read_bytes(),
+            artifacts.read_file(f"{base}/{artifacts.CARD_JSON}"),
+            artifacts.read_file(f"{base}/{artifacts.CARD_MD}"),
         )
-    except OSError:
+    except artifacts.ArtifactError:
         return None
 
 
