@@ -109,6 +109,8 @@ def spec_problems(spec: ModelVersionSpec, pvc_root: str = "/mnt/pvc", prefix: st
     if spec.parent is not None and (len(spec.parent) > 253 or not DNS_SUBDOMAIN.match(spec.parent)):
         out.append((f"{prefix}parent", f"{spec.parent!r} is not a ModelVersion name"))
     t = spec.training
+    if t is None:  # an imported model: its task is known only once the import Job has loaded it
+        return out + _storage_problems(spec, prefix, pvc_root)
     estimator = t.estimator.class_
     task = task_of(estimator)
     fits = CLASSIFIER_METRICS if task == "classification" else REGRESSOR_METRICS
@@ -134,6 +136,11 @@ def spec_problems(spec: ModelVersionSpec, pvc_root: str = "/mnt/pvc", prefix: st
     out += _params_problems(estimator, t.estimator.params, f"{prefix}training.estimator.params")
     if t.search is not None:
         out += search_problems(t.search, estimator, t.estimator.params, f"{prefix}training.search")
+    return out + _storage_problems(spec, prefix, pvc_root)
+
+
+def _storage_problems(spec: ModelVersionSpec, prefix: str, pvc_root: str) -> list[Problem]:
+    out: list[Problem] = []
     mount = spec.storage.mount_path.rstrip("/") or "/"
     for reserved in (*RESERVED_MOUNTS, pvc_root):
         if mount in ("/", reserved) or mount.startswith(reserved + "/") or reserved.startswith(mount + "/"):

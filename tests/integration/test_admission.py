@@ -33,6 +33,11 @@ def rp(**spec: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+IMPORTED = {
+    "uri": "s3://ml-models/iris/model.skops",
+    "sha256": "ab" * 32,
+    "referenceDataset": {"uri": "sklearn:iris"},
+}
 
 
 def named(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -96,6 +101,21 @@ INVALID = [
         "policy: s3 dataset uri with a bad bucket",
         rp(template={"datasetUri": "s3://Data_Sets/x.csv"}),
         "spec.template.datasetUri",
+    ),
+    (
+        "both training and an imported model",
+        mv(source={"artifact": IMPORTED}),
+        "spec takes exactly one of training",
+    ),
+    (
+        "neither training nor an imported model",
+        mv(training=DELETE),
+        "spec takes exactly one of training",
+    ),
+    (
+        "imported model with a short digest",
+        mv(training=DELETE, source={"artifact": {**IMPORTED, "sha256": "abc"}}),
+        "spec.source.artifact.sha256",
     ),
     (
         "capture with artifacts on s3",
@@ -163,6 +183,19 @@ def test_training_and_model_are_immutable(cluster, crds, namespace):
         kc, "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(mv(model="other")), check=False
     )
     assert out.returncode != 0 and "spec.model is immutable" in out.stderr, out.stderr
+    # an imported model is as fixed: its file and digest cannot change, nor can training replace it
+    kubectl(
+        kc,
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(named(mv(training=DELETE, source={"artifact": IMPORTED}), "iris-imp")),
+    )
+    other = named(mv(training=DELETE, source={"artifact": {**IMPORTED, "sha256": "cd" * 32}}), "iris-imp")
+    out = kubectl(kc, "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(other), check=False)
+    assert out.returncode != 0 and "spec.source is immutable" in out.stderr, out.stderr
     # what may change does change: serving and promotion are not part of the trained model
     ok = mv(serving={"replicas": 2})
     kubectl(kc, "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(ok))

@@ -299,6 +299,51 @@ class Training(ApiModel):
     image: str | None = Field(default=None, description="Trainer image; default from operator settings.")
 
 
+ARTIFACT_URI = (
+    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|file:///.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/.+"
+    r"|https://[^/]+/.+)$"
+)
+
+
+class ImportedArtifact(ApiModel):
+    """A scikit-learn model trained elsewhere, saved with skops (e.g. by `modelops train` run outside
+    the cluster). It must take rows as the trainer's models do: the reference data set's feature
+    columns in order, numbers as float64, categorical columns as strings."""
+
+    uri: str = Field(
+        pattern=ARTIFACT_URI,
+        description="The model file (skops): pvc://<claim>/<path>, s3://<bucket>/<key>, "
+        "https://<host>/<path> or file:///<path>.",
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Digest of the file; the import refuses any other bytes."
+    )
+    reference_dataset: Dataset = Field(
+        description="Labelled rows the model did not train on: the import scores the model on them "
+        "(status.training.metrics, the validation gates) and takes drift reference bins from them."
+    )
+    s3: S3Connection | None = Field(
+        default=None,
+        description="How to reach an s3:// model file; default: spec.storage.s3's connection, else the "
+        "pod's workload identity.",
+    )
+    reference_bins: int = Field(
+        default=10, ge=2, le=50, description="Quantile bins recorded per numeric feature for drift."
+    )
+    resources: ResourceRequirements | None = None
+    backoff_limit: int = Field(default=1, ge=0, le=10)
+    active_deadline_seconds: int = Field(default=1800, ge=10)
+    image: str | None = Field(
+        default=None, description="Importer (trainer) image; default from operator settings."
+    )
+
+
+class Source(ApiModel):
+    """Where a model trained elsewhere comes from, instead of `training`."""
+
+    artifact: ImportedArtifact
+
+
 class Gate(ApiModel):
     """A floor and/or ceiling on one evaluation metric."""
 
@@ -627,6 +672,7 @@ class Storage(ApiModel):
         return self.mount_path
 
 
+ONE_ORIGIN = "spec takes exactly one of training (train here) and source.artifact (a model trained elsewhere)"
 CAPTURE_NEEDS_CLAIM = (
     "serving.capture writes served rows to the storage claim: it needs spec.storage.pvc, not spec.storage.s3"
 )
@@ -638,9 +684,15 @@ class ModelVersionSpec(ApiModel):
             "x-kubernetes-validations": [
                 cel("self.model == oldSelf.model", "spec.model is immutable"),
                 cel(
-                    "self.training == oldSelf.training",
+                    "has(self.training) == has(oldSelf.training) && "
+                    "(!has(self.training) || self.training == oldSelf.training)",
                     "spec.training is immutable: a trained model never changes; create a new ModelVersion",
                 ),
+                cel(
+                    "has(self.source) == has(oldSelf.source) && (!has(self.source) || self.source == oldSelf.source)",
+                    "spec.source is immutable: an imported model never changes; create a new ModelVersion",
+                ),
+                cel("has(self.training) != has(self.source)", ONE_ORIGIN),
                 cel(
                     "!has(self.serving) || !has(self.serving.capture) || !has(self.storage) || "
                     "!has(self.storage.s3)",
@@ -652,7 +704,10 @@ class ModelVersionSpec(ApiModel):
 
     model: str = Field(pattern=DNS_1035, max_length=40, description="Model family; versions share it.")
     parent: str | None = Field(default=None, description="The version this one was retrained from.")
-    training: Training
+    training: Training | None = Field(default=None, description="Train the model here (or spec.source).")
+    source: Source | None = Field(
+        default=None, description="Bring a model trained elsewhere: an import Job runs instead of training."
+    )
     validation: Validation = Field(default_factory=Validation)
     serving: Serving = Field(default_factory=Serving)
     promotion: Promotion = Field(default_factory=Promotion)
@@ -661,6 +716,29 @@ class ModelVersionSpec(ApiModel):
         default_factory=Card, description="Model card facts, captured when the version trains."
     )
     retired: bool = Field(default=False, description="Retire this version: its Deployment is removed.")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ModelVersionSpec:
+        if (self.training is None) == (self.source is None):
+            raise ValueError(ONE_ORIGIN)
+        return self
+
+    @property
+    def imported(self) -> ImportedArtifact | None:
+        """The model brought in (spec.source.artifact), or None for a version trained here."""
+        return self.source.artifact if self.source else None
+
+    @property
+    def data(self) -> Dataset:
+        """The data set that describes the model's rows: the training set, or the import's reference set."""
+        if self.training is not None:
+            return self.training.dataset
+        return self.source.artifact.reference_dataset  # type: ignore[union-attr]
+
+    @property
+    def job_image(self) -> str | None:
+        """The image the version's own Jobs (training or import, clean-up) run, when the spec names one."""
+        return self.training.image if self.training else self.source.artifact.image  # type: ignore[union-attr]
 
     @model_validator(mode="after")
     def _capture_on_a_claim(self) -> ModelVersionSpec:
