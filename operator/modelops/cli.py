@@ -1,5 +1,5 @@
-"""The one `modelops` command: `run` (the operator), `train` (the Job), `search-shard` (an index of
-the search Job), `serve` (the Deployment), `resolve` and `cleanup` (small Jobs).
+"""The one `modelops` command: `run` (the operator), `train` and `import` (the Job), `search-shard`
+(an index of the search Job), `serve` (the Deployment), `resolve` and `cleanup` (small Jobs).
 
 Sub-commands import their module lazily so the trainer image never loads kopf and
 the operator never loads scikit-learn at start-up.
@@ -17,6 +17,11 @@ COMMANDS = {
         "modelops.trainer.main",
         "shard_main",
         "evaluate one index's share of a search (the search Job's entry point)",
+    ),
+    "import": (
+        "modelops.trainer.importer",
+        "main",
+        "verify, score and store a model trained elsewhere (the import Job's entry point)",
     ),
     "serve": (
         "modelops.server.main",

@@ -6,7 +6,8 @@ it and never see which backend holds the bytes. s3fs (with botocore) does the S3
 module only decides the credentials and turns the library's errors into one-line reasons.
 
 Credentials come from the environment the operator renders into the pod, one set per role:
-`MODELOPS_S3_*` for the artifact store and `MODELOPS_DATASET_S3_*` for s3:// datasets, each with
+`MODELOPS_S3_*` for the artifact store, `MODELOPS_DATASET_S3_*` for s3:// datasets and
+`MODELOPS_SOURCE_S3_*` for an imported model file (spec.source.artifact), each with
 `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY` (from a Secret), `ENDPOINT_URL` and `REGION`. Without keys
 the AWS SDK's default chain is used: the pod's workload identity (IRSA, EKS Pod Identity, an
 instance role).
@@ -21,6 +22,7 @@ from typing import Any
 
 STORE = "MODELOPS_S3_"
 DATASET = "MODELOPS_DATASET_S3_"
+SOURCE = "MODELOPS_SOURCE_S3_"
 REMOTE_SCHEMES = ("s3://", "https://")
 
 

@@ -184,7 +184,7 @@ def observe(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> Observed:
         now=runtime.now(),
         job=kube.job_view(ns, naming.job_name(name), name),
         search_job=kube.job_view(ns, naming.search_job_name(name), name, "searcher")
-        if spec.training.search is not None
+        if spec.training is not None and spec.training.search is not None
         else None,
         deployment=kube.deployment_view(ns, naming.deployment_name(name), name),
         champion=kube.champion(ns, spec.model),

@@ -207,7 +207,8 @@ def comparison_verdict(spec: ModelVersionSpec, comparison: Comparison | None) ->
     parts, wins = [], True
     for ev in comparison.evaluations:
         if metric not in ev.challenger or metric not in ev.champion:
-            why = f"{metric} was not measured on the {ev.set} set (a {spec.training.estimator.class_} task?)"
+            kind = spec.training.estimator.class_ if spec.training else "imported model's"
+            why = f"{metric} was not measured on the {ev.set} set (a {kind} task?)"
             return Verdict(verdict="Incomparable", message=why, **base)
         ok, text = champion_verdict(metric, rule.min_improvement, ev.challenger, ev.champion)
         wins = wins and ok
@@ -282,6 +283,13 @@ class _Trained:
     timestamps: dict[str, str]
 
 
+def _training_what(spec: ModelVersionSpec) -> str:
+    """What the training stage does, for its Event: train here, or import a model trained elsewhere."""
+    if spec.training is not None:
+        return f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+    return f"Importing {spec.imported.uri} (scored on {spec.data.uri})"  # type: ignore[union-attr]
+
+
 def _training(o: Observed) -> Plan | _Trained:
     """Create the Job, wait for it, accept the trainer's report bound to this Job's uid, or fail."""
     s, spec, now = o.status, o.spec, o.now
@@ -294,7 +302,7 @@ def _training(o: Observed) -> Plan | _Trained:
             searched = _search(o)
             if isinstance(searched, Plan):
                 return searched
-            what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+            what = _training_what(spec)
             ts = {"trainingStarted": format_time(now)}
             started: list[tuple[EventType, str, str]] = [("Normal", "TrainingStarted", what)]
             if searched is not None:
@@ -311,12 +319,16 @@ def _training(o: Observed) -> Plan | _Trained:
                 timestamps=ts,
                 events=started,
             )
-        if spec.training.search is not None and not s.timestamps.get("searched"):
+        if (
+            spec.training is not None
+            and spec.training.search is not None
+            and not s.timestamps.get("searched")
+        ):
             timestamps.update(_searched_at(o))  # the pass that created the Job lost its write
         if not s.timestamps.get("trainingStarted"):
             # Level-based: the Job's own creation time, even if the pass that created it lost its write.
             timestamps["trainingStarted"] = format_time(o.job.created or now)
-            what = f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
+            what = _training_what(spec)
             events.append(("Normal", "TrainingStarted", what))
         failure: str | None = None
         reason = "TrainingFailed"
@@ -386,7 +398,7 @@ def _search(o: Observed) -> Plan | str | None:
     the spec has no search. Level-based: only the Job's state decides, so a restart mid-search
     finds the same Job and neither duplicates nor loses it."""
     s, spec, now = o.status, o.spec, o.now
-    search = spec.training.search
+    search = spec.training.search if spec.training else None
     if search is None:
         return None
     sj, what = o.search_job, _search_what(o)

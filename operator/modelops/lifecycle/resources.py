@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelops.api.modelversion import ModelVersionSpec, ResourceRequirements, S3Connection
+from modelops.api.modelversion import (
+    ImportedArtifact,
+    ModelVersionSpec,
+    ResourceRequirements,
+    S3Connection,
+    Training,
+)
 from modelops.settings import Settings
 
 from . import naming
@@ -50,6 +56,7 @@ def dataset_claim(uri: str) -> str | None:
 # Environment prefixes read by modelops.storage (kept literal here: lifecycle does no I/O imports).
 STORE_S3_ENV = "MODELOPS_S3_"
 DATASET_S3_ENV = "MODELOPS_DATASET_S3_"
+SOURCE_S3_ENV = "MODELOPS_SOURCE_S3_"
 SECRET_KEYS = {"ACCESS_KEY_ID": "accessKeyId", "SECRET_ACCESS_KEY": "secretAccessKey"}
 
 
@@ -75,13 +82,21 @@ def dataset_connection(spec: ModelVersionSpec) -> S3Connection | None:
     """How the trainer reaches s3:// data (the training set, else the golden set): the data set's
     own settings, else the artifact store's. One connection per pod: when both sets are on S3,
     the training set's is used for both."""
-    sets = [spec.training.dataset] if spec.training else []
+    sets = [spec.data]
     if spec.validation.dataset is not None:
         sets.append(spec.validation.dataset)
     for ds in sets:
         if ds.uri.startswith("s3://"):
             return ds.s3 or spec.storage.s3 or S3Connection()
     return None
+
+
+def source_connection(spec: ModelVersionSpec) -> S3Connection | None:
+    """How the import Job reaches an s3:// model file: its own settings, else the artifact store's."""
+    imported = spec.imported
+    if imported is None or not imported.uri.startswith("s3://"):
+        return None
+    return imported.s3 or spec.storage.s3 or S3Connection()
 
 
 def _store_volumes(
@@ -169,17 +184,25 @@ def training_job(
 ) -> dict[str, Any]:
     """The training Job: runs `modelops train` on the spec, writes the artifact, reports to our status.
 
+    For an imported model (spec.source.artifact) the same Job runs `modelops import` instead: it
+    verifies and scores the given model file and writes it into the store as training would; the
+    claims of the model file and of the reference data set are mounted read-only.
+
     With a champion to compare with, its name, artifact and digest go to the trainer, and its claim
     (and a golden set's) is mounted read-only. After a search, the search Job's uid and shard count
     tell the trainer which shard files to merge for the best parameters."""
     labels = naming.version_labels(spec.model, name, "trainer")
     t = spec.training
+    imported = spec.imported
+    job: Training | ImportedArtifact = t if t is not None else imported  # type: ignore[assignment]
     store_mounts, store_volumes = _store_volumes(spec, read_only=False)
     mounts = [*store_mounts, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [*store_volumes, {"name": "tmp", "emptyDir": {}}]
     request, champion_file, champion_claim = compare_request(spec, champion, settings)
     golden = spec.validation.dataset if request else None
-    claims = [dataset_claim(t.dataset.uri), dataset_claim(golden.uri) if golden else None, champion_claim]
+    claims = [dataset_claim(spec.data.uri), dataset_claim(golden.uri) if golden else None, champion_claim]
+    if imported is not None:
+        claims.append(dataset_claim(imported.uri))
     seen: set[str] = set()
     for claim in claims:
         if not claim or claim in seen:
@@ -194,12 +217,17 @@ def training_job(
         mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
         volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     env = [
-        {"name": "MODELOPS_TRAINING_SPEC", "value": json.dumps(t.wire(), sort_keys=True)},
+        (
+            {"name": "MODELOPS_TRAINING_SPEC", "value": json.dumps(t.wire(), sort_keys=True)}
+            if t is not None
+            else {"name": "MODELOPS_IMPORT_SPEC", "value": json.dumps(job.wire(), sort_keys=True)}
+        ),
         {"name": "MODELOPS_ARTIFACT_ROOT", "value": spec.storage.root},
         *([{"name": "MODELOPS_ARTIFACT_PVC", "value": spec.storage.claim}] if spec.storage.claim else []),
         {"name": "MODELOPS_PVC_ROOT", "value": settings.pvc_root},
         *_store_env(spec),
         *(s3_env(DATASET_S3_ENV, conn) if (conn := dataset_connection(spec)) else []),
+        *(s3_env(SOURCE_S3_ENV, conn) if (conn := source_connection(spec)) else []),
         {"name": "MODELOPS_MV_NAME", "value": name},
         {"name": "MODELOPS_MV_UID", "value": uid},
         {"name": "MODELOPS_MV_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -214,7 +242,7 @@ def training_job(
             env.append({"name": "MODELOPS_CHAMPION_ARTIFACT", "value": champion_file})
     # What the trainer needs beyond `training`: the parent (schema check, lineage), the card and the
     # fairness spec. Only set when given, so Jobs of versions without them are unchanged.
-    if search_uid is not None and t.search is not None:
+    if search_uid is not None and t is not None and t.search is not None:
         shards = t.search.shards()
         env.append({"name": "MODELOPS_SEARCH", "value": json.dumps({"jobUid": search_uid, "shards": shards})})
     if spec.parent:
@@ -229,8 +257,8 @@ def training_job(
         "kind": "Job",
         "metadata": _meta(naming.job_name(name), namespace, labels),
         "spec": {
-            "backoffLimit": t.backoff_limit,
-            "activeDeadlineSeconds": t.active_deadline_seconds,
+            "backoffLimit": job.backoff_limit,
+            "activeDeadlineSeconds": job.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -241,9 +269,9 @@ def training_job(
                     "containers": [
                         {
                             "name": "trainer",
-                            "image": t.image or settings.trainer_image,
+                            "image": job.image or settings.trainer_image,
                             "imagePullPolicy": settings.image_pull_policy,
-                            "command": ["modelops", "train"],
+                            "command": ["modelops", "train" if t is not None else "import"],
                             "args": [
                                 "--model",
                                 spec.model,
@@ -253,7 +281,7 @@ def training_job(
                                 spec.storage.root,
                             ],
                             "env": env,
-                            "resources": _resources(t.resources, DEFAULT_TRAIN_RESOURCES),
+                            "resources": _resources(job.resources, DEFAULT_TRAIN_RESOURCES),
                             "securityContext": _container_security(),
                             "terminationMessagePolicy": "FallbackToLogsOnError",
                             "volumeMounts": mounts,
@@ -365,7 +393,7 @@ def server_deployment(
             {"name": "MODELOPS_CAPTURE_FILE", "value": capture_file(spec, name)},
             {"name": "MODELOPS_CAPTURE_MAX_ROWS", "value": str(capture.max_rows)},
             {"name": "MODELOPS_CAPTURE_EXCLUDE", "value": ",".join(capture.exclude)},
-            {"name": "MODELOPS_CAPTURE_TARGET", "value": spec.training.dataset.target or "target"},
+            {"name": "MODELOPS_CAPTURE_TARGET", "value": spec.data.target or "target"},
         ]
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -511,7 +539,7 @@ def cleanup_job(name: str, namespace: str, spec: ModelVersionSpec, settings: Set
     mounts, volumes = _store_volumes(spec, read_only=False)
     container = {
         "name": "cleanup",
-        "image": spec.training.image or settings.trainer_image,
+        "image": spec.job_image or settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["modelops", "cleanup"],
         "args": ["--store", spec.storage.root, "--model", spec.model, "--version", name],
@@ -527,7 +555,7 @@ def _resolve_s3_env(champion: ModelVersionSpec, uri: str) -> list[dict[str, Any]
     """An s3:// template is read with the champion's dataset connection, else its store's."""
     if not uri.startswith("s3://"):
         return []
-    return s3_env(DATASET_S3_ENV, champion.training.dataset.s3 or champion.storage.s3 or S3Connection())
+    return s3_env(DATASET_S3_ENV, champion.data.s3 or champion.storage.s3 or S3Connection())
 
 
 def resolve_job(
@@ -548,7 +576,7 @@ def resolve_job(
         volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     container = {
         "name": "resolve",
-        "image": champion.training.image or settings.trainer_image,
+        "image": champion.job_image or settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["modelops", "resolve"],
         "args": ["--uri", uri, "--at", at],
