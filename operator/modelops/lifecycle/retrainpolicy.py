@@ -215,6 +215,10 @@ def evaluation_due(spec: RetrainPolicySpec, status: RetrainPolicyStatus, now: da
     return (now - last).total_seconds() >= period - min(EVALUATION_SLACK, 0.05 * period)
 
 
+class NeedsTraining(ValueError):
+    """The champion was imported and the template does not say how to train a child."""
+
+
 def child_spec(champion: Champion, template: Template, dataset_uri: str | None = None) -> ModelVersionSpec:
     """The child's spec: the champion's, with the template applied, and `parent` set.
 
@@ -229,8 +233,16 @@ def child_spec(champion: Champion, template: Template, dataset_uri: str | None =
     not a valid spec.
     """
     body: Any = copy.deepcopy(champion.spec.wire())
+    # Children are trained here: an imported champion's source is not inherited, and how to train
+    # must then come from the template.
+    imported = body.pop("source", None) is not None
     if template.spec:
         body = merge_patch(body, template.spec)
+    if imported and not (isinstance(body, dict) and isinstance(body.get("training"), dict)):
+        raise NeedsTraining(
+            f"champion {champion.name} was imported (spec.source), so it has no training to repeat: "
+            "set template.spec.training (dataset and estimator) to say how its children are trained"
+        )
     if not isinstance(body, dict) or not isinstance(body.get("training"), dict):
         raise ValueError("template.spec must leave spec.training an object")
     training = body["training"]
@@ -565,6 +577,8 @@ def _configuration(o: Observed) -> _Config:
     if o.champion is not None:
         try:
             cfg.child_spec = child_spec(o.champion, o.spec.template)
+        except NeedsTraining as e:
+            cfg.error = ("TemplateNeedsTraining", str(e))
         except ValueError as e:
             cfg.error = ("InvalidTemplate", f"template does not make a valid ModelVersion: {_first_line(e)}")
     schedule = o.spec.triggers.schedule
@@ -732,10 +746,8 @@ def _pending_data(o: Observed, pending: Trigger, champ: Champion, spec_for_child
         return step
     res = o.resolution
     if res is None:
-        uri = (
-            template.dataset_uri if is_dynamic(template.dataset_uri) else spec_for_child.training.dataset.uri
-        )
-        step.resolve = Resolve(pending.child, uri or spec_for_child.training.dataset.uri, pending.time)
+        uri = template.dataset_uri if is_dynamic(template.dataset_uri) else spec_for_child.data.uri
+        step.resolve = Resolve(pending.child, uri or spec_for_child.data.uri, pending.time)
         step.notes.append(f"resolving the data for {pending.child} ({pending.reason})")
         return step
     if res.error:
