@@ -24,6 +24,7 @@ from modelops.api.estimators import (
 )
 from modelops.api.modelversion import DATASET_URI, ModelVersion, ModelVersionSpec, Range, Search
 from modelops.api.retrainpolicy import RetrainPolicy, RetrainPolicySpec
+from modelops.lifecycle.datasets import sample
 
 Problem = tuple[str, str]
 """(field path as kubectl shows it, what is wrong)."""
@@ -294,9 +295,13 @@ def review_retrainpolicy(body: Mapping[str, Any]) -> list[Problem]:
     if drift is not None and drift.features is not None and len(set(drift.features)) != len(drift.features):
         out.append(("spec.triggers.drift.features", "lists a feature more than once"))
     tpl = spec.template
-    if tpl.dataset_uri is not None and not re.match(DATASET_URI, tpl.dataset_uri):
+    # A template (time fields, a folder) is checked by a concrete URI of its shape, as the policy does.
+    if tpl.dataset_uri is not None and not re.match(DATASET_URI, sample(tpl.dataset_uri)):
         out.append(
-            ("spec.template.datasetUri", f"{tpl.dataset_uri!r} is not a pvc://, file:// or sklearn: data set")
+            (
+                "spec.template.datasetUri",
+                f"{tpl.dataset_uri!r} is not a pvc://, file://, s3://, https:// or sklearn: data set",
+            )
         )
     if tpl.spec:
         known = set(ModelVersionSpec.model_fields) | {

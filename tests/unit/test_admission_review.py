@@ -69,3 +69,31 @@ def test_a_template_child_keeps_what_a_policy_may_override():
         "spec": {"model": "iris", "template": {"spec": {"serving": {"replicas": 2}}, "params": {"C": 2}}},
     }
     assert admission.review("RetrainPolicy", ok) == []
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pvc://data/iris/",
+        "pvc://data/iris/%Y-%m-%d.csv",
+        "s3://ml-data/iris/%Y/%m/",
+        "https://example.com/iris.csv",
+    ],
+)
+def test_template_folders_and_time_fields_pass_the_webhook(uri):
+    body = {**GOOD_RP, "spec": {**GOOD_RP["spec"], "template": {"datasetUri": uri}}}
+    assert admission.review_retrainpolicy(body) == []
+
+
+def test_an_imported_version_passes_and_a_version_with_both_origins_is_refused():
+    imported = {
+        "uri": "s3://ml-models/iris/model.skops",
+        "sha256": "ab" * 32,
+        "referenceDataset": {"uri": "sklearn:iris"},
+    }
+    spec = {k: v for k, v in GOOD_MV["spec"].items() if k != "training"}
+    assert (
+        admission.review_modelversion({**GOOD_MV, "spec": {**spec, "source": {"artifact": imported}}}) == []
+    )
+    both = {**GOOD_MV, "spec": {**GOOD_MV["spec"], "source": {"artifact": imported}}}
+    assert any("exactly one of training" in msg for _, msg in admission.review_modelversion(both))
