@@ -157,6 +157,8 @@ def newest_file(
     try:
         fs, path = filesystem(folder, role, env)
         entries = fs.ls(path.rstrip("/"), detail=True, refresh=True)
+    except FileNotFoundError:  # S3 has no folders: a prefix with no objects is an empty folder
+        entries = []
     except Exception as exc:
         raise _reason(exc, "list", folder) from exc
     files = [
