@@ -5,17 +5,21 @@ and retrained like one trained here. The kubelet stand-in runs the real `modelop
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from kubernetes import client
 
+from tests.support.kubelet import local_persistent_volume
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.cluster
@@ -62,23 +66,53 @@ def create_imported(mvs: Any, name: str, artifact: dict[str, Any], **spec: Any) 
     return mvs.custom.create_namespaced_custom_object(GROUP, VERSION, mvs.ns, "modelversions", body)
 
 
-def on_claims(kubelet: Any, outside: dict[str, Any]) -> dict[str, Any]:
-    """The model file on a team's claim and the reference set on the data claim."""
-    dest = kubelet.volume("models-in") / "iris"
+@pytest.fixture
+def handover(mvs: Any, kubelet: Any, tmp_path: Path) -> Iterator[str]:
+    """A team's own claim, `models-in` (bound to a PV as the scheduler requires), apart from the
+    artifact claim: the import Job mounts it read-only."""
+    pv = f"models-in-{mvs.ns}"[:63]
+    mvs.core.create_persistent_volume(
+        local_persistent_volume(pv, mvs.ns, "models-in", tmp_path / "models-in")
+    )
+    mvs.core.create_namespaced_persistent_volume_claim(
+        mvs.ns,
+        {
+            "metadata": {"name": "models-in"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+                "volumeName": pv,
+                "storageClassName": "",
+            },
+        },
+    )
+    eventually(
+        lambda: mvs.core.read_namespaced_persistent_volume_claim("models-in", mvs.ns).status.phase == "Bound",
+        timeout=30,
+        what="the models-in claim to bind",
+    )
+    yield "models-in"
+    with contextlib.suppress(client.ApiException):
+        mvs.core.delete_persistent_volume(pv)
+
+
+def on_claims(kubelet: Any, outside: dict[str, Any], claim: str) -> dict[str, Any]:
+    """The model file and the reference set on the team's claim, as the stand-in kubelet mounts it."""
+    dest = kubelet.volume(claim) / "iris"
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(outside["model"], dest / "model.skops")
-    shutil.copy(outside["reference"], kubelet.volume("datasets") / "iris-reference.csv")
+    shutil.copy(outside["reference"], dest / "reference.csv")
     return {
-        "uri": "pvc://models-in/iris/model.skops",
+        "uri": f"pvc://{claim}/iris/model.skops",
         "sha256": outside["sha256"],
-        "referenceDataset": {"uri": "pvc://datasets/iris-reference.csv", "target": "target"},
+        "referenceDataset": {"uri": f"pvc://{claim}/iris/reference.csv", "target": "target"},
     }
 
 
 def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
-    mvs, kubelet, operator, outside
+    mvs, kubelet, operator, outside, handover
 ):
-    create_imported(mvs, "iris-imp", on_claims(kubelet, outside))
+    create_imported(mvs, "iris-imp", on_claims(kubelet, outside, handover))
     st = mvs.wait_phase("iris-imp", "Serving", timeout=240)
     assert mvs.champion_of("iris") == "iris-imp"
     tr = st["training"]
@@ -94,6 +128,12 @@ def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
     job = mvs.batch.read_namespaced_job("iris-imp-train", mvs.ns).spec.template.spec
     assert job.containers[0].command == ["modelops", "import"]
     assert any("Importing pvc://models-in/iris/model.skops" in e for e in mvs.events("iris-imp"))
+    claims = {
+        v.persistent_volume_claim.claim_name: v.persistent_volume_claim.read_only
+        for v in job.volumes
+        if v.persistent_volume_claim
+    }
+    assert claims == {"modelops-artifacts": None, "models-in": True}, claims
     srv = kubelet.server_for("iris-imp")
     r = httpx.post(f"{srv.url}/predict", json={"instances": [ROW]}, timeout=10)
     assert r.status_code == 200, r.text
@@ -145,8 +185,8 @@ def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
     assert st["training"]["succeeded"] and st["training"]["metrics"]["accuracy"] > 0.8, st
 
 
-def test_a_file_that_is_not_the_named_digest_fails_the_import(mvs, kubelet, operator, outside):
-    artifact = {**on_claims(kubelet, outside), "sha256": "0" * 64, "backoffLimit": 0}
+def test_a_file_that_is_not_the_named_digest_fails_the_import(mvs, kubelet, operator, outside, handover):
+    artifact = {**on_claims(kubelet, outside, handover), "sha256": "0" * 64, "backoffLimit": 0}
     create_imported(mvs, "iris-wrong", artifact)
     st = mvs.wait_phase("iris-wrong", "Failed", timeout=240)
     trained = mvs.condition("iris-wrong", "Trained")
