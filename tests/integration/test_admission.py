@@ -113,6 +113,11 @@ INVALID = [
         "spec.source.artifact.sha256",
     ),
     (
+        "search with artifacts on s3",
+        mv(training__search={"space": {"C": [0.1, 1.0]}}, storage={"s3": {"bucket": "ml-models"}}),
+        "training.search keeps its shard files on the storage claim",
+    ),
+    (
         "capture with artifacts on s3",
         mv(serving={"capture": {}}, storage={"s3": {"bucket": "ml-models"}}),
         "serving.capture writes served rows to the storage claim",

@@ -196,6 +196,8 @@ def test_the_training_job_after_a_search_names_the_search_job_it_merges():
     assert "MODELOPS_SEARCH" not in {
         e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]
     }
+
+
 def _env(obj):
     return {e["name"]: e for e in obj["spec"]["template"]["spec"]["containers"][0].get("env", [])}
 
@@ -323,3 +325,10 @@ def test_a_golden_set_on_s3_gets_a_dataset_connection():
     assert "MODELOPS_DATASET_S3_REGION" not in _env(
         resources.training_job("churn-v3", "ml", "uid-1", SPEC, SETTINGS)
     )
+
+
+def test_a_search_needs_the_artifacts_on_a_claim():
+    body = S3_SPEC.wire()
+    body["training"]["search"] = {"space": {"max_depth": [3, None]}}
+    with pytest.raises(ValueError, match=r"training\.search keeps its shard files on the storage claim"):
+        ModelVersionSpec.model_validate(body)

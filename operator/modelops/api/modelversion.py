@@ -673,6 +673,7 @@ class Storage(ApiModel):
 
 
 ONE_ORIGIN = "spec takes exactly one of training (train here) and source.artifact (a model trained elsewhere)"
+SEARCH_NEEDS_CLAIM = "training.search keeps its shard files on the storage claim: it needs spec.storage.pvc, not spec.storage.s3"
 CAPTURE_NEEDS_CLAIM = (
     "serving.capture writes served rows to the storage claim: it needs spec.storage.pvc, not spec.storage.s3"
 )
@@ -697,6 +698,11 @@ class ModelVersionSpec(ApiModel):
                     "!has(self.serving) || !has(self.serving.capture) || !has(self.storage) || "
                     "!has(self.storage.s3)",
                     CAPTURE_NEEDS_CLAIM,
+                ),
+                cel(
+                    "!has(self.training) || !has(self.training.search) || !has(self.storage) || "
+                    "!has(self.storage.s3)",
+                    SEARCH_NEEDS_CLAIM,
                 ),
             ]
         }
@@ -744,6 +750,8 @@ class ModelVersionSpec(ApiModel):
     def _capture_on_a_claim(self) -> ModelVersionSpec:
         if self.serving.capture is not None and self.storage.s3 is not None:
             raise ValueError(CAPTURE_NEEDS_CLAIM)
+        if self.training is not None and self.training.search is not None and self.storage.s3 is not None:
+            raise ValueError(SEARCH_NEEDS_CLAIM)
         return self
 
 

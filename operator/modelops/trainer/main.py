@@ -29,7 +29,15 @@ from pydantic import ValidationError
 from modelops import artifacts, storage
 from modelops.api.base import format_time
 from modelops.api.estimators import ALLOWED, task_of
-from modelops.api.modelversion import Artifact, Bin, Card, Fairness, Training, TrainingResult
+from modelops.api.modelversion import (
+    SEARCH_NEEDS_CLAIM,
+    Artifact,
+    Bin,
+    Card,
+    Fairness,
+    Training,
+    TrainingResult,
+)
 
 from . import compare, data, governance, quality, report, search
 from .errors import BadInput, ReportError
@@ -384,11 +392,6 @@ def _factory(spec: Training, d: _Data) -> search.Factory:
         )
 
     return build
-
-
-SEARCH_NEEDS_CLAIM = (
-    "training.search keeps its shard files on the storage claim: it needs spec.storage.pvc, not s3"
-)
 
 
 @dataclass(frozen=True)
