@@ -554,7 +554,7 @@ class Serving(ApiModel):
     autoscaling: Autoscaling | None = Field(
         default=None,
         description="Scale the servers with a HorizontalPodAutoscaler between minReplicas and maxReplicas "
-        "(replicas is then ignored); canaries and draining pin the size through it.",
+        "(replicas is then ignored; a canary's split is held through it).",
     )
 
     capture: Capture | None = Field(

@@ -23,6 +23,8 @@ from .kube import api_message
 
 FIELD_MANAGER = "kubectl-modelops"
 USER_AGENT = f"kubectl-modelops/{__version__}"
+PROXY_TIMEOUT = 30.0
+"""Seconds to wait for an answer through the API server's service proxy."""
 
 
 class ApiError(Exception):
@@ -63,7 +65,8 @@ class KubeClient:
             default_ns = (active or {}).get("context", {}).get("namespace") or default_ns
         except (config.ConfigException, FileNotFoundError, TypeError) as e:
             if target.kubeconfig or target.context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-                raise ApiError(f"cannot load kubeconfig: {e}") from e
+                where = target.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+                raise ApiError(f"cannot load kubeconfig {where}: {e}") from e
             config.load_incluster_config(client_configuration=cfg)
             with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
                 default_ns = f.read().strip() or default_ns
@@ -120,6 +123,7 @@ class KubeClient:
                 header_params={"Accept": "application/json, text/markdown, */*"},
                 auth_settings=["BearerToken"],
                 _preload_content=False,
+                _request_timeout=PROXY_TIMEOUT,
                 _return_http_data_only=True,
             )
         except ApiException as e:

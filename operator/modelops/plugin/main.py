@@ -219,13 +219,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from modelops.k8s.direct import ApiError
 
+    plugin = None
     try:
-        COMMANDS[args.command](Plugin(args))
+        plugin = Plugin(args)
+        COMMANDS[args.command](plugin)
     except (render.Refusal, ApiError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except HTTPError as e:  # connection refused, TLS, timeouts: the API server was not reached
-        print(f"error: cannot reach the API server: {type(e).__name__}: {e}", file=sys.stderr)
+        host = plugin.kube.api.configuration.host if plugin else "?"
+        why = getattr(e, "reason", None) or e
+        print(f"error: cannot reach the API server at {host}: {why}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
