@@ -135,6 +135,13 @@ def test_history_merges_audit_and_events_in_time_order_once_each():
         ("iris-v3", "Rejected"),
     ]
     assert rows[1].by == "annotation:r1 (field manager kubectl-modelops), approved by alice"
+    # within one second, Events keep the order etcd wrote them in
+    same = [
+        {"involvedObject": {"name": "v"}, "reason": r, "message": r, "lastTimestamp": "2026-11-29T11:00:00Z",
+         "metadata": {"resourceVersion": rv}}
+        for r, rv in (("Validated", "120"), ("Trained", "99"), ("Deployed", "130"))
+    ]  # fmt: skip
+    assert [d.what for d in render.decisions([], same)] == ["Trained", "Validated", "Deployed"]
     assert rows[2].by == "event x3" and rows[3].warning
     table = render.history_table(rows)
     assert table.splitlines()[0].split() == ["TIME", "VERSION", "DECISION", "BY", "MESSAGE"]

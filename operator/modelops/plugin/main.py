@@ -76,8 +76,8 @@ def colour_wanted(stream: Any = None) -> bool:
 
 
 def token() -> str:
-    """A fresh request token: the operator acts on each new value once."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    """A fresh request token (UTC, to the second): the operator acts on each new value once."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 class Plugin:

@@ -179,6 +179,8 @@ class Decision:
     by: str
     message: str
     warning: bool = False
+    seq: int = 0
+    """Tie-break within one second: an Event's resourceVersion (etcd's order of writes)."""
 
 
 def _event_time(e: Obj) -> str:
@@ -228,9 +230,15 @@ def decisions(versions: Iterable[Obj], events: Iterable[Obj]) -> list[Decision]:
                 by="event" + (f" x{count}" if count > 1 else ""),
                 message=message,
                 warning=e.get("type") == "Warning",
+                seq=_revision(e),
             )
         )
-    return sorted(out, key=lambda d: (try_parse_time(d.time) or EPOCH, d.version))
+    return sorted(out, key=lambda d: (try_parse_time(d.time) or EPOCH, d.version, d.seq))
+
+
+def _revision(e: Obj) -> int:
+    rv = str((e.get("metadata") or {}).get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else 0
 
 
 def history_table(rows: list[Decision], *, colour: bool = False) -> str:
