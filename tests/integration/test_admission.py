@@ -119,7 +119,7 @@ INVALID = [
     (
         "autoscaling without a target",
         mv(serving={"autoscaling": {"maxReplicas": 3}}),
-        'spec.serving.autoscaling.targetCPUUtilization: Invalid value: "object": serving.autoscaling needs '
+        "spec.serving.autoscaling.targetCPUUtilization: Invalid value: serving.autoscaling needs "
         "exactly one of targetCPUUtilization, targetRequestsPerSecond",
     ),
     (
