@@ -69,6 +69,9 @@ CONTROLLERS = (
     "persistentvolume-protection-controller",
     # Removes the not-ready taint that admission puts on every new Node once kwok reports it Ready.
     "node-lifecycle-controller",
+    # spec.serving.autoscaling: the real HPA controller sizes the Deployments (no metrics API here:
+    # it still holds them within minReplicas..maxReplicas, which is what the tests check).
+    "horizontal-pod-autoscaler-controller",
 )
 _STOP_GRACE = 10.0
 # Stopped tier by tier: clients first, then the API server (which drains requests), etcd last.
@@ -458,6 +461,7 @@ class LocalCluster:
                 f"--root-ca-file={ca.cert}",
                 "--use-service-account-credentials=true",
                 "--cluster-name=modelops-local",
+                "--horizontal-pod-autoscaler-sync-period=5s",
             ],
         )
         self._spawn(

@@ -157,6 +157,31 @@ INVALID = [
     ),
     ("search with no space", mv(training__search={"space": {}}), "spec.training.search.space"),
     ("search with one fold", mv(training__search={"space": {"C": [1]}, "cv": 1}), "spec.training.search.cv"),
+    (
+        "autoscaling without a target",
+        mv(serving={"autoscaling": {"maxReplicas": 3}}),
+        "spec.serving.autoscaling.targetCPUUtilization: Invalid value: serving.autoscaling needs "
+        "exactly one of targetCPUUtilization, targetRequestsPerSecond",
+    ),
+    (
+        "autoscaling with two targets",
+        mv(
+            serving={
+                "autoscaling": {"maxReplicas": 3, "targetCPUUtilization": 60, "targetRequestsPerSecond": 5}
+            }
+        ),
+        "serving.autoscaling needs exactly one of targetCPUUtilization, targetRequestsPerSecond",
+    ),
+    (
+        "autoscaling min above max",
+        mv(serving={"autoscaling": {"minReplicas": 4, "maxReplicas": 3, "targetCPUUtilization": 60}}),
+        "spec.serving.autoscaling.minReplicas",
+    ),
+    (
+        "autoscaling without maxReplicas",
+        mv(serving={"autoscaling": {"targetCPUUtilization": 60}}),
+        "spec.serving.autoscaling.maxReplicas: Required value",
+    ),
 ]
 
 

@@ -52,6 +52,7 @@ OPERATOR_RULES: dict[tuple[str, str], set[str]] = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "update"},
     ("", "persistentvolumeclaims"): {"get", "list"},

@@ -557,6 +557,58 @@ class Capture(ApiModel):
     )
 
 
+REQUESTS_METRIC = "modelops_server_requests_per_second"
+"""The Pods metric a requests-per-second target reads: a metrics adapter (prometheus-adapter) serves it
+as the rate of the server's `modelops_server_requests_total` (README: Autoscaled servers)."""
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler (autoscaling/v2) per serving version, on exactly one target."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.targetCPUUtilization) != has(self.targetRequestsPerSecond)",
+                    "serving.autoscaling needs exactly one of targetCPUUtilization, targetRequestsPerSecond",
+                    fieldPath=".targetCPUUtilization",
+                ),
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "serving.autoscaling.minReplicas must not exceed maxReplicas",
+                    fieldPath=".minReplicas",
+                ),
+            ]
+        }
+    }
+
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Fewest server pods (at least 1).")
+    max_replicas: int = Field(ge=1, le=100, description="Most server pods.")
+    target_cpu_utilization: int | None = Field(
+        default=None,
+        alias="targetCPUUtilization",
+        ge=1,
+        le=1000,
+        description="Average CPU use as a percent of the server's CPU request (needs metrics-server).",
+    )
+    target_requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description=f"Average requests per second per pod, read from the Pods metric {REQUESTS_METRIC} "
+        "(needs a metrics adapter such as prometheus-adapter).",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Autoscaling:
+        if (self.target_cpu_utilization is None) == (self.target_requests_per_second is None):
+            raise ValueError(
+                "serving.autoscaling needs exactly one of targetCPUUtilization, targetRequestsPerSecond"
+            )
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("serving.autoscaling.minReplicas must not exceed maxReplicas")
+        return self
+
+
 class Serving(ApiModel):
     model_config = {
         "json_schema_extra": {
@@ -565,9 +617,21 @@ class Serving(ApiModel):
                     "!has(self.capture) || self.replicas <= 1",
                     "serving.capture needs replicas 0 or 1: each server rewrites the version's captured file",
                 ),
+                cel(
+                    "!has(self.capture) || !has(self.autoscaling) || self.autoscaling.maxReplicas <= 1",
+                    "serving.capture needs autoscaling.maxReplicas 1: each server rewrites the version's "
+                    "captured file",
+                    fieldPath=".autoscaling.maxReplicas",
+                ),
             ]
         }
     }
+
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale the servers with a HorizontalPodAutoscaler between minReplicas and maxReplicas "
+        "(replicas is then ignored; a canary's split is held through it).",
+    )
 
     capture: Capture | None = Field(
         default=None, description="Collect served rows and their feedback labels for retraining (opt-in)."
@@ -586,7 +650,16 @@ class Serving(ApiModel):
             raise ValueError(
                 "serving.capture needs replicas 0 or 1: each server rewrites the version's captured file"
             )
+        if self.capture is not None and self.autoscaling is not None and self.autoscaling.max_replicas > 1:
+            raise ValueError(
+                "serving.capture needs autoscaling.maxReplicas 1: each server rewrites the version's "
+                "captured file"
+            )
         return self
+
+    def size(self) -> int:
+        """The serving size a version deploys and promotes at: autoscaling's minimum, else replicas."""
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
 
 
 class Promotion(ApiModel):

@@ -222,12 +222,12 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
         kopf.info(body, reason="Created", message=f"Created Job {naming.job_name(name)}")
     artifact = mv.status.training.artifact if mv.status.training else None
     if p.replicas is not None and artifact is not None:
-        dep = resources.server_deployment(name, ns, spec, artifact.uri, artifact.sha256, p.replicas, st)
-        if kube.ensure("deployments", dep, owner=body):
-            log.info("applied Deployment %s with %d replica(s)", naming.deployment_name(name), p.replicas)
+        ensure_server(body, mv, p, kube)
         if kube.ensure("services", resources.version_service(name, ns, spec, st), owner=body):
             log.info("applied Service %s", naming.version_service_name(name))
     elif p.replicas is None:
+        if kube.delete("hpas", "autoscaling/v2", "HorizontalPodAutoscaler", ns, naming.hpa_name(name)):
+            log.info("deleted HorizontalPodAutoscaler %s", naming.hpa_name(name))
         if kube.delete("deployments", "apps/v1", "Deployment", ns, naming.deployment_name(name)):
             log.info("deleted Deployment %s", naming.deployment_name(name))
             kopf.info(body, reason="Deleted", message=f"Deleted Deployment {naming.deployment_name(name)}")
@@ -262,6 +262,42 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
                 message=f"HTTPRoute {route}: {weight}% to {name}, {100 - weight}% to the stable Service",
             )
     return took
+
+
+def ensure_server(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
+    """The server Deployment and, for an autoscaled version, its HorizontalPodAutoscaler.
+
+    Whoever owns a Deployment's spec.replicas decides its size. Without an HPA that is us (server-side
+    apply with our field manager). With one, we set replicas only to create the Deployment, or to wake
+    it from 0 (an HPA does not scale a target at 0); otherwise our apply leaves the field out, after
+    handing it over (`Kube.hand_over_replicas`) so leaving it out does not reset it to 1.
+    """
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    spec, st = mv.spec, runtime.settings()
+    log = runtime.logger(body)
+    artifact = mv.status.training.artifact if mv.status.training else None
+    assert artifact is not None and p.replicas is not None
+    dep_name = naming.deployment_name(name)
+    observed = kube.deployment_view(ns, dep_name, name)
+    hpa_sizes = p.autoscale is not None and observed is not None and observed.replicas > 0
+    replicas = None if hpa_sizes else p.replicas
+    dep = resources.server_deployment(name, ns, spec, artifact.uri, artifact.sha256, replicas, st)
+    handed = hpa_sizes and kube.hand_over_replicas(ns, dep_name)
+    if handed:
+        log.info("handed Deployment %s's replicas over to its HorizontalPodAutoscaler", dep_name)
+    if kube.ensure("deployments", dep, owner=body, force=handed):
+        what = f"with {replicas} replica(s)" if replicas is not None else "(replicas by its autoscaler)"
+        log.info("applied Deployment %s %s", dep_name, what)
+    if p.autoscale is not None:
+        hpa = resources.server_hpa(name, ns, spec, p.autoscale)
+        if kube.ensure("hpas", hpa, owner=body):
+            low, high = p.autoscale
+            log.info(
+                "applied HorizontalPodAutoscaler %s: %d to %d replica(s)", naming.hpa_name(name), low, high
+            )
+    elif kube.delete("hpas", "autoscaling/v2", "HorizontalPodAutoscaler", ns, naming.hpa_name(name)):
+        log.info("deleted HorizontalPodAutoscaler %s", naming.hpa_name(name))
 
 
 def promote(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> bool:

@@ -40,6 +40,7 @@ CHILDREN: dict[str, tuple[str, ...]] = {
     "jobs": ("batch", "v1", "jobs"),
     "deployments": ("apps", "v1", "deployments"),
     "services": ("v1", "services"),
+    "hpas": ("autoscaling", "v2", "horizontalpodautoscalers"),
 }
 """Owned kinds cached whole, by their Kopf resource; pods are cached as PodViews."""
 PODS = ("v1", "pods")
@@ -127,8 +128,13 @@ async def on_policy(type: str | None, namespace: str, name: str, **kwargs: Any) 
     runtime.queues["RetrainPolicy"].add((namespace, name))
 
 
-VIEWS: dict[str, Callable[[Any], object]] = {"jobs": job_view, "deployments": deployment_view}
-"""What the planner reads of a Job or Deployment (pods aside: they wake on their own)."""
+VIEWS: dict[str, Callable[[Any], object]] = {
+    "jobs": job_view,
+    "deployments": deployment_view,
+    "hpas": lambda _: None,
+}
+"""What the planner reads of a Job or Deployment (pods aside: they wake on their own). Of an HPA
+nothing but what `ensure()` compares: its status (rewritten at every scaling) wakes no one."""
 _seen: dict[tuple[str, str, str], object] = {}
 
 

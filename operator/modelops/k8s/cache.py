@@ -27,7 +27,7 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str]
 """(kind, namespace, name); kind is one of KINDS."""
 
-KINDS = ("versions", "policies", "jobs", "deployments", "services")
+KINDS = ("versions", "policies", "jobs", "deployments", "services", "hpas")
 INDEX_PREFIX = "modelops_"
 """Kopf index handler ids are INDEX_PREFIX + kind (and `…_by_model`, `pods`)."""
 
@@ -35,8 +35,10 @@ INDEX_PREFIX = "modelops_"
 KEPT_FIELDS = (
     ("f:metadata", "f:annotations", "f:modelops.dev/promote"),
     ("f:spec", "f:promotion", "f:request"),
+    ("f:spec", "f:replicas"),
 )
-"""managedFields paths kept by `strip`: who wrote a promotion request goes into the audit trail."""
+"""managedFields paths kept by `strip`: who wrote a promotion request goes into the audit trail;
+who owns a Deployment's replicas decides whether they must be handed over to its autoscaler."""
 
 
 def strip(body: Mapping[str, Any]) -> Obj:

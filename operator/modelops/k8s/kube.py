@@ -38,6 +38,8 @@ from modelops.lifecycle.patches import contains
 from .cache import Cache, Obj
 
 FIELD_MANAGER = "modelops"
+HANDOVER_MANAGER = "modelops-handover"
+"""Co-owns a Deployment's replicas for the moment they pass from us to its HorizontalPodAutoscaler."""
 USER_AGENT = f"modelops-operator/{__version__}"
 """How the operator's own requests show in audit logs (Kopf's watches say `kopf/<version>`)."""
 log = logging.getLogger(__name__)
@@ -186,14 +188,47 @@ class Kube:
             raise
         return out.to_dict()
 
-    def ensure(self, kind: str, manifest: dict[str, Any], owner: dict[str, Any] | None = None) -> bool:
-        """Apply `manifest` unless the cached object already holds it; True when a write was made."""
+    def ensure(
+        self, kind: str, manifest: dict[str, Any], owner: dict[str, Any] | None = None, *, force: bool = False
+    ) -> bool:
+        """Apply `manifest` unless the cached object already holds it; True when a write was made.
+
+        `force`: apply even so (a field to give up is left out of the manifest, which `contains`
+        cannot see)."""
         meta = manifest["metadata"]
         observed = self.cache.get(kind, meta["namespace"], meta["name"])
         desired = _owned(manifest, owner)
-        if observed is not None and contains(observed, desired):
+        if observed is not None and contains(observed, desired) and not force:
             return False
         self.cache.wrote(kind, self.apply(desired), settled=True)  # only ever by the owner's reconcile
+        return True
+
+    def hand_over_replicas(self, namespace: str, name: str) -> bool:
+        """Give up a Deployment's spec.replicas to its HorizontalPodAutoscaler without a jump to 1.
+
+        Server-side apply removes a field that leaves the only applier's manifest, and the API server
+        then defaults replicas to 1. So, as the Kubernetes docs describe for handing a field to an HPA,
+        the current value is first applied by a second field manager (`modelops-handover`): the field
+        is then co-owned, survives our next apply without it, and the handover manager's claim lapses as
+        soon as the HPA writes a new size. True when there was something to hand over (then apply
+        without replicas at once, even if nothing else changed).
+        """
+        observed = self.cache.get("deployments", namespace, name)
+        if observed is None or not owns(observed, FIELD_MANAGER, ("f:spec", "f:replicas")):
+            return False
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": (observed.get("spec") or {}).get("replicas")},
+        }
+        res = self.dyn.resources.get(api_version="apps/v1", kind="Deployment")
+        try:
+            self.dyn.server_side_apply(res, body=body, namespace=namespace, field_manager=HANDOVER_MANAGER)
+        except ApiException as e:
+            if e.status == 409:  # the autoscaler wrote another size meanwhile: it owns the field now
+                return True
+            raise
         return True
 
     def delete(self, kind: str, api_version: str, type_: str, namespace: str, name: str) -> bool:
@@ -460,6 +495,19 @@ class Kube:
             raise
         self.cache.wrote("services", self.api.sanitize_for_serialization(out))
         return previous
+
+
+def owns(obj: dict[str, Any], manager: str, path: tuple[str, ...]) -> bool:
+    """Whether `manager` applied the field at `path` (managedFields, as `cache.strip` keeps them)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("operation") != "Apply":
+            continue
+        node: Any = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return True
+    return False
 
 
 def _owned(manifest: dict[str, Any], owner: dict[str, Any] | None) -> dict[str, Any]:

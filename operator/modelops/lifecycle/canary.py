@@ -45,6 +45,17 @@ def split_replicas(weight: int, total: int) -> tuple[int, int]:
     return canary, n - canary
 
 
+def split_total(champion_size: int, autoscaled: bool, recorded: tuple[int | None, int | None]) -> int:
+    """The pods a replicas canary splits: the champion's size, except that an autoscaled champion's
+    size is the one its HorizontalPodAutoscaler had when the canary began (recorded in status.canary as
+    canary + stable pods). The champion is then pinned to the stable part through its HPA, so its
+    current size would shrink the total at every step."""
+    canary, stable = recorded
+    if autoscaled and canary is not None and stable is not None:
+        return canary + stable
+    return champion_size
+
+
 def share(canary: int, champion: int) -> float | None:
     """Percent of endpoints that are the canary's; None without any."""
     total = canary + champion

@@ -30,7 +30,7 @@ from modelops.api.modelversion import (
 )
 
 from . import naming
-from .canary import INCONCLUSIVE_FACTOR, canary_verdict, share, split_replicas
+from .canary import INCONCLUSIVE_FACTOR, canary_verdict, share, split_replicas, split_total
 from .conditions import Cond, apply_conditions, is_true
 from .observed import CanaryView, ChampionView, DeploymentView, JobView
 from .patches import merge_diff
@@ -116,6 +116,9 @@ class Plan:
     """Champion only: the stable Service selects the pool (True) or this version (False)."""
     route: tuple[str, int] | None = None
     """gatewayAPI canary: (HTTPRoute, canary weight) to write; weight 0 sends all to the stable Service."""
+    autoscale: tuple[int, int] | None = None
+    """(minReplicas, maxReplicas) of the version's HorizontalPodAutoscaler; None: no HPA, the
+    Deployment's replicas are the operator's (`replicas`)."""
 
 
 def _elapsed(since: str | None, now: datetime) -> float:
@@ -528,7 +531,7 @@ def _retired(o: Observed, base: list[Cond]) -> Plan:
 def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm: str | None) -> Plan:
     """The champion: serve at full size, or at the part a replicas canary leaves it; it owns the
     stable Service's selector (the pool while such a canary runs); it cannot be retired."""
-    dep, full = o.deployment, o.spec.serving.replicas
+    dep, full = o.deployment, o.spec.serving.size()
     want = full if o.canary_split is None else o.canary_split
     # Judged against the size planned now, not the one the Deployment holds: a resize this pass
     # writes (a canary's step) reads the same in its echo, where the Deployment is not yet observed.
@@ -571,7 +574,7 @@ def _serving(o: Observed, base: list[Cond], ready: bool, request: str | None, pm
 def _superseded(o: Observed, base: list[Cond], ready: bool, request: str | None) -> Plan:
     """A former champion: keeps serving for drainSeconds, then scales to 0 and waits as rollback target."""
     s, spec, now = o.status, o.spec, o.now
-    want = spec.serving.replicas
+    want = spec.serving.size()
     ts = _episode(s, "superseded", after="promoted", now=now)
     since = None if ts else s.timestamps.get("superseded")
     champ = o.champion.name if o.champion else "nobody"
@@ -608,7 +611,7 @@ def _rollout(
 ) -> Plan:
     """A new version on its way to champion: deploy, optionally canary, then promote."""
     s, spec, now, dep = o.status, o.spec, o.now, o.deployment
-    want = spec.serving.replicas
+    want = spec.serving.size()
     canary = spec.serving.rollout.canary if spec.serving.rollout.strategy == "Canary" else None
     if dep is not None and dep.pod_failure:
         msg = f"server failed: {dep.pod_failure}"
@@ -704,7 +707,8 @@ def _canary_step(o: Observed, canary: Canary, champ: ChampionView, *, advance: b
     weight, pause = schedule[index - 1]
     dep = o.deployment
     if canary.traffic == "replicas":
-        pods, stable = split_replicas(weight, champ.replicas)
+        recorded = (cs.canary_replicas, cs.stable_replicas) if same and cs is not None else (None, None)
+        pods, stable = split_replicas(weight, split_total(champ.replicas, champ.autoscaled, recorded))
         cd = champ.deployment
         in_effect = (
             champ.pool
@@ -909,7 +913,27 @@ def plan(o: Observed) -> Plan:
     p.primary_metric = primary_metric(o.spec, o.status.training.metrics if o.status.training else {})
     p.comparison = comparison_verdict(o.spec, o.status.training.comparison if o.status.training else None)
     p.ready_replicas = o.deployment.ready_replicas if o.deployment else 0
+    p.autoscale = autoscale_bounds(o, p)
     return p
+
+
+def autoscale_bounds(o: Observed, p: Plan) -> tuple[int, int] | None:
+    """The HPA an autoscaled version has now: the spec's bounds while it serves on its own; one size
+    twice while the operator sizes it (a canary beside a champion, the champion sharing with a
+    replicas canary), so the HPA holds that size and nobody else writes the Deployment's replicas;
+    none while it should have no pods (scaled down, retired, failed): an HPA cannot scale to 0."""
+    auto = o.spec.serving.autoscaling
+    if auto is None or not p.replicas:
+        return None
+    canary = (
+        o.spec.serving.rollout.strategy == "Canary"
+        and o.champion is not None
+        and not p.champion
+        and p.phase in ("Deploying", "Canary")
+    )
+    if canary or p.stable_pool:
+        return (p.replicas, p.replicas)
+    return (auto.min_replicas, auto.max_replicas)
 
 
 def _plan(o: Observed) -> Plan:
@@ -936,7 +960,7 @@ def _plan(o: Observed) -> Plan:
     request = (
         o.promotion_request if o.promotion_request and o.promotion_request != s.handled_promotion else None
     )
-    dep, want = o.deployment, spec.serving.replicas
+    dep, want = o.deployment, spec.serving.size()
     ready = dep is not None and dep.up_to_date and dep.ready_replicas >= max(1, min(want, dep.replicas))
     metrics = trained.status.training.metrics if trained.status.training else {}
 

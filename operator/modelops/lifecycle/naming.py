@@ -60,6 +60,11 @@ def deployment_name(version: str) -> str:
     return _fit(f"{version}-server")
 
 
+def hpa_name(version: str) -> str:
+    """The version's HorizontalPodAutoscaler, named after the Deployment it scales."""
+    return deployment_name(version)
+
+
 def version_service_name(version: str) -> str:
     return _fit(f"{version}-server")
 

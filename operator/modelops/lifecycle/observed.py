@@ -65,7 +65,10 @@ class ChampionView:
     sha256: str | None = None
     """The champion's artifact: what a challenger's training Job loads to score it on the same data."""
     replicas: int = 1
-    """The champion's own serving size (spec.serving.replicas): what a replicas canary splits."""
+    """The champion's own serving size: what a replicas canary splits. spec.serving.replicas, or for an
+    autoscaled champion the size its HorizontalPodAutoscaler chose (its Deployment's replicas)."""
+    autoscaled: bool = False
+    """The champion's size is its HorizontalPodAutoscaler's (spec.serving.autoscaling)."""
     deployment: DeploymentView | None = None
     pool: bool = False
     """The stable Service selects the traffic pool (champion and canary pods), not one version."""
@@ -211,7 +214,11 @@ def champion_view(
     recorded = (((service or {}).get("metadata") or {}).get("annotations") or {}).get(
         naming.ANNOTATION_CHAMPION
     )
-    replicas = (((champion or {}).get("spec") or {}).get("serving") or {}).get("replicas")
+    serving = ((champion or {}).get("spec") or {}).get("serving") or {}
+    replicas = serving.get("replicas")
+    auto = serving.get("autoscaling")
+    if auto:
+        replicas = autoscaled_size(auto, deployment.replicas if deployment else None)
     return ChampionView(
         name=name,
         metrics={k: float(v) for k, v in metrics.items()},
@@ -221,4 +228,15 @@ def champion_view(
         replicas=1 if replicas is None else int(replicas),
         deployment=deployment,
         pool=selects_pool(service),
+        autoscaled=bool(auto),
     )
+
+
+def autoscaled_size(autoscaling: Mapping[str, Any], current: int | None) -> int:
+    """The size an autoscaled version serves at: its Deployment's replicas (the HPA's choice) within
+    [minReplicas, maxReplicas]; minReplicas before there is one, or while it is scaled to 0."""
+    low = int(autoscaling.get("minReplicas") or 1)
+    high = int(autoscaling.get("maxReplicas") or low)
+    if not current:
+        return low
+    return min(max(current, low), high)

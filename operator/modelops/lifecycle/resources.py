@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from modelops.api.modelversion import (
+    REQUESTS_METRIC,
     ImportedArtifact,
     ModelVersionSpec,
     ResourceRequirements,
@@ -374,10 +375,13 @@ def server_deployment(
     spec: ModelVersionSpec,
     artifact_uri: str,
     sha256: str,
-    replicas: int,
+    replicas: int | None,
     settings: Settings,
 ) -> dict[str, Any]:
-    """The serving Deployment: `modelops serve` on the verified artifact, scraped by Prometheus."""
+    """The serving Deployment: `modelops serve` on the verified artifact, scraped by Prometheus.
+
+    `replicas` None leaves spec.replicas out, so our field manager does not own it: the version's
+    HorizontalPodAutoscaler does (server-side apply; see `Kube.hand_over_replicas`)."""
     labels = naming.version_labels(spec.model, name, "server")
     port = settings.server_port
     capture = spec.serving.capture
@@ -405,7 +409,7 @@ def server_deployment(
         "kind": "Deployment",
         "metadata": _meta(naming.deployment_name(name), namespace, labels),
         "spec": {
-            "replicas": replicas,
+            **({"replicas": replicas} if replicas is not None else {}),
             "revisionHistoryLimit": 2,
             "selector": {"matchLabels": naming.server_selector(spec.model, name)},
             "template": {
@@ -459,6 +463,56 @@ def server_deployment(
             },
         },
     }
+
+
+def server_hpa(name: str, namespace: str, spec: ModelVersionSpec, bounds: tuple[int, int]) -> dict[str, Any]:
+    """The version's HorizontalPodAutoscaler (autoscaling/v2) on its server Deployment.
+
+    `bounds` are (minReplicas, maxReplicas): the spec's, or one size twice while the operator pins
+    the size (a canary's split) without writing the Deployment's replicas itself.
+    """
+    auto = spec.serving.autoscaling
+    assert auto is not None
+    if auto.target_cpu_utilization is not None:
+        metric: dict[str, Any] = {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": auto.target_cpu_utilization},
+            },
+        }
+    else:
+        assert auto.target_requests_per_second is not None
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": REQUESTS_METRIC},
+                "target": {"type": "AverageValue", "averageValue": milli(auto.target_requests_per_second)},
+            },
+        }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(
+            naming.hpa_name(name), namespace, naming.version_labels(spec.model, name, "server")
+        ),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": naming.deployment_name(name),
+            },
+            "minReplicas": bounds[0],
+            "maxReplicas": bounds[1],
+            "metrics": [metric],
+        },
+    }
+
+
+def milli(value: float) -> str:
+    """A quantity as the API server writes it back (`10`, `2500m`), so a re-read compares equal."""
+    m = round(value * 1000)
+    return str(m // 1000) if m % 1000 == 0 else f"{m}m"
 
 
 def version_service(name: str, namespace: str, spec: ModelVersionSpec, settings: Settings) -> dict[str, Any]:

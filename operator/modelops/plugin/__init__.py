@@ -1,0 +1,1 @@
+"""The kubectl plugin: `kubectl modelops get|history|promote|rollback|retrain|retire|card`."""
