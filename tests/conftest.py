@@ -62,9 +62,12 @@ class ClusterHandle:
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
     """The session's cluster; KUBECONFIG points at it for the whole session (subprocesses included)."""
+    from tests.cluster.localcluster import kubectl_on_path
+
     config = request.config
     previous = os.environ.get("KUBECONFIG")
     stop = None
+    kubectl_on_path()  # the tests run kubectl: the system's, else the one built here
     if config.getoption("--existing-cluster"):
         path = Path(previous or Path.home() / ".kube" / "config").expanduser()
         if not path.exists():

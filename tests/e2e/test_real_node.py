@@ -34,6 +34,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from tests.cluster.localcluster import kubectl_on_path
 from tests.cluster.node import NODE_NAME, RUN_DIR, Image, build_images, leftovers, read_sysctls
 from tests.support.kubelet import local_persistent_volume
 from tests.support.operator import OPERATOR_NS, OperatorDeployment
@@ -126,6 +127,7 @@ def sysctls_before() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory, sysctls_before: dict[str, str]) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("real-node-cluster")
+    kubectl_on_path()  # this module runs kubectl itself, besides the cluster-up subprocess
     up = cluster_cli("up", directory, "--real-node", "--timeout", "300")
     cluster = Cluster(directory, build_images("all"))  # cached: the archives cluster-up imported
     print(up.stderr[-2000:])
