@@ -327,6 +327,39 @@ def test_modelversion_trained_and_served_by_real_containers(
     assert all(cs.ready for cs in pod.status.container_statuses), "readiness probe passed in the container"
 
 
+def test_the_model_card_is_written_by_the_trainer_and_served_by_the_server_container(
+    api: client.ApiClient, serving: dict[str, Any], installed: Path
+) -> None:
+    """Moved here from the kwok suite (test_governance): iris-v1 already carries the example's
+    card, so the real trainer container writing it to the PV and the real server container
+    serving it through its Service's ClusterIP cost nothing more."""
+    example = yaml.safe_load((ROOT / "examples/iris/modelversion.yaml").read_text())["spec"]["card"]
+    st = serving
+    assert st["serving"]["card"] == f"http://iris-v1-server.{NS}.svc/v2/models/iris/card"
+    assert st["training"]["card"].endswith("/iris/iris-v1/model-card.md"), st["training"]["card"]
+    (written,) = [p for p in installed.rglob("model-card.md") if "iris-v1" in p.parts]
+    assert written.stat().st_uid == RUN_AS
+    top = st["training"]["explanations"]["top"]
+    assert top and top[0]["feature"].startswith("petal") and top[0]["importance"] > 0
+    svc = client.CoreV1Api(api).read_namespaced_service("iris-v1-server", NS)
+    url = f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}/v2/models/iris/card"
+
+    def get(**params: str) -> httpx.Response | None:
+        try:
+            r = httpx.get(url, params=params, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return r if r.status_code == 200 else None
+
+    card = eventually(get, timeout=60, what=f"GET {url} through the ClusterIP").json()
+    assert card["owner"] == example["owner"] and card["version"] == "iris-v1", card
+    assert card["artifact"]["sha256"] == st["training"]["artifact"]["sha256"]
+    assert card["explanations"]["top"][0]["feature"] == top[0]["feature"]
+    md = get(format="markdown")
+    assert md is not None and md.text.startswith("# Model card: iris / iris-v1"), md and md.text[:200]
+    assert example["description"] in md.text and example["description"] in written.read_text()
+
+
 def test_exec_into_server_shows_uid_65532_and_read_only_root(
     real: Cluster, api: client.ApiClient, serving: dict[str, Any]
 ) -> None:
