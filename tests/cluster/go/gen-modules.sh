@@ -5,6 +5,8 @@
 # ./staging paths, which a dependent module cannot use; we derive the list of
 # staging modules from the pinned release's own go.mod and replace each with its
 # published v0.X.Y tag.
+# kubectl is listed so that tidy keeps its dependencies; the module generated before it was
+# listed already covers them (build.sh --kubectl builds with -mod=readonly).
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./versions.env
@@ -23,7 +25,8 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
                "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBERNETES_VERSION}" \
                "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}" \
                "k8s.io/kubernetes/cmd/kubelet@${KUBERNETES_VERSION}" \
-               "k8s.io/kubernetes/cmd/kube-proxy@${KUBERNETES_VERSION}"
+               "k8s.io/kubernetes/cmd/kube-proxy@${KUBERNETES_VERSION}" \
+               "k8s.io/kubernetes/cmd/kubectl@${KUBERNETES_VERSION}"
   go mod tidy )
 
 ( cd etcd
