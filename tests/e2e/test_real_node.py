@@ -4,13 +4,15 @@ runc + CNI bridge + kube-proxy, tests/cluster/node.py), with no kwok and no stan
 
 What this module proves is what breaks on a first install: the image, the shipped ServiceAccount,
 RBAC and restricted Deployment, the restricted securityContext of trainer and server, the trainer's
-token and PV as uid 65532, Service routing, Prometheus discovery, the same example Serving in a second namespace under the one
-cluster-wide operator (issue 15), a `replicas` canary's share of ClusterIP traffic through kube-proxy
-(issue 11), and a promotion and rollback moving real pods. One cluster for the module, started and stopped exactly as `make cluster-up
-REAL_NODE=1` / `make cluster-down` do (node start ≈ 10-40 s warm); the last test stops it and checks
-that nothing was left on the host. The other suites keep kwok and the kubelet stand-in: they need
-faults a container cannot be made to give on cue (a trainer that hangs or exits with a chosen code,
-a server that dies mid-request, simulated pod readiness) and many versions at once on 2 cores.
+token and PV as uid 65532, the model card, Service routing, Prometheus discovery, the same example
+Serving in a second namespace under the one cluster-wide operator (issue 15), a `replicas` canary's
+share of ClusterIP traffic through kube-proxy (issue 11), and a promotion and rollback moving real
+pods. One cluster for the module, started and stopped exactly as `make cluster-up REAL_NODE=1` /
+`make cluster-down` do (node start ≈ 10-40 s warm); the last test stops it and checks that nothing
+was left on the host. The other suites keep kwok and the kubelet stand-in: they need faults a
+container cannot be made to give on cue (a trainer that hangs or exits with a chosen code, a server
+that dies mid-request, simulated pod readiness) and many versions at once on 2 cores; the
+docstring of tests/integration/conftest.py says why, module by module.
 """
 
 from __future__ import annotations
