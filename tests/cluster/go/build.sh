@@ -46,11 +46,11 @@ if [[ "${1:-}" == "--prometheus" ]]; then
   echo "$pdir/prometheus"; exit 0
 fi
 if [[ "${1:-}" == "--kubectl" || "${1:-}" == "--kubectl-dir" ]]; then
-  # kubectl from the same wrapper module (its go.sum already covers k8s.io/kubernetes/cmd/kubectl:
-  # -mod=readonly fails rather than touch go.mod), in a folder of its own, so the cluster
-  # binaries' key and folder stay as they are. Tests and `make` add the folder to the END of PATH:
+  # kubectl (k8s.io/kubernetes/cmd/kubectl, the control plane's release) from a wrapper module of
+  # its own, ./kubectl, keyed by it alone, in a folder of its own: the kubernetes module and the
+  # cluster binaries' key stay as they are. Tests and `make` add the folder to the END of PATH:
   # a kubectl the system has wins. --kubectl-dir only prints the folder (no build).
-  ksums="$(cat "$here/kubernetes/go.mod" "$here/kubernetes/go.sum" | sha256sum | cut -c1-12)"
+  ksums="$(cat "$here/kubectl/go.mod" "$here/kubectl/go.sum" | sha256sum | cut -c1-12)"
   kdir="$cache/kubectl-${KUBERNETES_VERSION}-${ksums}"
   [[ "$1" == "--kubectl-dir" ]] && { echo "$kdir"; exit 0; }
   if [[ ! -x "$kdir/kubectl" ]]; then
@@ -60,7 +60,7 @@ if [[ "${1:-}" == "--kubectl" || "${1:-}" == "--kubectl-dir" ]]; then
     if [[ ! -x "$kdir/kubectl" ]]; then
       start=$(date +%s)
       echo "[build] building kubectl ${KUBERNETES_VERSION}" >&2
-      (cd "$here/kubernetes" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "$kube_ldflags" \
+      (cd "$here/kubectl" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "$kube_ldflags" \
         -o "$kdir/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
       mv "$kdir/kubectl.tmp" "$kdir/kubectl"
       echo "[build $(( $(date +%s) - start ))s] kubectl done" >&2
