@@ -1,4 +1,4 @@
-"""kubectl on a machine without one (issue 10): built from the control plane's wrapper module into a
+"""kubectl on a machine without one (issue 10): built at the control plane's release into a
 folder of its own, used only when the system has no kubectl, and never moving the cluster binaries'
 cache key. Nothing is built here: MODELOPS_CACHE points at a temporary cache."""
 
@@ -31,9 +31,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_kubectl_has_a_folder_of_its_own_named_by_the_control_planes_version(cache: Path) -> None:
-    """Beside the cluster binaries' folder, not in it: building kubectl changes neither their key
-    (etcd, kubernetes and kwok go.mod/go.sum, untouched: kubectl builds with -mod=readonly) nor
-    their folder's completeness check."""
+    """Beside the cluster binaries' folder, not in it, keyed by its own wrapper module
+    (tests/cluster/go/kubectl): building it changes neither their key nor their folder."""
     folder = Path(build_sh("--kubectl-dir"))
     version = next(
         line.split("=", 1)[1].split()[0]
