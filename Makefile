@@ -35,7 +35,7 @@ deps: kubectl ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI,
 	  systemctl disable --now containerd >/dev/null 2>&1 || true; \
 	fi
 
-kubectl: ## kubectl v1.35 built from the control plane's wrapper module (cached), unless the system has one
+kubectl: ## kubectl at the control plane's release, from its own wrapper module (cached), unless the system has one
 	@command -v kubectl >/dev/null || tests/cluster/go/build.sh --kubectl >/dev/null
 
 demo: deps venv cluster-binaries $(if $(KWOK),,node-binaries image) ## The whole life of one model on a real node, narrated (ARGS=--keep; KWOK=1: kwok + stand-in, no root)
