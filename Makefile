@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export PATH := $(abspath $(VENV))/bin:$(PATH)
+# kubectl: the system's when it has one; else the one `make kubectl` builds (cached). Its folder goes
+# at the END of PATH, so it is used only when no other kubectl is found.
+KUBECTL_DIR := $(shell tests/cluster/go/build.sh --kubectl-dir)
+export PATH := $(abspath $(VENV))/bin:$(PATH):$(KUBECTL_DIR)
 
 .DEFAULT_GOAL := help
 
@@ -21,7 +24,7 @@ DEB_DEPS := prometheus:prometheus lua5.1:lua5.1 \
   containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables \
   conntrack:conntrack debootstrap:debootstrap buildah:buildah
 
-deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptables, buildah... for the real node
+deps: kubectl ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptables, buildah... for the real node; kubectl
 	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  if [[ $$cmd == /* ]]; then [[ -e $$cmd ]] || missing="$$missing $$pkg"; \
 	  else command -v $$cmd >/dev/null || [[ -x /usr/sbin/$$cmd ]] || missing="$$missing $$pkg"; fi; done; \
@@ -31,6 +34,9 @@ deps: ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptable
 	  systemctl disable --now prometheus >/dev/null 2>&1 || pkill -x prometheus || true; \
 	  systemctl disable --now containerd >/dev/null 2>&1 || true; \
 	fi
+
+kubectl: ## kubectl at the control plane's release, from its own wrapper module (cached), unless the system has one
+	@command -v kubectl >/dev/null || tests/cluster/go/build.sh --kubectl >/dev/null
 
 demo: deps venv cluster-binaries $(if $(KWOK),,node-binaries image) ## The whole life of one model on a real node, narrated (ARGS=--keep; KWOK=1: kwok + stand-in, no root)
 	$(PY) examples/demo.py $(ARGS) $(if $(KWOK),--kwok)
@@ -48,7 +54,7 @@ node-binaries: ## Also build (or reuse) kubelet, kube-proxy, and Prometheus with
 image: deps ## Build (or reuse) pause, base and project images with buildah (OCI archives in ~/.cache/modelops/images)
 	tests/cluster/node/images.sh all
 
-cluster-up: venv cluster-binaries ## Start a local cluster in .cluster/ and print the KUBECONFIG to export (REAL_NODE=1: a real node)
+cluster-up: venv cluster-binaries kubectl ## Start a local cluster in .cluster/ and print the KUBECONFIG to export (REAL_NODE=1: a real node)
 	$(PY) -m tests.cluster up --dir .cluster $(if $(REAL_NODE),--real-node --timeout 900)
 
 cluster-down: ## Stop the local cluster started by cluster-up
@@ -77,4 +83,4 @@ bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServe
 drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
 	$(PY) bench/drift_power.py
 
-.PHONY: help venv deps demo cluster-binaries seaweedfs node-binaries image cluster-up cluster-down crds lint unit test bench drift-power
+.PHONY: help venv deps kubectl demo cluster-binaries seaweedfs node-binaries image cluster-up cluster-down crds lint unit test bench drift-power

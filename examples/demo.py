@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, config  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 
-from tests.cluster.localcluster import LocalCluster  # noqa: E402
+from tests.cluster.localcluster import LocalCluster, kubectl_on_path  # noqa: E402
 from tests.cluster.node import NODE_IP  # noqa: E402
 from tests.support.kubelet import Kubelet, local_persistent_volume  # noqa: E402
 from tests.support.operator import OperatorDeployment, OperatorProcess  # noqa: E402
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "a real node needs root (kubelet, containerd, iptables); run with --kwok (make demo KWOK=1)"
         )
     print(f"{BOLD}ModelOps demo{RESET}: one model's whole life on a local Kubernetes\n")
+    kubectl_on_path()  # the system's kubectl, else the one built from the control plane's module
     work = Path(tempfile.mkdtemp(prefix="modelops-demo-"))
     real = not args.kwok
     say(

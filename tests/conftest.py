@@ -37,6 +37,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A kubectl already built here (make deps) counts as installed, for unit tests that use one
+    too; the cluster fixtures build it if there is none at all."""
+    from tests.cluster.localcluster import kubectl_on_path
+
+    kubectl_on_path(build=False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Everything under tests/integration and tests/e2e needs a cluster: mark it ``cluster``."""
     for item in items:
@@ -62,9 +70,12 @@ class ClusterHandle:
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
     """The session's cluster; KUBECONFIG points at it for the whole session (subprocesses included)."""
+    from tests.cluster.localcluster import kubectl_on_path
+
     config = request.config
     previous = os.environ.get("KUBECONFIG")
     stop = None
+    kubectl_on_path()  # the tests run kubectl: the system's, else the one built here
     if config.getoption("--existing-cluster"):
         path = Path(previous or Path.home() / ".kube" / "config").expanduser()
         if not path.exists():

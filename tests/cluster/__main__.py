@@ -16,6 +16,7 @@ from tests.cluster.localcluster import (
     LocalCluster,
     api_ready,
     component_status,
+    kubectl_on_path,
     read_state,
     stop_detached,
 )
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     directory = args.dir.resolve()
+    # A real node's teardown drains it with kubectl: the system's, else the one built here.
+    kubectl_on_path(build=args.command == "up")
     if args.command == "up":
         return up(directory, args.timeout, args.real_node)
     if args.command == "down":

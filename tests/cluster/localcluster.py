@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -116,6 +116,29 @@ def find_binaries(node: bool = False) -> Path:
     if not lines:
         raise ClusterError(f"{BUILD_SH} printed no bin directory")
     return Path(lines[-1]).resolve()
+
+
+def kubectl_on_path(build: bool = True, env: MutableMapping[str, str] = os.environ) -> str | None:
+    """Make `kubectl` resolvable in `env`'s PATH (and so in every subprocess); returns its path.
+
+    The system's kubectl when it has one. Otherwise the one `build.sh --kubectl` builds from the
+    same wrapper module as the control plane (cached beside it; cold, minutes), with its folder
+    appended to PATH, as the Makefile does, so it never shadows a system kubectl. With
+    ``build=False`` only an already cached one is used; None when there is none.
+    """
+    if found := shutil.which("kubectl", path=env.get("PATH")):
+        return found
+    folder = Path(
+        subprocess.run(
+            [str(BUILD_SH), "--kubectl-dir"], stdout=subprocess.PIPE, text=True, check=True
+        ).stdout.strip()
+    )
+    if not (folder / "kubectl").exists():
+        if not build:
+            return None
+        subprocess.run([str(BUILD_SH), "--kubectl"], stdout=subprocess.DEVNULL, check=True)
+    env["PATH"] = os.pathsep.join(p for p in (env.get("PATH"), str(folder)) if p)
+    return shutil.which("kubectl", path=env["PATH"])
 
 
 def _free_ports(count: int) -> list[int]:

@@ -6,7 +6,7 @@ real endpointslice controller); the kubelet stand-in runs each endpoint's pod as
 so a chosen endpoint is reached at that process. The share each version served is counted at
 the servers (their own request counters), and must be within 5 points of the step's weight.
 `gatewayAPI` mode: the HTTPRoute (standard CRDs from the Gateway API Go module) carries exactly
-the step's weights. A breach at step 1 rolls back to 100/0 at once.
+the step's weights. A breach at step 1 rolls back to 100/0 at once, in either mode.
 """
 
 from __future__ import annotations
@@ -328,6 +328,84 @@ def test_gateway_api_canary_sets_exact_route_weights(mvs, kubelet, operator, api
     )
     assert route["spec"]["hostnames"] == ["iris.example.com"], "the user's fields stay"
     assert route["spec"]["rules"][1]["matches"][0]["path"]["value"] == "/predict"
+
+
+def test_a_gateway_api_canary_whose_analysis_fails_is_rolled_back_and_the_route_returns_to_100_0(
+    mvs, kubelet, operator, api_client, gateway_api
+):
+    """The route held 90/10 during step 1; the canary breaches its p99 threshold, is Rejected, and
+    in the same pass every rule of the HTTPRoute sends everything to the stable Service again (the
+    canary's backendRef removed), which still selects the champion alone; the canary's Deployment
+    and Service are deleted."""
+    custom = client.CustomObjectsApi(api_client)
+    custom.create_namespaced_custom_object(
+        "gateway.networking.k8s.io",
+        "v1",
+        mvs.ns,
+        "httproutes",
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "iris"},
+            "spec": {
+                "parentRefs": [{"name": "public"}],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+                        "backendRefs": [{"name": "iris", "port": 80}],
+                    },
+                    {"backendRefs": [{"name": "iris", "port": 80}]},
+                ],
+            },
+        },
+    )
+    mvs.create("iris-v1")
+    mvs.wait_phase("iris-v1", "Serving", timeout=180)
+    spec = {
+        "traffic": "gatewayAPI",
+        "httpRoute": "iris",
+        "steps": [{"weight": 10, "pause": "60s"}, {"weight": 50, "pause": "60s"}],
+        "minRequests": 5,
+        "maxP99LatencySeconds": 0.0000001,  # every request breaches
+    }
+    mvs.create("iris-v2", serving={"drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}})
+    c = eventually(step_in_effect(mvs, "iris-v2", 1), timeout=180, what="step 1 in effect")
+    assert c["weight"] == 10 and c["effectiveWeight"] == 10
+    split = [("iris", 90), ("iris-v2-server", 10)]
+    assert route_weights(api_client, mvs.ns, "iris") == [split, split]
+    srv = kubelet.server_for("iris-v2")
+    assert srv is not None
+    # What the gateway would send the canary's backend (no data plane here); Prometheus scrapes it.
+    with IrisTraffic(srv.url, pause=0.05):
+        st = mvs.wait_phase("iris-v2", "Rejected", timeout=180)
+    assert "step 1/2" in st["message"] and "p99" in st["message"], st["message"]
+    assert st["canary"]["weight"] == 0 and st["canary"]["effectiveWeight"] == 0
+    everything = [("iris", 100)]
+    eventually(
+        lambda: route_weights(api_client, mvs.ns, "iris") == [everything, everything],
+        timeout=30,
+        what="every rule of the route back to the stable Service at 100",
+    )
+    assert mvs.champion_of("iris") == "iris-v1" and mvs.phase("iris-v1") == "Serving"
+    eventually(
+        lambda: any("CanaryRolledBack" in e for e in mvs.events("iris-v2")), timeout=30, what="the Event"
+    )
+    eventually(
+        lambda: any("TrafficShifted" in e and "iris: 0% to iris-v2" in e for e in mvs.events("iris-v2")),
+        timeout=30,
+        what="the TrafficShifted Event for 0%",
+    )
+
+    def canary_objects_gone() -> bool:
+        deps = mvs.apps.list_namespaced_deployment(mvs.ns).items
+        svcs = mvs.core.list_namespaced_service(mvs.ns).items
+        return "iris-v2-server" not in {d.metadata.name for d in deps} | {s.metadata.name for s in svcs}
+
+    eventually(canary_objects_gone, timeout=60, what="the canary's Deployment and Service deleted")
+    route = custom.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", mvs.ns, "httproutes", "iris"
+    )
+    assert route["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/v2", "the user's matches stay"
 
 
 def test_a_canary_less_accurate_than_the_champion_on_the_same_window_is_rolled_back(mvs, kubelet, operator):

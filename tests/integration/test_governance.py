@@ -1,10 +1,10 @@
 """The lifecycle stages before and around validation, through the real API server, the operator and
 the real trainer and server (as host processes run by the kubelet stand-in): data validation,
-the fairness gate, the model card, and the audit trail."""
+the fairness gate, and the audit trail. The model card's check runs on the real node
+(tests/e2e/test_real_node.py), where the example's iris-v1 already carries a card."""
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
@@ -80,33 +80,6 @@ def test_the_fairness_gate_rejects_a_deliberately_biased_model(mvs, kubelet, ope
     assert mvs.champion_of("credit") is None
     show(mvs, "get", "mv", "credit-v1")
     show(mvs, "get", "mv", "credit-v1", "-o", "jsonpath={.status.training.fairness}")
-
-
-def test_the_model_card_is_served_and_linked_from_status(mvs, kubelet, operator):
-    mvs.create(
-        "iris-v1",
-        card={
-            "owner": "ml-platform@example.com",
-            "description": "Iris species from flower measurements.",
-            "intendedUse": "Demos of the ModelOps lifecycle.",
-            "limitations": ["Trained on 150 flowers of three species only."],
-        },
-    )
-    st = mvs.wait_phase("iris-v1", "Serving")
-    assert st["serving"]["card"] == f"http://iris-v1-server.{mvs.ns}.svc/v2/models/iris/card"
-    assert st["training"]["card"].endswith("/iris/iris-v1/model-card.md")
-    top = st["training"]["explanations"]["top"]
-    assert top and top[0]["feature"].startswith("petal") and top[0]["importance"] > 0
-    srv = kubelet.server_for("iris-v1")
-    card = httpx.get(f"{srv.url}/v2/models/iris/card").json()
-    assert card["owner"] == "ml-platform@example.com" and card["version"] == "iris-v1"
-    assert card["artifact"]["sha256"] == st["training"]["artifact"]["sha256"]
-    assert card["explanations"]["top"][0]["feature"] == top[0]["feature"]
-    md = httpx.get(f"{srv.url}/v2/models/iris/card", params={"format": "markdown"})
-    assert md.status_code == 200 and md.text.startswith("# Model card: iris / iris-v1")
-    print("\n$ curl " + st["serving"]["card"] + "?format=markdown\n" + md.text)
-    show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.serving.card}")
-    show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.training.explanations.top[0:3]}")
 
 
 def test_audit_history_across_an_approved_promotion_and_a_rollback(mvs, kubelet, operator):

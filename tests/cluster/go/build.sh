@@ -4,7 +4,8 @@
 # versions and the wrapper modules' go.sum, so a warm run builds nothing.
 # With --node it also builds kubelet and kube-proxy (from the same kubernetes wrapper
 # module, ≈ 8 min cold on 2 cores) for the real node; without it they are not needed.
-# Prints the bin directory on its last line.
+# Prints the bin directory on its last line. --prometheus and --kubectl build one more
+# binary each, under a key of its own, and print its path.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
@@ -14,6 +15,14 @@ key="k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}-${sums}
 cache="${MODELOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops}"
 bin="$cache/$key/bin"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+
+# Version stamps of the Kubernetes binaries, as a release build sets them.
+minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${KUBERNETES_VERSION} \
+ -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor} \
+ -X k8s.io/component-base/version.gitTreeState=clean \
+ -X k8s.io/client-go/pkg/version.gitVersion=${KUBERNETES_VERSION} \
+ -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
 
 if [[ "${1:-}" == "--prometheus" ]]; then
   # Prometheus with kubernetes_sd_configs, which Debian's package leaves out; its own key, so it
@@ -35,6 +44,29 @@ if [[ "${1:-}" == "--prometheus" ]]; then
     fi
   fi
   echo "$pdir/prometheus"; exit 0
+fi
+if [[ "${1:-}" == "--kubectl" || "${1:-}" == "--kubectl-dir" ]]; then
+  # kubectl (k8s.io/kubernetes/cmd/kubectl, the control plane's release) from a wrapper module of
+  # its own, ./kubectl, keyed by it alone, in a folder of its own: the kubernetes module and the
+  # cluster binaries' key stay as they are. Tests and `make` add the folder to the END of PATH:
+  # a kubectl the system has wins. --kubectl-dir only prints the folder (no build).
+  ksums="$(cat "$here/kubectl/go.mod" "$here/kubectl/go.sum" | sha256sum | cut -c1-12)"
+  kdir="$cache/kubectl-${KUBERNETES_VERSION}-${ksums}"
+  [[ "$1" == "--kubectl-dir" ]] && { echo "$kdir"; exit 0; }
+  if [[ ! -x "$kdir/kubectl" ]]; then
+    mkdir -p "$kdir"
+    exec 9>"$cache/.build-kubectl.lock"
+    flock 9
+    if [[ ! -x "$kdir/kubectl" ]]; then
+      start=$(date +%s)
+      echo "[build] building kubectl ${KUBERNETES_VERSION}" >&2
+      (cd "$here/kubectl" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "$kube_ldflags" \
+        -o "$kdir/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
+      mv "$kdir/kubectl.tmp" "$kdir/kubectl"
+      echo "[build $(( $(date +%s) - start ))s] kubectl done" >&2
+    fi
+  fi
+  echo "$kdir/kubectl"; exit 0
 fi
 node_binaries=()
 [[ "${1:-}" == "--node" ]] && node_binaries=(kubelet kube-proxy)
@@ -58,12 +90,6 @@ export CGO_ENABLED=0
 start=$(date +%s)
 step() { echo "[build $(( $(date +%s) - start ))s] $*" >&2; }
 
-minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
-kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${KUBERNETES_VERSION} \
- -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor} \
- -X k8s.io/component-base/version.gitTreeState=clean \
- -X k8s.io/client-go/pkg/version.gitVersion=${KUBERNETES_VERSION} \
- -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
 
 build_node() {
   # Added one at a time to the finished bin directory: each appears only when whole.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the wrapper modules (etcd, kubernetes, kwok, prometheus, seaweedfs) from versions.env.
+# Regenerates the wrapper modules (etcd, kubernetes, kubectl, kwok, prometheus, seaweedfs) from versions.env.
 #
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
 # ./staging paths, which a dependent module cannot use; we derive the list of
@@ -24,6 +24,16 @@ staging="$(sed -n '/^replace (/,/^)/p' "$gomod_path" | awk '$2=="=>" && $3 ~ /^\
                "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}" \
                "k8s.io/kubernetes/cmd/kubelet@${KUBERNETES_VERSION}" \
                "k8s.io/kubernetes/cmd/kube-proxy@${KUBERNETES_VERSION}"
+  go mod tidy )
+
+# kubectl: its own wrapper module, with the same staging replaces and the same k8s.io/kubernetes
+# release, so that adding it changes neither the kubernetes module nor the cluster binaries' key
+# (the dependencies both share resolve to the same versions, so Go's build cache serves both).
+( cd kubectl
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/kubectl >/dev/null 2>&1
+  for m in $staging; do go mod edit -replace "$m=$m@$staging_tag"; done
+  go get -tool "k8s.io/kubernetes/cmd/kubectl@${KUBERNETES_VERSION}"
   go mod tidy )
 
 ( cd etcd
