@@ -42,6 +42,8 @@ from .main import (
     _now,
     _parent_metadata,
     _version_directory,
+    _version_uris,
+    _write_card_and_result,
 )
 from .reference import category_bins, numeric_bins
 
@@ -191,17 +193,7 @@ def import_model(
         comparison = compare.compare(compare_with, model, task, prepared, X, y, metrics)
     parent_meta = _parent_metadata(store_root, model_name, ctx.parent)
 
-    pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
-    if storage.is_remote(store):
-        uri = storage.join(store, model_name, version, artifacts.MODEL_FILE)
-        card_uri = storage.join(store, model_name, version, artifacts.CARD_MD)
-    elif pvc:
-        uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}"
-        card_uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.CARD_MD}"
-    else:
-        final = Path(store_root) / model_name / version
-        uri = f"file://{final / artifacts.MODEL_FILE}"
-        card_uri = f"file://{final / artifacts.CARD_MD}"
+    uri, card_uri = _version_uris(store, store_root, model_name, version)
     estimator = _estimator_name(model)
     with _version_directory(store, model_name, version) as tmp:
         (tmp / artifacts.MODEL_FILE).write_bytes(blob)  # the verified bytes, unchanged
@@ -256,12 +248,7 @@ def import_model(
             "lineage": governance.lineage(ctx.parent, parent_meta),
         }
         artifacts.write_json(tmp / artifacts.METADATA_FILE, metadata)
-        card = governance.card(
-            model=model_name, version=version, spec_card=ctx.card, metadata=metadata, sensitive_unused=[]
-        )
-        artifacts.write_json(tmp / artifacts.CARD_JSON, card)
-        (tmp / artifacts.CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
-        artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
+        _write_card_and_result(tmp, ctx, metadata, result, sensitive_unused=[])
     return result.wire()
 
 

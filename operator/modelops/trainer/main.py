@@ -208,17 +208,7 @@ def train(
     if compare_with is not None:
         comparison = compare.compare(compare_with, pipeline, task, prepared, X_test, y_test, metrics)
 
-    pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
-    if storage.is_remote(store):
-        uri = storage.join(store, model_name, version, artifacts.MODEL_FILE)
-        card_uri = storage.join(store, model_name, version, artifacts.CARD_MD)
-    elif pvc:
-        uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}"
-        card_uri = f"pvc://{pvc}/{model_name}/{version}/{artifacts.CARD_MD}"
-    else:
-        final = Path(store_root) / model_name / version
-        uri = f"file://{final / artifacts.MODEL_FILE}"
-        card_uri = f"file://{final / artifacts.CARD_MD}"
+    uri, card_uri = _version_uris(store, store_root, model_name, version)
     with _version_directory(store, model_name, version) as tmp:
         artifacts.dump_model(pipeline, tmp / artifacts.MODEL_FILE)
         digest = artifacts.sha256_file(tmp / artifacts.MODEL_FILE)
@@ -283,16 +273,7 @@ def train(
         artifacts.write_json(tmp / artifacts.METADATA_FILE, metadata)
         if dq_report is not None:
             artifacts.write_json(tmp / artifacts.DATA_QUALITY_FILE, dq_report)
-        card = governance.card(
-            model=model_name,
-            version=version,
-            spec_card=ctx.card,
-            metadata=metadata,
-            sensitive_unused=sensitive_unused,
-        )
-        artifacts.write_json(tmp / artifacts.CARD_JSON, card)
-        (tmp / artifacts.CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
-        artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
+        _write_card_and_result(tmp, ctx, metadata, result, sensitive_unused)
     return result.wire()
 
 
@@ -455,6 +436,40 @@ def _search_results(
         if doc.get("jobUid") != search_from.job_uid:
             raise BadInput(f"search shard {doc.get('shard')} belongs to Job {doc.get('jobUid')}, not ours")
     return search.merge(docs)
+
+
+def _version_uris(store: str, store_root: str, model_name: str, version: str) -> tuple[str, str]:
+    """(model file URI, model card URI) of a version as status and the card record them: the
+    bucket's on S3, the claim's (pvc://) when the store is a mounted claim, else the local path."""
+    pvc = os.environ.get("MODELOPS_ARTIFACT_PVC")
+    if storage.is_remote(store):
+        return (
+            storage.join(store, model_name, version, artifacts.MODEL_FILE),
+            storage.join(store, model_name, version, artifacts.CARD_MD),
+        )
+    if pvc:
+        return (
+            f"pvc://{pvc}/{model_name}/{version}/{artifacts.MODEL_FILE}",
+            f"pvc://{pvc}/{model_name}/{version}/{artifacts.CARD_MD}",
+        )
+    final = Path(store_root) / model_name / version
+    return f"file://{final / artifacts.MODEL_FILE}", f"file://{final / artifacts.CARD_MD}"
+
+
+def _write_card_and_result(
+    tmp: Path, ctx: Context, metadata: dict[str, Any], result: TrainingResult, sensitive_unused: list[str]
+) -> None:
+    """The model card (JSON and Markdown) from the metadata, and the result the report sends."""
+    card = governance.card(
+        model=metadata["model"],
+        version=metadata["version"],
+        spec_card=ctx.card,
+        metadata=metadata,
+        sensitive_unused=sensitive_unused,
+    )
+    artifacts.write_json(tmp / artifacts.CARD_JSON, card)
+    (tmp / artifacts.CARD_MD).write_text(governance.card_markdown(card), encoding="utf-8")
+    artifacts.write_json(tmp / artifacts.RESULT_FILE, result.wire())
 
 
 @contextlib.contextmanager
