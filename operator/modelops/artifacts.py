@@ -204,7 +204,12 @@ def write_termination_log(line: str, env: dict[str, str] | None = None) -> None:
     path = Path(env.get("MODELOPS_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG)
     if str(path) == DEFAULT_TERMINATION_LOG and not path.exists():
         return
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+    # The kubelet's file is writable where its directory is not (/dev, as uid 65532): ask about
+    # the file when it exists, about its directory only when it must be created.
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            return
+    elif not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
         return
     with contextlib.suppress(OSError):
         path.write_text(line + "\n", encoding="utf-8")
