@@ -10,7 +10,8 @@ a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
 - a RetrainPolicy → itself;
 - a Job, Deployment, Pod or version Service → the version in its `modelops.dev/version` label,
   or, for a policy's resolve Job, the policy in its `modelops.dev/policy` label;
-- a model's stable Service → every version of the model (who the champion is) and its policies.
+- a model's stable Service → every version of the model (who the champion is) and its policies,
+  less the champion when the change is its own write.
 
 The echo of a version's own settled write (its status, its children; see `Cache.echo`) does not
 wake the version again: the reconcile that wrote it planned with it already.
@@ -29,7 +30,7 @@ from modelops import GROUP, VERSION, metrics
 from modelops.api.modelversion import PHASES
 from modelops.k8s.cache import INDEX_PREFIX, pack
 from modelops.lifecycle import naming
-from modelops.lifecycle.observed import deployment_view, job_view, pod_view
+from modelops.lifecycle.observed import pod_view, selected_version, wake_signature
 
 from . import runtime
 from .workqueue import NEW, URGENT
@@ -128,32 +129,14 @@ async def on_policy(type: str | None, namespace: str, name: str, **kwargs: Any) 
     runtime.queues["RetrainPolicy"].add((namespace, name))
 
 
-VIEWS: dict[str, Callable[[Any], object]] = {
-    "jobs": job_view,
-    "deployments": deployment_view,
-    "hpas": lambda _: None,
-}
-"""What the planner reads of a Job or Deployment (pods aside: they wake on their own). Of an HPA
-nothing but what `ensure()` compares: its status (rewritten at every scaling) wakes no one."""
 _seen: dict[tuple[str, str, str], object] = {}
 
 
 def _signature(kind: str, body: kopf.Body) -> object:
-    """What of a child can change a decision: the planner's view of it, and anything `ensure()`
-    compares (a spec change bumps the generation; labels and annotations do not). Status-only
-    updates that leave the view as it was (a Job's ready count, a rollout's timestamps) are not."""
-    view = VIEWS.get(kind)
-    meta = body.get("metadata") or {}
-    if view is None:
-        return meta.get("resourceVersion")  # Services: any change
-    return (
-        view(body),
-        meta.get("generation"),
-        dict(meta.get("labels") or {}),
-        dict(meta.get("annotations") or {}),
-        [dict(o) for o in meta.get("ownerReferences") or []],
-        meta.get("deletionTimestamp"),
-    )
+    """Jobs, Deployments and HPAs: `wake_signature`. A version Service: any change."""
+    if kind == "services":
+        return (body.get("metadata") or {}).get("resourceVersion")
+    return wake_signature(kind, body)
 
 
 async def _on_child(kind: str, type_: str | None, namespace: str, name: str, body: kopf.Body) -> None:
@@ -161,8 +144,11 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
     labels = _labels(body)
     if kind == "services" and labels.get(naming.LABEL_COMPONENT) == "stable":
         model = labels.get(naming.LABEL_MODEL, "")
+        # Our own write is the champion's (a promotion or its canary's selector): it planned with it.
+        writer = selected_version(body) if runtime.cache.echo(kind, namespace, name, body) else None
         for version in runtime.cache.names("versions_by_model", namespace, model):
-            _wake_version(namespace, version)
+            if version != writer:
+                _wake_version(namespace, version)
         _wake_policies(namespace, model)
         return
     if policy := labels.get(naming.LABEL_POLICY):  # a policy's resolve Job

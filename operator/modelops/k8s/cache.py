@@ -162,8 +162,9 @@ class Cache:
     def wrote(self, kind: str, obj: Mapping[str, Any], *, settled: bool = False) -> None:
         """Remember the API server's answer to our write until the watch delivers it.
 
-        `settled`: the writer is the reconcile of the key this object's events wake, and it
-        already planned with this answer, so the echo need not wake it.
+        `settled`: the writer is the reconcile of the key this object's events wake (for a model's
+        stable Service: the champion that wrote it), and it already planned with this answer, so
+        the echo need not wake it.
         """
         meta = obj["metadata"]
         key = (kind, meta["namespace"], meta["name"])

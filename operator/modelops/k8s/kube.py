@@ -403,7 +403,7 @@ class Kube:
             if e.status == 409:
                 raise Conflict(f"stable Service {name} changed while setting its selector") from e
             raise
-        self.cache.wrote("services", self.api.sanitize_for_serialization(out))
+        self.cache.wrote("services", self.api.sanitize_for_serialization(out), settled=True)
         return True
 
     def _route(self, namespace: str, name: str) -> Obj | None:
@@ -467,7 +467,7 @@ class Kube:
             if svc is None:
                 body = {**desired, "metadata": {**desired["metadata"], "ownerReferences": [ref]}}
                 out = self.core.create_namespaced_service(ns, body)
-                self.cache.wrote("services", self.api.sanitize_for_serialization(out))
+                self.cache.wrote("services", self.api.sanitize_for_serialization(out), settled=True)
                 return None
             previous = selected_version(svc)
             # Every version that was ever champion stays an owner, so deleting one never takes the Service.
@@ -493,7 +493,7 @@ class Kube:
             if (r := refused(e, "Service", name)) is not None:
                 raise r from e
             raise
-        self.cache.wrote("services", self.api.sanitize_for_serialization(out))
+        self.cache.wrote("services", self.api.sanitize_for_serialization(out), settled=True)
         return previous
 
 

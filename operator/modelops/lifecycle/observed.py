@@ -8,7 +8,7 @@ The builders take the wire form (camelCase dictionaries, as a watch delivers the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -170,6 +170,39 @@ def deployment_view(dep: Mapping[str, Any], pods: Iterable[PodView] = ()) -> Dep
         up_to_date=(st.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
         pod_failure=newest_failure(pods),
         pool_pods=sum(1 for p in pods if p.pool),
+    )
+
+
+OWN_KEY_PREFIXES = ("modelops.dev/", "app.kubernetes.io/")
+"""The label and annotation keys this operator writes on its children; `Kube.ensure` compares only
+what it writes, so keys other controllers add (a Deployment's revision) decide nothing."""
+
+
+def _own_keys(keys: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (keys or {}).items() if k.startswith(OWN_KEY_PREFIXES)}
+
+
+def wake_signature(kind: str, body: Mapping[str, Any]) -> object:
+    """What of an owned child can change its version's next plan or `ensure()`: an update that leaves
+    this equal wakes no one. It is the planner's view of the child, less what no decision reads (a
+    Job's running-pod count; whether a Deployment with no ready pod has observed its generation,
+    since readiness needs a ready pod either way), with the generation (a spec change), our own
+    labels and annotations, the owners and the deletion mark. Of an HPA ("hpas") nothing but those:
+    its status, rewritten at every scaling, decides nothing."""
+    meta = body.get("metadata") or {}
+    view: object = None
+    if kind == "jobs":
+        view = replace(job_view(body), active=0)
+    elif kind == "deployments":
+        dep = deployment_view(body)
+        view = replace(dep, up_to_date=True) if dep.ready_replicas == 0 and dep.replicas > 0 else dep
+    return (
+        view,
+        meta.get("generation"),
+        _own_keys(meta.get("labels")),
+        _own_keys(meta.get("annotations")),
+        [dict(o) for o in meta.get("ownerReferences") or []],
+        meta.get("deletionTimestamp"),
     )
 
 
