@@ -141,7 +141,7 @@ def test_a_failing_key_is_retried_until_it_succeeds():
     run(main())
 
 
-def test_existing_objects_go_before_a_burst_of_new_ones():
+def test_changes_to_existing_objects_and_new_ones_are_served_in_turn():
     order: list[str] = []
 
     async def main() -> None:
@@ -149,14 +149,43 @@ def test_existing_objects_go_before_a_burst_of_new_ones():
         for i in range(100):
             q.add(f"new-{i}", NEW)
         q.add("serving", URGENT)
-        q.add("new-5", URGENT)  # a change to a queued object raises its priority
+        q.add("new-5", URGENT)  # a change to a queued new object: served with the changes
         task = asyncio.create_task(q.run(1))
         await until(lambda: len(order) == 101)
         task.cancel()
 
     run(main())
-    assert order[:2] == ["serving", "new-5"]
+    assert order[:4] == ["serving", "new-0", "new-5", "new-1"]
     assert order.count("new-5") == 1
+
+
+def test_a_stream_of_changes_does_not_starve_new_objects_nor_the_reverse():
+    """Each reconcile of a changed object changes another (a busy lifecycle): with strict priority
+    no new object would ever be served."""
+    order: list[str] = []
+
+    async def main() -> None:
+        q: WorkQueue
+
+        def process(key: str) -> float:
+            order.append(key)
+            if key.startswith("busy") and len(order) < 400:
+                q.add_threadsafe(f"busy-{len(order)}", URGENT)
+                q.add_threadsafe(f"busy-{len(order)}b", URGENT)
+            return GONE
+
+        q = WorkQueue("t", process, resync=60)
+        for i in range(50):
+            q.add(f"new-{i}", NEW)
+        q.add("busy-0", URGENT)
+        task = asyncio.create_task(q.run(1))
+        await until(lambda: sum(k.startswith("new") for k in order) == 50)
+        task.cancel()
+
+    run(main())
+    first_100 = order[:100]
+    assert sum(k.startswith("new") for k in first_100) == 50  # every other pick while both wait
+    assert all(order[i].startswith("busy") for i in range(0, 100, 2))
 
 
 def test_the_queue_reports_depth_adds_and_waits_by_priority_as_client_go_does():
