@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from modelops.k8s.cache import Cache, newer, pack, strip
+from typing import Any
+
+from modelops.k8s.cache import Cache, newer, pack, strip, written_last_by
 from modelops.lifecycle.patches import contains, merge_diff, merge_patch
 
 
@@ -105,6 +107,15 @@ def test_packed_cache_entries_read_back_whole_and_each_reader_gets_its_own_copy(
     assert cache.get("jobs", "ns", "a") == strip(body), "a reader changed what the cache holds"
 
 
+def test_a_compare_and_swap_writer_planned_with_every_older_event():
+    cache = Cache()
+    cache.wrote("versions", _obj("a", "11"), settled=True)
+    cache.wrote("versions", _obj("a", "12"), settled=True)  # written from 11, before 11's echo came
+    assert cache.echo("versions", "ns", "a", _obj("a", "11"), older_too=True)
+    assert cache.echo("versions", "ns", "a", _obj("a", "12"), older_too=True)
+    assert not cache.echo("versions", "ns", "a", _obj("a", "13"), older_too=True)  # someone else's
+
+
 def test_cache_shows_an_object_we_deleted_while_a_finalizer_holds_it():
     index = {("ns", "a"): FakeStore([_obj("a", "10", uid="u")])}
     cache = Cache()
@@ -133,3 +144,27 @@ def test_only_the_echo_of_a_settled_write_is_recognised_and_only_once():
     cache.caught_up("jobs", "ns", "j", None)
     cache.caught_up("versions", "ns", "a", _obj("a", "15"))
     assert cache.overlay_size() == 0
+
+
+def _managed(*entries: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "managedFields": [
+                {"manager": m, "operation": "Update", "subresource": sub, "time": t} for m, sub, t in entries
+            ]
+        }
+    }
+
+
+def test_the_newest_write_is_known_by_its_managers_timestamp_and_a_tie_is_someone_elses():
+    created = ("kubectl", "", "2026-11-29T10:00:00Z")
+    ours = ("modelops-operator", "status", "2026-11-29T10:00:01Z")
+    assert written_last_by(_managed(created, ours), "modelops-operator", "status")
+    report = ("OpenAPI-Generator", "status", "2026-11-29T10:00:05Z")
+    assert not written_last_by(_managed(created, ours, report), "modelops-operator", "status")
+    same_second = ("OpenAPI-Generator", "status", "2026-11-29T10:00:01Z")
+    assert not written_last_by(_managed(created, ours, same_second), "modelops-operator", "status")
+    # The same manager through the main resource (a finalizer) is another entry.
+    meta = ("modelops-operator", "", "2026-11-29T10:00:09Z")
+    assert not written_last_by(_managed(created, ours, meta), "modelops-operator", "status")
+    assert not written_last_by({"metadata": {}}, "modelops-operator", "status")

@@ -28,7 +28,8 @@ import kopf
 
 from modelops import GROUP, VERSION, metrics
 from modelops.api.modelversion import PHASES
-from modelops.k8s.cache import INDEX_PREFIX, pack
+from modelops.k8s.cache import INDEX_PREFIX, pack, written_last_by
+from modelops.k8s.kube import FIELD_MANAGER, STATUS_MANAGER
 from modelops.lifecycle import naming
 from modelops.lifecycle.observed import pod_view, selected_version, wake_signature
 
@@ -112,7 +113,11 @@ async def on_version(type: str | None, namespace: str, name: str, body: kopf.Bod
     if type == "DELETED":
         metrics.forget_version(namespace, body.get("spec", {}).get("model", ""), name, PHASES)
     first_sight = type in (None, "ADDED") and not body.get("status")
-    if not runtime.cache.echo("versions", namespace, name, body):
+    # Only a version's own reconcile patches its status (the trainer reports as another manager).
+    # A deletion stamps no manager: it always wakes.
+    deleting = type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp")
+    ours = not deleting and written_last_by(body, STATUS_MANAGER, "status")
+    if not runtime.cache.echo("versions", namespace, name, body, older_too=True) and not ours:
         _wake_version(namespace, name, NEW if first_sight else URGENT)
     # A canary's step (or its end) changes what its champion serves: the champion sizes itself.
     # Not an echo for the champion, whichever version wrote it.
@@ -139,6 +144,11 @@ def _signature(kind: str, body: kopf.Body) -> object:
     return wake_signature(kind, body)
 
 
+def _only_ours(body: kopf.Body) -> bool:
+    managed = (body.get("metadata") or {}).get("managedFields") or []
+    return bool(managed) and all(e.get("manager") == FIELD_MANAGER for e in managed)
+
+
 async def _on_child(kind: str, type_: str | None, namespace: str, name: str, body: kopf.Body) -> None:
     _gone(kind, namespace, name, type_)
     labels = _labels(body)
@@ -160,6 +170,8 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
     if after is not None:
         _seen[key] = after
     echo = runtime.cache.echo(kind, namespace, name, body)
+    # A child we created, seen before the API's answer reached its creator, is what it planned with.
+    echo = echo or (before is None and type_ == "ADDED" and _only_ours(body))
     if (version := labels.get(naming.LABEL_VERSION)) and after != before and not echo:
         _wake_version(namespace, version)
 

@@ -90,6 +90,24 @@ def newer(a: str | None, b: str | None) -> bool:
     return a == b
 
 
+def written_last_by(body: Mapping[str, Any], manager: str, subresource: str = "") -> bool:
+    """Whether the newest write to the object was `manager`'s through `subresource`, by managedFields.
+
+    Every write that changes an object stamps its writer's entry with the time (whole seconds), so
+    an entry newer than all others is the write this event delivers. A tie (two writers in one
+    second) counts as someone else's: the caller then wakes, as it would without this check. It
+    catches the echo whose watch event outruns the API's answer to the writer.
+    """
+    mine, others = "", ""
+    for entry in (body.get("metadata") or {}).get("managedFields") or []:
+        when = entry.get("time") or ""
+        if entry.get("manager") == manager and (entry.get("subresource") or "") == subresource:
+            mine = max(mine, when)
+        else:
+            others = max(others, when)
+    return bool(mine) and mine > others
+
+
 def _first(store: Iterable[Any] | None) -> Any:
     if store is None:
         return None
@@ -175,8 +193,15 @@ class Cache:
             else:
                 self._settled.pop(key, None)
 
-    def echo(self, kind: str, namespace: str, name: str, body: Mapping[str, Any] | None) -> bool:
-        """Whether a watch event delivers exactly our last settled write of this object."""
+    def echo(
+        self, kind: str, namespace: str, name: str, body: Mapping[str, Any] | None, *, older_too: bool = False
+    ) -> bool:
+        """Whether a watch event delivers exactly our last settled write of this object.
+
+        `older_too`, for objects we write only as a compare-and-swap (a version's status): an event
+        older than that write is one the writer planned with, such as the echo of its previous write
+        arriving after its next one.
+        """
         key = (kind, namespace, name)
         rv = ((body or {}).get("metadata") or {}).get("resourceVersion")
         with self._lock:
@@ -185,7 +210,8 @@ class Cache:
                 return False
             if body is None or rv == mine or newer(rv, mine):
                 del self._settled[key]  # delivered, superseded or gone: nothing to wait for
-            return body is not None and rv == mine
+                return body is not None and rv == mine
+            return older_too and newer(mine, rv)
 
     def deleted(self, kind: str, namespace: str, name: str, uid: str | None) -> None:
         with self._lock:

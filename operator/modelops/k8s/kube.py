@@ -42,6 +42,8 @@ HANDOVER_MANAGER = "modelops-handover"
 """Co-owns a Deployment's replicas for the moment they pass from us to its HorizontalPodAutoscaler."""
 USER_AGENT = f"modelops-operator/{__version__}"
 """How the operator's own requests show in audit logs (Kopf's watches say `kopf/<version>`)."""
+STATUS_MANAGER = USER_AGENT.split("/")[0]
+"""The field manager of our status patches: the API server names it after the user agent."""
 log = logging.getLogger(__name__)
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
