@@ -45,6 +45,11 @@ HELM_LABELS = {
 }
 
 
+# helm uninstall keeps the Namespace: deleting it would take the release's own records (Secrets in
+# that namespace) with it before Helm purges them, and uninstall would end in an error.
+NAMESPACE_ANNOTATIONS = {"helm.sh/resource-policy": "keep"}
+
+
 def kustomize(root: Path, path: str) -> list[dict[str, Any]]:
     """`kubectl kustomize <path>`, parsed: the build users apply."""
     kubectl = shutil.which("kubectl")
@@ -251,6 +256,8 @@ def template_object(
         container["resources"] = tpl.block(
             lambda prefix, k: f"{prefix}{k}:\n{{{{- toYaml .Values.resources | nindent {len(prefix) + 2} }}}}"
         )
+    if obj["kind"] == "Namespace":
+        tpl.obj["metadata"].setdefault("annotations", {}).update(NAMESPACE_ANNOTATIONS)
     if ident(obj) == SETTINGS:
         data = tpl.obj["data"]
         for key in list(data):

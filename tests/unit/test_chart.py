@@ -38,8 +38,9 @@ def normalise(objs: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
     """Objects by identity, minus the three labels the chart adds to every object it templates,
     and nothing else: `helm.sh/chart`, `app.kubernetes.io/managed-by` (Helm's own; `helm install`
     would set it anyway) and `app.kubernetes.io/instance` (the release), Helm's best-practice
-    labels, which tell one release's objects from another's. A `labels` map left empty is dropped
-    (the kustomize objects without labels have none)."""
+    labels, which tell one release's objects from another's; and on the Namespace the annotation
+    `helm.sh/resource-policy: keep` (helm uninstall must not delete the namespace that holds the
+    release's own records). A map left empty is dropped (the kustomize objects have none)."""
     out: dict[Key, dict[str, Any]] = {}
     for obj in objs:
         obj = copy.deepcopy(obj)
@@ -49,6 +50,11 @@ def normalise(objs: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
                 labels.pop(name, None)
             if not labels:
                 del obj["metadata"]["labels"]
+        if obj["kind"] == "Namespace":
+            annotations = obj["metadata"]["annotations"]
+            assert annotations.pop("helm.sh/resource-policy") == "keep"
+            if not annotations:
+                del obj["metadata"]["annotations"]
         assert key(obj) not in out, f"{key(obj)} twice"
         out[key(obj)] = obj
     return out
