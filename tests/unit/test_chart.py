@@ -241,9 +241,22 @@ def test_namespace_create_false_leaves_the_namespace_out() -> None:
             "modelops-system",
             "settings.MODELOPS_IMAGE: set image.repository",
         ),
-        (("--set", "image.repository="), "modelops-system", "image.repository must be set"),
+        (("--set", "image.repository="), "modelops-system", "/image/repository"),
+        (("--set", "replicas=-1"), "modelops-system", "replicas"),
+        (("--set", "monitoring.enable=false"), "modelops-system", "enable"),
+        (("--set", "image.pullPolicy=Sometimes"), "modelops-system", "pullPolicy"),
+        (("--set", "settings.modelops_workers=4"), "modelops-system", "modelops_workers"),
     ],
-    ids=["default-namespace", "kube-system", "image-in-settings", "no-repository"],
+    ids=[
+        "default-namespace",
+        "kube-system",
+        "image-in-settings",
+        "no-repository",
+        "negative-replicas",
+        "misspelt-switch",
+        "pull-policy",
+        "setting-name",
+    ],
 )
 def test_values_that_would_fail_later_are_refused(args: tuple[str, ...], namespace: str, says: str) -> None:
     out = helm("template", "modelops", CHART, "--namespace", namespace, *args, check=False)
