@@ -47,6 +47,9 @@ cluster-binaries: ## Build (or reuse) kube-apiserver, controller-manager, schedu
 seaweedfs: ## Build (or reuse) SeaweedFS's weed, the S3 server the storage tests run against
 	tests/cluster/go/build-seaweedfs.sh
 
+helm: ## Build (or reuse) the helm CLI from its Go module, for the chart tests
+	tests/cluster/go/build-helm.sh
+
 node-binaries: ## Also build (or reuse) kubelet, kube-proxy, and Prometheus with kubernetes_sd, for the real node
 	tests/cluster/go/build.sh --node
 	tests/cluster/go/build.sh --prometheus
@@ -63,6 +66,9 @@ cluster-down: ## Stop the local cluster started by cluster-up
 crds: venv ## Regenerate crds/ and the README's field reference from the pydantic models
 	$(PY) -m modelops.cli crds --write crds/ --readme README.md
 
+chart: venv kubectl ## Regenerate the Helm chart charts/modelops from the kustomize tree (manifests/)
+	$(PY) -m modelops.cli chart --write charts/modelops
+
 lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check operator tests bench examples
 	$(VENV)/bin/ruff format --check operator tests bench examples
@@ -74,7 +80,7 @@ unit: venv ## Fast tests of pure code, no cluster
 # timeout they would exceed cold; MODELOPS_REAL_NODE=0 skips them and the real-node tests.
 REAL_NODE_BUILDS := $(if $(filter 0,$(MODELOPS_REAL_NODE)),,node-binaries image)
 
-test: deps venv cluster-binaries seaweedfs $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
+test: deps venv cluster-binaries seaweedfs helm $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/pytest -q
 
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)
@@ -83,4 +89,4 @@ bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServe
 drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
 	$(PY) bench/drift_power.py
 
-.PHONY: help venv deps kubectl demo cluster-binaries seaweedfs node-binaries image cluster-up cluster-down crds lint unit test bench drift-power
+.PHONY: help venv deps kubectl demo cluster-binaries seaweedfs helm node-binaries image cluster-up cluster-down crds chart lint unit test bench drift-power

@@ -39,6 +39,7 @@ COMMANDS = {
         "delete one version's artifacts (the clean-up Job's entry point)",
     ),
     "crds": ("modelops.api.crdgen", "main", "print or write the CustomResourceDefinitions"),
+    "chart": ("modelops.chartgen", "main", "write the Helm chart (charts/modelops) from manifests/"),
 }
 
 

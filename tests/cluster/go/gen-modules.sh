@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the wrapper modules (etcd, kubernetes, kubectl, kwok, prometheus, seaweedfs) from versions.env.
+# Regenerates the wrapper modules (etcd, kubernetes, kubectl, kwok, prometheus, seaweedfs, helm) from versions.env.
 #
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
 # ./staging paths, which a dependent module cannot use; we derive the list of
@@ -63,4 +63,9 @@ sw_gomod="$(go mod download -json "github.com/seaweedfs/seaweedfs@${SEAWEEDFS_VE
   done
   go get -tool "github.com/seaweedfs/seaweedfs/weed@${SEAWEEDFS_VERSION}"
   go mod tidy )
-echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}, prometheus ${PROMETHEUS_VERSION}, seaweedfs ${SEAWEEDFS_VERSION}"
+( cd helm
+  rm -f go.mod go.sum
+  go mod init modelops.dev/testcluster/helm >/dev/null 2>&1
+  go get -tool "helm.sh/helm/v4/cmd/helm@${HELM_VERSION}"
+  go mod tidy )
+echo "modules regenerated for kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}, prometheus ${PROMETHEUS_VERSION}, seaweedfs ${SEAWEEDFS_VERSION}, helm ${HELM_VERSION}"
