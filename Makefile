@@ -20,11 +20,11 @@ venv: $(PY) ## Create the virtualenv and install the package with test extras
 	$(PY) -m pip install -q -e '.[test]'
 
 # command (or file) -> Debian package; the second group is for the real node and the image builds.
-DEB_DEPS := prometheus:prometheus lua5.1:lua5.1 \
+DEB_DEPS := prometheus:prometheus \
   containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables \
   conntrack:conntrack debootstrap:debootstrap buildah:buildah
 
-deps: kubectl ## Debian packages: prometheus, lua5.1, and containerd, runc, CNI, iptables, buildah... for the real node; kubectl
+deps: kubectl ## Debian packages: prometheus, and containerd, runc, CNI, iptables, buildah... for the real node; kubectl
 	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  if [[ $$cmd == /* ]]; then [[ -e $$cmd ]] || missing="$$missing $$pkg"; \
 	  else command -v $$cmd >/dev/null || [[ -x /usr/sbin/$$cmd ]] || missing="$$missing $$pkg"; fi; done; \
@@ -50,6 +50,10 @@ seaweedfs: ## Build (or reuse) SeaweedFS's weed, the S3 server the storage tests
 helm: ## Build (or reuse) the helm CLI from its Go module, for the chart tests
 	tests/cluster/go/build-helm.sh
 
+harnesses: ## Build (or reuse) the Go harnesses that check the dashboard (Grafana's schema) and health checks (Argo CD's Lua)
+	@tests/cluster/go/build-harness.sh grafana-schema
+	@tests/cluster/go/build-harness.sh argocd-health
+
 node-binaries: ## Also build (or reuse) kubelet, kube-proxy, and Prometheus with kubernetes_sd, for the real node
 	tests/cluster/go/build.sh --node
 	tests/cluster/go/build.sh --prometheus
@@ -73,14 +77,14 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check operator tests bench examples
 	$(VENV)/bin/ruff format --check operator tests bench examples
 
-unit: venv ## Fast tests of pure code, no cluster
+unit: venv harnesses ## Fast tests of pure code, no cluster
 	$(VENV)/bin/pytest tests/unit -q
 
 # The real node's builds (kubelet, kube-proxy, Prometheus, images) run before pytest, whose per-test
 # timeout they would exceed cold; MODELOPS_REAL_NODE=0 skips them and the real-node tests.
 REAL_NODE_BUILDS := $(if $(filter 0,$(MODELOPS_REAL_NODE)),,node-binaries image)
 
-test: deps venv cluster-binaries seaweedfs helm $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
+test: deps venv cluster-binaries seaweedfs helm harnesses $(REAL_NODE_BUILDS) lint ## The whole suite: lint, unit, integration against a local cluster, e2e
 	$(VENV)/bin/pytest -q
 
 bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServer (writes bench/results)
@@ -89,4 +93,4 @@ bench: venv ## Server benchmark: modelops serve vs in-process predict vs MLServe
 drift-power: venv ## Drift rule on simulated data: false alarms and power (writes bench/results/drift-power.md)
 	$(PY) bench/drift_power.py
 
-.PHONY: help venv deps kubectl demo cluster-binaries seaweedfs helm node-binaries image cluster-up cluster-down crds chart lint unit test bench drift-power
+.PHONY: help venv deps kubectl demo cluster-binaries seaweedfs helm harnesses node-binaries image cluster-up cluster-down crds chart lint unit test bench drift-power

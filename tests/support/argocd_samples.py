@@ -196,6 +196,9 @@ def modelversion_samples() -> dict[str, dict[str, Any]]:
     """Name -> object, for each health state and cause of a ModelVersion."""
     out = _Samples()
     out["no status yet"] = Version("iris-v1").obj
+    out["pending (a status without a phase, defaulted by the API server)"] = _defaulted_status(
+        Version("iris-v1").obj
+    )
     out["training"] = Version("iris-v1").step().step(job=job(active=1)).obj
     out["deploying"] = trained().step(job=job(succeeded=1), deployment=deployment(0)).obj
     out["champion serving"] = serving().obj
@@ -270,6 +273,20 @@ def modelversion_samples() -> dict[str, dict[str, Any]]:
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T13:00:00Z"
     out["being deleted"] = deleting
     return out
+
+
+def _defaulted_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with an empty status as the API server serves it: the CRD's status defaults applied.
+
+    The planner never writes phase Pending; the CRD defaults it, so a status written without a phase
+    (by an older operator, or a person) reads back as Pending. The defaults come from crds/, not here.
+    """
+    crd = yaml.safe_load((ROOT / "crds" / f"{GROUP}_modelversions.yaml").read_text())
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == VERSION)["schema"]["openAPIV3Schema"]
+    props = schema["properties"]["status"]["properties"]
+    obj["status"] = {k: copy.deepcopy(p["default"]) for k, p in props.items() if "default" in p}
+    assert obj["status"].get("phase") == "Pending", obj["status"]
+    return obj
 
 
 def _reject(obj: dict[str, Any]) -> dict[str, Any]:

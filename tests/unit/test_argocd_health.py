@@ -1,18 +1,23 @@
-"""The Argo CD health checks (manifests/argocd/health/*.lua) run in a real Lua 5.1, sandboxed like Argo CD.
+"""The Argo CD health checks (manifests/argocd/argocd-cm.yaml) through Argo CD's own code.
 
-Argo CD runs a health script in gopher-lua (Lua 5.1) with only the base, table and a safe os library
-opened and the resource in the global ``obj``; strings have no methods there. These tests run the
-same files in PUC Lua 5.1 (``lupa.lua51``, else Debian's ``lua5.1`` binary) inside an environment
-with exactly those libraries, so a script that would break in Argo CD breaks here, and they check
-one sample object per health state and cause. The samples are not written by hand: their statuses
-come from the operator's own planner and record paths (tests/support/argocd_samples.py, checked in
-as tests/fixtures/argocd_health.yaml); the expected health of each is stated here.
+The `argocd-health` harness (tests/cluster/go/argocd-health, built from the argo-cd v3 module) hands
+the shipped argocd-cm ConfigMap to Argo CD's SettingsManager, which parses its
+`resource.customizations.health.<group_kind>` keys into resource overrides exactly as the application
+controller does (the ConfigMap is only seen with Argo CD's part-of label), and assesses each sample
+object with gitops-engine's `health.GetResourceHealth` over `lua.ResourceHealthOverrides`: the script
+runs in gopher-lua with Argo CD's sandbox (base, table, package and a safe os library; no string
+library, so no string methods) and a one-second deadline, and an invalid status becomes Unknown.
+
+The samples are not written by hand: their statuses come from the operator's own planner and record
+paths (tests/support/argocd_samples.py, checked in as tests/fixtures/argocd_health.yaml); there is one
+for every ModelVersion phase and every RetrainPolicy state, and the expected health of each is stated
+here.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
+from modelops.api.modelversion import PHASES
 from tests.support.argocd_samples import SAMPLES, render
+from tests.support.harness import harness
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_DIR = ROOT / "manifests" / "argocd" / "health"
@@ -35,6 +42,10 @@ READY_MANUAL = (
 EXPECT: dict[str, dict[str, tuple[str, str]]] = {
     "modelversion": {
         "no status yet": ("Progressing", "Waiting for the operator"),
+        "pending (a status without a phase, defaulted by the API server)": (
+            "Progressing",
+            "Waiting for the operator to observe generation 1",
+        ),
         "training": ("Progressing", "Training: training"),
         "deploying": ("Progressing", "Deploying: deploying: 0/1 replicas ready"),
         "champion serving": ("Healthy", "Serving: champion, accuracy=0.9737"),
@@ -65,7 +76,9 @@ EXPECT: dict[str, dict[str, tuple[str, str]]] = {
             "Canary: canary passed (error rate 0.00%, p99 12ms over 250 requests); waiting for manual promotion",
         ),
         "invalid spec": ("Degraded", "Failed: invalid spec at spec.bogus: Extra inputs are not permitted"),
-        "being deleted": ("Progressing", "Being deleted"),
+        # gitops-engine answers for an object with a deletionTimestamp before any health script runs
+        # (the script's own "Being deleted" branch is never reached in Argo CD; Lua 5.1 alone missed that).
+        "being deleted": ("Progressing", "Pending deletion"),
     },
     "retrainpolicy": {
         "no status yet": ("Progressing", "Waiting for the operator"),
@@ -104,95 +117,41 @@ EXPECT: dict[str, dict[str, tuple[str, str]]] = {
 SCRIPTS = {"modelversion": "ModelVersion", "retrainpolicy": "RetrainPolicy"}
 STATES = {"Healthy", "Progressing", "Degraded", "Suspended"}
 
-# The environment Argo CD gives a health script: base library (minus file access), table, and
-# os.time/os.date; `obj` is the resource. String methods are switched off to match gopher-lua,
-# where the string library is not opened.
-SANDBOX = """
-local function run(src, obj)
-  local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-    print = print, rawequal = rawequal, rawget = rawget, rawset = rawset, select = select,
-    getmetatable = getmetatable, setmetatable = setmetatable, tonumber = tonumber,
-    tostring = tostring, type = type, unpack = unpack, xpcall = xpcall,
-    table = table, os = {time = os.time, date = os.date}, obj = obj,
-  }
-  env._G = env
-  local fn, err = loadstring(src, "=health.lua")
-  if fn == nil then error(err) end
-  setfenv(fn, env)
-  local string_index = getmetatable("").__index
-  getmetatable("").__index = nil
-  local ok, hs = pcall(fn)
-  getmetatable("").__index = string_index
-  if not ok then error(hs) end
-  if type(hs) ~= "table" then error("health script returned " .. type(hs) .. ", not a table") end
-  return hs.status, hs.message
-end
-"""
-
-Runner = Callable[[str, dict[str, Any]], tuple[str, str]]
-
-
-def _lupa_runner() -> Runner | None:
-    """Lua 5.1 inside the test process (lupa ships several Lua versions; we need 5.1)."""
-    try:
-        from lupa import lua51
-    except ImportError:
-        return None
-
-    def run(script: str, obj: dict[str, Any]) -> tuple[str, str]:
-        lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-        assert lua.eval("_VERSION") == "Lua 5.1"
-        call = lua.execute(SANDBOX + "return run")
-        status, message = call(script, lua.table_from(obj, recursive=True))
-        return status, message
-
-    return run
-
-
-def _lua_literal(value: Any) -> str:
-    """A Python value as a Lua 5.1 literal (strings byte-escaped, so any text survives)."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + "".join(f"\\{b}" for b in value.encode()) + '"'
-    if isinstance(value, list):
-        return "{" + ", ".join(_lua_literal(v) for v in value) + "}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"[{_lua_literal(k)}] = {_lua_literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no Lua literal for {type(value).__name__}")
-
-
-def _binary_runner() -> Runner | None:
-    """Debian's lua5.1 in a subprocess: the script and the object travel as Lua literals."""
-    binary = shutil.which("lua5.1")
-    if binary is None:
-        return None
-
-    def run(script: str, obj: dict[str, Any]) -> tuple[str, str]:
-        program = (
-            SANDBOX
-            + f"local status, message = run({_lua_literal(script)}, {_lua_literal(obj)})\n"
-            + 'io.write(tostring(status), "\\0", tostring(message))\n'
-        )
-        out = subprocess.run([binary, "-"], input=program.encode(), capture_output=True, timeout=30)
-        assert out.returncode == 0, out.stderr.decode()
-        status, message = out.stdout.decode().split("\0", 1)
-        return status, message
-
-    return run
+Assess = Callable[[Path, list[dict[str, Any]]], list[dict[str, str]]]
 
 
 @pytest.fixture(scope="module")
-def lua() -> Runner:
-    runner = _lupa_runner() or _binary_runner()
-    if runner is None:
-        pytest.skip("no Lua 5.1: install lupa (pip install -e '.[test]') or Debian's lua5.1")
-    return runner
+def argocd() -> Assess:
+    """Argo CD's verdict on each sample under the health checks of an argocd-cm file."""
+    binary = harness("argocd-health")
+
+    def assess(cm: Path, samples: list[dict[str, Any]]) -> list[dict[str, str]]:
+        out = subprocess.run(
+            [str(binary), str(cm), "-"],
+            input=json.dumps(samples),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        results: list[dict[str, str]] = json.loads(out.stdout)
+        assert [r["name"] for r in results] == [s["name"] for s in samples]
+        return results
+
+    return assess
+
+
+@pytest.fixture(scope="module")
+def shipped(argocd: Assess) -> dict[str, dict[str, dict[str, str]]]:
+    """Every sample of both kinds through the shipped argocd-cm, in one run of the harness."""
+    samples = [
+        {"name": f"{kind}/{case['name']}", "obj": case["obj"]} for kind in SCRIPTS for case in CASES[kind]
+    ]
+    out: dict[str, dict[str, dict[str, str]]] = {kind: {} for kind in SCRIPTS}
+    for result in argocd(ARGOCD_CM, samples):
+        kind, name = result["name"].split("/", 1)
+        out[kind][name] = result
+    return out
 
 
 def _cases() -> list[Any]:
@@ -202,11 +161,19 @@ def _cases() -> list[Any]:
 
 
 @pytest.mark.parametrize(("kind", "case"), _cases())
-def test_health_of_sample_object(lua: Runner, kind: str, case: dict[str, Any]) -> None:
+def test_health_of_sample_object(
+    shipped: dict[str, dict[str, dict[str, str]]], kind: str, case: dict[str, Any]
+) -> None:
     """Each sample object gets the health state (and message) a person watching Argo CD should see."""
-    script = (HEALTH_DIR / f"{kind}.lua").read_text()
     assert (case["obj"]["apiVersion"], case["obj"]["kind"]) == ("modelops.dev/v1alpha1", SCRIPTS[kind])
-    assert lua(script, case["obj"]) == EXPECT[kind][case["name"]]
+    result = shipped[kind][case["name"]]
+    assert result.get("error") is None, result["error"]
+    assert (result["status"], result["message"]) == EXPECT[kind][case["name"]]
+
+
+def test_every_modelversion_phase_has_a_sample() -> None:
+    phases = {(case["obj"].get("status") or {}).get("phase") for case in CASES["modelversion"]}
+    assert phases - {None} == set(PHASES)
 
 
 @pytest.mark.parametrize("kind", SCRIPTS)
@@ -239,3 +206,56 @@ def test_argocd_cm_snippet_embeds_exactly_the_lua_files() -> None:
         for name, kind in SCRIPTS.items()
     }
     assert cm["data"] == expected
+
+
+def _cm_with(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    cm = yaml.safe_load(ARGOCD_CM.read_text())
+    edit(cm)
+    path = tmp_path / "argocd-cm.yaml"
+    path.write_text(yaml.safe_dump(cm))
+    return path
+
+
+def _first(kind: str) -> list[dict[str, Any]]:
+    return [next(c for c in CASES[kind] if c["name"] == "champion serving")]
+
+
+def test_argo_cd_sandbox_refuses_string_methods(argocd: Assess, tmp_path: Path) -> None:
+    """The harness really runs Argo CD's sandbox: a string method, fine in plain Lua, fails there."""
+    key = "resource.customizations.health.modelops.dev_ModelVersion"
+
+    def edit(cm: dict[str, Any]) -> None:
+        cm["data"][key] = cm["data"][key].replace(
+            "local hs = {", "local kind = obj.kind:lower()\nlocal hs = {", 1
+        )
+
+    [result] = argocd(_cm_with(tmp_path, edit), _first("modelversion"))
+    assert "attempt to index a non-table object(string)" in result.get("error", ""), result
+
+
+def test_invalid_health_status_becomes_unknown(argocd: Assess, tmp_path: Path) -> None:
+    key = "resource.customizations.health.modelops.dev_ModelVersion"
+
+    def edit(cm: dict[str, Any]) -> None:
+        cm["data"][key] = 'return {status = "Fine", message = "ok"}'
+
+    [result] = argocd(_cm_with(tmp_path, edit), _first("modelversion"))
+    assert (result["status"], result["message"]) == ("Unknown", "Lua returned an invalid health status")
+
+
+def test_a_configmap_argo_cd_does_not_select_checks_nothing(argocd: Assess, tmp_path: Path) -> None:
+    """Without Argo CD's part-of label the settings manager never sees the ConfigMap."""
+
+    def edit(cm: dict[str, Any]) -> None:
+        del cm["metadata"]["labels"]["app.kubernetes.io/part-of"]
+
+    binary = harness("argocd-health")
+    out = subprocess.run(
+        [str(binary), str(_cm_with(tmp_path, edit)), "-"],
+        input=json.dumps(_first("modelversion")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "argocd-cm" in out.stderr and "not found" in out.stderr, out.stderr

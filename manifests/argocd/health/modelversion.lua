@@ -1,5 +1,5 @@
 -- Argo CD health check for modelops.dev/ModelVersion.
--- Embedded verbatim in argocd-cm.yaml; tested by tests/unit/test_argocd_health.py in Lua 5.1.
+-- Embedded verbatim in argocd-cm.yaml; tested by tests/unit/test_argocd_health.py in Argo CD's own Lua code.
 -- Argo CD opens only the base, table and a safe os library: no string methods here.
 --   Progressing  no status yet, spec not observed yet, or training/validating/deploying/canary
 --   Degraded     Failed, or Rejected by its gates/champion/canary (it will never be Ready), or Stalled

@@ -1,5 +1,5 @@
 -- Argo CD health check for modelops.dev/RetrainPolicy.
--- Embedded verbatim in argocd-cm.yaml; tested by tests/unit/test_argocd_health.py in Lua 5.1.
+-- Embedded verbatim in argocd-cm.yaml; tested by tests/unit/test_argocd_health.py in Argo CD's own Lua code.
 -- Argo CD opens only the base, table and a safe os library: no string methods here.
 --   Progressing  no status yet, spec not observed yet, Reconciling=True, Ready not known yet, or
 --                Ready=False NoChampion (the model's first version is still on its way)
