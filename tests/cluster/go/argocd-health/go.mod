@@ -1,6 +1,6 @@
-// Wraps argo-cd v3.2.12 (the newest release that builds as a dependency: v3.3.x requires a separate
-// gitops-engine its code no longer compiles against, v3.4+ an in-repo gitops-engine module the proxy
-// does not serve). The replace block is argo-cd's own (k8s staging modules), as its go.mod has it.
+// Wraps argo-cd v3.2.12, which builds as a dependency (v3.3.19 requires a separate gitops-engine its
+// code no longer compiles against; v3.4.13 and v3.5.7 an in-repo gitops-engine module the proxy does
+// not serve: see the README). The replace block is argo-cd's own (k8s staging modules).
 module modelops.dev/testcluster/argocd-health
 
 go 1.26.8
