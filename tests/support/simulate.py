@@ -21,6 +21,9 @@ from tests.support.kubelet import READY, RESULT
 
 GROUP, VERSION = "modelops.dev", "v1alpha1"
 SELECTOR = "app.kubernetes.io/managed-by=modelops"
+MOVED = "bench.modelops.dev/simulated"
+"""Label the simulator puts on a pod it has moved on, so each pass lists only the pods still to move
+(the operator reads no such label: it changes nothing it sees)."""
 
 
 def modelversion(name: str, model: str, **spec: Any) -> dict[str, Any]:
@@ -57,7 +60,6 @@ def report(name: str, job_uid: str) -> dict[str, Any]:
 class Simulator:
     def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
         self.core = client.CoreV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.ns = namespace
         self.reported: set[str] = set()
@@ -68,21 +70,24 @@ class Simulator:
         """One pass over the held pods; returns how many were moved on.
 
         Lists are read as plain JSON (the client's model objects cost seconds per pass at the
-        benchmark's 10,000 versions), and only Running pods: finished trainers are done with."""
+        benchmark's 10,000 versions), and only Running pods not yet moved on; a trainer pod's Job
+        uid is its ownerReference, so no Job is listed."""
         moved = 0
-        jobs = {j["metadata"]["name"]: j for j in self._list(self.batch.list_namespaced_job)}
-        for pod in self._list(self.core.list_namespaced_pod, field_selector="status.phase=Running"):
+        selector = f"{SELECTOR},!{MOVED}"
+        for pod in self._list(self.core.list_namespaced_pod, selector, field_selector="status.phase=Running"):
             meta = pod["metadata"]
             name, labels, ann = meta["name"], meta.get("labels") or {}, meta.get("annotations") or {}
             version, component = labels.get("modelops.dev/version"), labels.get("app.kubernetes.io/component")
             if not version:
                 continue
             if component == "trainer" and name not in self.finished:
-                job = jobs.get(f"{version}-train")
-                if job is None:
+                job_uid = next(
+                    (o["uid"] for o in meta.get("ownerReferences") or [] if o["kind"] == "Job"), None
+                )
+                if job_uid is None:
                     continue
                 if version not in self.reported:
-                    self._patch_status(version, report(version, job["metadata"]["uid"]))
+                    self._patch_status(version, report(version, job_uid))
                     self.reported.add(version)
                 self._annotate(name, {RESULT: "Succeeded"})
                 self.finished.add(name)
@@ -93,8 +98,8 @@ class Simulator:
                 moved += 1
         return moved
 
-    def _list(self, method: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        resp = method(self.ns, label_selector=SELECTOR, _preload_content=False, **kwargs)
+    def _list(self, method: Any, selector: str = SELECTOR, **kwargs: Any) -> list[dict[str, Any]]:
+        resp = method(self.ns, label_selector=selector, _preload_content=False, **kwargs)
         return json.loads(resp.data)["items"]
 
     def run_until(self, names: Iterable[str], phase: str, timeout: float) -> float:
@@ -123,7 +128,8 @@ class Simulator:
 
     def _annotate(self, pod: str, annotations: dict[str, str]) -> None:
         try:
-            self.core.patch_namespaced_pod(pod, self.ns, {"metadata": {"annotations": annotations}})
+            body = {"metadata": {"annotations": annotations, "labels": {MOVED: "true"}}}
+            self.core.patch_namespaced_pod(pod, self.ns, body)
         except ApiException as e:
             if e.status != 404:
                 raise
