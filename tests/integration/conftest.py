@@ -260,6 +260,15 @@ class ModelVersions:
         evs = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
         return [f"{e.type} {e.reason}: {e.message}" for e in evs]
 
+    def wait_event(self, name: str, text: str, timeout: float = 30) -> str:
+        """An Event on `name` containing `text`. Kopf posts Events after the status write, on its
+        own, so one may arrive a moment after the phase it explains."""
+        return eventually(
+            lambda: next((e for e in self.events(name) if text in e), None),
+            timeout=timeout,
+            what=f"an Event {text!r} on {name}",
+        )
+
 
 @pytest.fixture
 def mvs(api_client: client.ApiClient, namespace: str, cluster: Any, crds: None) -> ModelVersions:

@@ -131,6 +131,6 @@ def test_a_champion_whose_artifact_is_gone_is_incomparable(mvs, kubelet, operato
         )
         c = mvs.condition("gone-v3", "Validated")
         assert c["status"] == "True" and c["reason"] == "GatesOnly" and "cannot be loaded" in c["message"]
-        assert any("ChampionIncomparable" in e for e in mvs.events("gone-v3"))
+        mvs.wait_event("gone-v3", "ChampionIncomparable")
     finally:
         model_file.with_suffix(".moved").rename(model_file)

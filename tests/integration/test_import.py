@@ -127,7 +127,7 @@ def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
     assert sorted(tr["reference"]) == sorted(ROW) and tr["predictionReference"]["categories"]
     job = mvs.batch.read_namespaced_job("iris-imp-train", mvs.ns).spec.template.spec
     assert job.containers[0].command == ["modelops", "import"]
-    assert any("Importing pvc://models-in/iris/model.skops" in e for e in mvs.events("iris-imp"))
+    mvs.wait_event("iris-imp", "Importing pvc://models-in/iris/model.skops")
     claims = {
         v.persistent_volume_claim.claim_name: v.persistent_volume_claim.read_only
         for v in job.volumes

@@ -73,7 +73,7 @@ def test_apply_to_champion(mvs, kubelet, operator):
     kubectl(mvs.kubeconfig, "-n", mvs.ns, "wait", "--for=condition=Ready", "mv/iris-v1", "--timeout=10s")
     out = kubectl(mvs.kubeconfig, "-n", mvs.ns, "get", "mv").stdout
     assert "iris-v1" in out and "Serving" in out and "accuracy=" in out
-    assert any("Promoted" in e for e in mvs.events("iris-v1"))
+    mvs.wait_event("iris-v1", "Promoted")
 
 
 def test_second_version_supersedes_and_manual_rollback_restores(mvs, kubelet, operator):
@@ -115,7 +115,7 @@ def test_the_stable_service_is_owned_state(mvs, kubelet, operator):
         "iris", mvs.ns, {"spec": {"selector": {"modelops.dev/version": "nothing"}}}
     )
     eventually(lambda: mvs.champion_of("iris") == "iris-v2", timeout=30, what="the selector to be restored")
-    assert any("StableServiceRestored" in e for e in mvs.events("iris-v2"))
+    mvs.wait_event("iris-v2", "StableServiceRestored")
     mvs.core.patch_namespaced_service(
         "iris", mvs.ns, {"spec": {"selector": {"modelops.dev/version": "iris-v1"}}}
     )
@@ -237,7 +237,7 @@ def test_canary(mvs, kubelet, operator, breach):
         if breach:
             st = mvs.wait_phase("iris-v2", "Rejected", timeout=90)
             assert "canary rolled back" in st["message"] and "p99" in st["message"]
-            assert any("CanaryRolledBack" in e for e in mvs.events("iris-v2"))
+            mvs.wait_event("iris-v2", "CanaryRolledBack")
             eventually(
                 lambda: (
                     not [

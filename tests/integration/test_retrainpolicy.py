@@ -178,8 +178,7 @@ def test_closed_loop_drift_retrain_validate_promote_collect(mvs, kubelet, operat
     eventually(v0_gone, timeout=90, what="iris-v0 and its artifacts to be collected")
     assert kubelet.artifact_dir("modelops-artifacts", "iris", "iris-v1").exists()
     assert mvs.phase("iris-v1") == "Superseded"
-    events = [e for e in mvs.events("iris")]
-    assert any("GarbageCollected" in e for e in events), events
+    mvs.wait_event("iris", "GarbageCollected")
     deletions = policies.status("iris")["deletions"]
     assert [(d["version"], d["artifacts"]) for d in deletions] == [("iris-v0", True)], deletions
     # ownership: the promoted child now belongs to the model, so deleting the policy leaves it serving
