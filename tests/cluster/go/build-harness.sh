@@ -7,6 +7,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
+source "$here/cached-build.sh"
 
 name="${1:?usage: build-harness.sh grafana-schema|argocd-health}"
 case "$name" in
@@ -20,27 +21,6 @@ grep -qE "^\s*(require\s+)?${module//./\\.} ${version//./\\.}\s*$" "$src/go.mod"
   echo "build-harness.sh: $src/go.mod does not require $module $version (versions.env)" >&2; exit 1; }
 
 sums="$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)"
-key="${name}-${version}-${sums}"
-cache="${MODELOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops}"
-bin="$cache/$key/bin"
-
-if [[ -x "$bin/$name" ]]; then
-  echo "$name cached in $bin" >&2
-  echo "$bin/$name"; exit 0
-fi
-
-mkdir -p "$cache"
-# One builder at a time: a second caller waits, then finds the binary cached.
-exec 9>"$cache/.build-$name.lock"
-flock 9
-if [[ -x "$bin/$name" ]]; then echo "$bin/$name"; exit 0; fi
-
-mkdir -p "$bin.partial"
-export CGO_ENABLED=0
-start=$(date +%s)
-echo "[build 0s] building $name against $module $version (cold: minutes on 2 cores)" >&2
-(cd "$src" && go build -trimpath -ldflags "-s -w" -o "$bin.partial/$name.tmp" .)
-mv "$bin.partial/$name.tmp" "$bin.partial/$name"
-rm -rf "$bin" && mv "$bin.partial" "$bin"
-echo "[build $(( $(date +%s) - start ))s] done; $(du -sh "$cache/$key" | cut -f1) in $bin" >&2
+cached_go_build "$name" "$name" "${name}-${version}-${sums}" "$src" . \
+  "$name against $module $version (cold: minutes on 2 cores)" -trimpath -ldflags "-s -w"
 echo "$bin/$name"
