@@ -191,6 +191,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                     _describe_namespace(funcargs["api_client"], funcargs["namespace"]),
                 )
             )
+        stand_in = funcargs.get("kubelet")
+        if report_text := getattr(stand_in, "not_ready_report", lambda: "")():
+            report.sections.append(("servers the kubelet stand-in still probes", report_text))
     return report
 
 

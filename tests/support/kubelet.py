@@ -62,6 +62,8 @@ class Kubelet:
     workdir: Path
     servers: dict[str, ServerProc] = field(default_factory=dict)
     hold_servers: set[str] = field(default_factory=set)
+    starting: dict[str, ServerProc] = field(default_factory=dict)
+    """Servers whose process runs but has not answered its readiness probe yet."""
     trainings: list[str] = field(default_factory=list)
     searches: list[tuple[str, str]] = field(default_factory=list)
     """Search pods run: (pod name, JOB_COMPLETION_INDEX as the container saw it)."""
@@ -95,7 +97,7 @@ class Kubelet:
             return
         self._stop.set()
         self._thread.join(timeout=10)
-        for s in list(self.servers.values()):
+        for s in [*self.servers.values(), *self.starting.values()]:
             self._kill(s)
         self.servers.clear()
         with self._lock:
@@ -133,9 +135,12 @@ class Kubelet:
                 threading.Thread(target=self._run_server, args=(pod,), daemon=True).start()
         with self._lock:
             gone = [p for p in self.servers if p not in alive]
+            unborn = [s for p, s in self.starting.items() if p not in alive]
         for p in gone:
             self._kill(self.servers.pop(p))
             self._publish_targets()
+        for s in unborn:  # deleted before it was ready: its probe loop ends when the process does
+            self._kill(s)
 
     # --- running containers -------------------------------------------------------------------
     def _environment(
@@ -326,8 +331,19 @@ class Kubelet:
             proc,
             log,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not self._stop.is_set():
+        with self._lock:
+            self.starting[pod.metadata.name] = srv
+        try:
+            self._probe_until_ready(pod, srv, term)
+        finally:
+            with self._lock:
+                self.starting.pop(pod.metadata.name, None)
+
+    def _probe_until_ready(self, pod: Any, srv: ServerProc, term: Path) -> None:
+        """A readiness probe as the kubelet runs one: for as long as the container runs, however slow
+        its start on a loaded machine (a deadline here once left a pod unready for good)."""
+        proc, log = srv.proc, srv.log
+        while not self._stop.is_set():
             if proc.poll() is not None:
                 message = (
                     term.read_text().strip() if term.exists() else log.read_text().strip().splitlines()[-1:]
@@ -344,7 +360,6 @@ class Kubelet:
                     self._annotate(pod, {READY: "true"})
                     return
             time.sleep(0.2)
-        self._kill(srv)
 
     def _kill(self, srv: ServerProc) -> None:
         if srv.proc.poll() is None:
@@ -372,6 +387,16 @@ class Kubelet:
         self.on_targets(self.namespace, targets)
 
     # --- helpers for tests ---------------------------------------------------------------------
+    def not_ready_report(self, lines: int = 15) -> str:
+        """The log tail of each server still starting, for a post-mortem of a version stuck deploying."""
+        with self._lock:
+            starting = list(self.starting.values())
+        out = []
+        for s in starting:
+            tail = s.log.read_text(errors="replace").splitlines()[-lines:] if s.log.exists() else []
+            out.append(f"server {s.pod} (pid {s.proc.pid}) not ready yet; log tail:\n" + "\n".join(tail))
+        return "\n".join(out)
+
     def server_for(self, version: str) -> ServerProc | None:
         with self._lock:
             return next((s for s in self.servers.values() if s.version == version), None)
