@@ -264,10 +264,23 @@ class Kubelet:
         return str(mounts["/"]) + value if touches else value
 
     def _annotate(self, pod: Any, annotations: dict[str, str]) -> None:
-        with contextlib.suppress(client.ApiException):
-            self.core.patch_namespaced_pod(
-                pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}}
-            )
+        """Report an outcome to kwok, until the API server takes it or the pod is gone: an answer lost
+        to a loaded API server would leave the pod in its phase for good, as no kubelet would."""
+        body = {"metadata": {"annotations": annotations}}
+        while not self._stop.is_set():
+            try:
+                self.core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, body)
+                return
+            except client.ApiException as e:
+                if e.status == 404:
+                    return
+                print(
+                    f"kubelet stand-in: annotating {pod.metadata.name}: {e.status} {e.reason}",
+                    file=sys.stderr,
+                )
+            except Exception as e:  # a timeout or a dropped connection
+                print(f"kubelet stand-in: annotating {pod.metadata.name}: {e}", file=sys.stderr)
+            self._stop.wait(1)
 
     def _run_to_completion(self, pod: Any) -> None:
         container = pod.spec.containers[0]
