@@ -38,10 +38,14 @@ if [[ "${1:-}" == "--prometheus" ]]; then
       start=$(date +%s)
       echo "[build] building prometheus ${PROMETHEUS_VERSION}" >&2
       # Go refuses overlays of the module cache, so the module is copied with its plugin list
-      # replaced and the wrapper's go.mod gets a replace directive (a copy, -modfile).
+      # replaced and the wrapper's go.mod gets a replace directive (a copy, -modfile). `go list -m`
+      # names no folder for a module not yet downloaded: a fresh machine's cache is empty.
       work="$pdir/src"; rm -rf "$work"; mkdir -p "$work"
       (cd "$here/prometheus" \
-        && cp -r "$(go list -m -f '{{.Dir}}' github.com/prometheus/prometheus)" "$work/prometheus" \
+        && go mod download github.com/prometheus/prometheus \
+        && src="$(go list -m -f '{{.Dir}}' github.com/prometheus/prometheus)" \
+        && [[ -d "$src" ]] \
+        && cp -r "$src" "$work/prometheus" \
         && chmod -R u+w "$work/prometheus" \
         && cp plugins.go.in "$work/prometheus/plugins/plugins.go" \
         && cp go.sum "$work/go.sum" \
