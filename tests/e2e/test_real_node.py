@@ -6,8 +6,9 @@ What this module proves is what breaks on a first install: the image, the shippe
 RBAC and restricted Deployment, the restricted securityContext of trainer and server, the trainer's
 token and PV as uid 65532, the model card, Service routing, Prometheus discovery, the same example
 Serving in a second namespace under the one cluster-wide operator (issue 15), a `replicas` canary's
-share of ClusterIP traffic through kube-proxy (issue 11), and a promotion and rollback moving real
-pods. One cluster for the module, started and stopped exactly as `make cluster-up REAL_NODE=1` /
+share of ClusterIP traffic through kube-proxy (issue 11), a promotion and rollback moving real
+pods, and a real trainer's failure and a real model below its gate reaching the version. One
+cluster for the module, started and stopped exactly as `make cluster-up REAL_NODE=1` /
 `make cluster-down` do (node start ≈ 10-40 s warm); the last test stops it and checks that nothing
 was left on the host. The other suites keep kwok and the kubelet stand-in: they need faults a
 container cannot be made to give on cue (a trainer that hangs or exits with a chosen code, a server
@@ -641,6 +642,43 @@ def test_promotion_and_rollback_move_real_pods_behind_the_stable_service(
         lambda: answered_by("iris-v1"), timeout=60, what="the stable Service answering from iris-v1 again"
     )
     wait_status(real, api, "iris-v2", lambda st: st.get("phase") == "Superseded", "iris-v2 Superseded")
+
+
+def test_real_containers_fail_for_real_and_the_version_says_why(
+    real: Cluster, api: client.ApiClient, serving: dict[str, Any]
+) -> None:
+    """Two faults no stand-in plays: a trainer container that exits on a missing dataset, its reason
+    carried by the kubelet's termination message to the version's Trained condition; and a real
+    model below its gate, Rejected and never deployed. Other models, so iris's tests are untouched;
+    both run at once."""
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    broken = example_version("broken-v1")
+    broken["spec"]["model"] = "broken"
+    broken["spec"]["training"]["dataset"] = {"uri": "file:///nonexistent/data.csv", "target": "y"}
+    broken["spec"]["training"].pop("dataQuality")
+    broken["spec"]["training"]["backoffLimit"] = 0
+    weak = example_version("weak-v1")
+    weak["spec"]["model"] = "weak"
+    weak["spec"]["training"]["estimator"] = {"class": "DecisionTreeClassifier", "params": {"max_depth": 1}}
+    weak["spec"]["validation"] = {"gates": [{"metric": "accuracy", "min": 0.999}]}
+    for mv in (broken, weak):
+        custom.create_namespaced_custom_object(GROUP, VERSION, NS, "modelversions", mv)
+
+    st = wait_status(real, api, "broken-v1", lambda st: st.get("phase") == "Failed", "broken-v1 Failed")
+    trained = next(c for c in st["conditions"] if c["type"] == "Trained")
+    assert trained["reason"] == "TrainingFailed" and "nonexistent" in trained["message"], trained
+    pods = core.list_namespaced_pod(NS, label_selector="modelops.dev/version=broken-v1").items
+    terminated = [
+        cs.state.terminated for p in pods for cs in p.status.container_statuses or [] if cs.state.terminated
+    ]
+    assert terminated and terminated[0].exit_code != 0, [p.status for p in pods]
+    assert "nonexistent" in (terminated[0].message or ""), terminated[0]
+
+    st = wait_status(real, api, "weak-v1", lambda st: st.get("phase") == "Rejected", "weak-v1 Rejected")
+    validated = next(c for c in st["conditions"] if c["type"] == "Validated")
+    assert validated["reason"] == "GateFailed" and "< min 0.999" in st["message"], st
+    deployments = client.AppsV1Api(api).list_namespaced_deployment(NS).items
+    assert not [d for d in deployments if d.metadata.name.startswith(("weak-", "broken-"))]
 
 
 def test_cluster_down_leaves_nothing_behind(real: Cluster, sysctls_before: dict[str, str]) -> None:
