@@ -648,8 +648,8 @@ def test_real_containers_fail_for_real_and_the_version_says_why(
     real: Cluster, api: client.ApiClient, serving: dict[str, Any]
 ) -> None:
     """Two faults no stand-in plays: a trainer container that exits on a missing dataset, its reason
-    carried by the kubelet's termination message to the version's Trained condition; and a real
-    model below its gate, Rejected and never deployed. Other models, so iris's tests are untouched;
+    on the version's Trained condition (the trainer's report) and in the container's termination
+    message (the kubelet's record); and a real model below its gate, Rejected and never deployed. Other models, so iris's tests are untouched;
     both run at once."""
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     broken = example_version("broken-v1")
@@ -667,12 +667,23 @@ def test_real_containers_fail_for_real_and_the_version_says_why(
     st = wait_status(real, api, "broken-v1", lambda st: st.get("phase") == "Failed", "broken-v1 Failed")
     trained = next(c for c in st["conditions"] if c["type"] == "Trained")
     assert trained["reason"] == "TrainingFailed" and "nonexistent" in trained["message"], trained
-    pods = core.list_namespaced_pod(NS, label_selector="modelops.dev/version=broken-v1").items
-    terminated = [
-        cs.state.terminated for p in pods for cs in p.status.container_statuses or [] if cs.state.terminated
-    ]
-    assert terminated and terminated[0].exit_code != 0, [p.status for p in pods]
-    assert "nonexistent" in (terminated[0].message or ""), terminated[0]
+
+    def trainer_exit() -> Any:
+        """The trainer container's end as the kubelet recorded it (it reports before it exits)."""
+        pods = core.list_namespaced_pod(NS, label_selector="modelops.dev/version=broken-v1").items
+        return next(
+            (
+                cs.state.terminated
+                for p in pods
+                for cs in p.status.container_statuses or []
+                if cs.state.terminated
+            ),
+            None,
+        )
+
+    terminated = eventually(trainer_exit, timeout=120, what="broken-v1's trainer container to exit")
+    assert terminated.exit_code != 0, terminated
+    assert "nonexistent" in (terminated.message or ""), terminated
 
     st = wait_status(real, api, "weak-v1", lambda st: st.get("phase") == "Rejected", "weak-v1 Rejected")
     validated = next(c for c in st["conditions"] if c["type"] == "Validated")

@@ -16,7 +16,7 @@ Why each module stays here:
 - test_modelversion: faults on cue (a trainer exit and message chosen by the test, a server held
   never-ready, a tampered artifact), the operator SIGKILLed at random points, racing promotions.
   A trainer failing on a missing dataset and a model below its gate also run in real containers
-  (tests/e2e/test_real_node.py), where the kubelet's termination message carries the reason.
+  (tests/e2e/test_real_node.py), where the kubelet records the reason as the termination message.
 - test_canary: 8 server pods per test and several minutes of analysis each, and breaches on cue
   (a p99 threshold no request meets, wrong feedback labels), judged from the host Prometheus.
 - test_comparison: a champion's artifact removed from under it; four trainings of two models.
