@@ -27,7 +27,7 @@ kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${KUBERNETES_VER
 if [[ "${1:-}" == "--prometheus" ]]; then
   # Prometheus with kubernetes_sd_configs, which Debian's package leaves out; its own key, so it
   # never invalidates the cluster binaries. Prints the binary's path. Only the kubernetes service
-  # discovery is compiled in (prometheus/plugins.go.in, through -overlay).
+  # discovery is compiled in (prometheus/plugins.go.in replaces the module's plugin list).
   psums="$(cat "$here"/prometheus/{go.mod,go.sum,plugins.go.in} | sha256sum | cut -c1-12)"
   pdir="$cache/prometheus-${PROMETHEUS_VERSION}-${psums}"
   if [[ ! -x "$pdir/prometheus" ]]; then
