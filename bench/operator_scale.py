@@ -364,7 +364,19 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--rate", type=float, default=20.0, help="creates per second")
     parser.add_argument("--steady", type=float, default=300.0, help="seconds of steady state to count")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one of the shipped settings (e.g. MODELOPS_WORKERS=16); results go to stdout only",
+    )
     args = parser.parse_args()
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in SHIPPED:
+            parser.error(f"--set {name}: not one of the shipped settings {sorted(SHIPPED)}")
+        SHIPPED[name] = value
     subprocess.run(["kubectl", "version", "--client"], check=True, capture_output=True)
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"modelops-scale-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -389,6 +401,9 @@ def main() -> int:
         time.sleep(3)
         for n in args.sizes:
             results.append(run_size(cluster, api, n, args.rate, args.steady, workdir))
+    if args.set:  # a tuning experiment: the results file holds the shipped settings' figures only
+        print(json.dumps({"settings": SHIPPED, "results": results}, indent=2))
+        return 0
     print(write_results(results).read_text())
     return 0
 
