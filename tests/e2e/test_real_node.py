@@ -649,8 +649,8 @@ def test_real_containers_fail_for_real_and_the_version_says_why(
 ) -> None:
     """Two faults no stand-in plays: a trainer container that exits on a missing dataset, its reason
     on the version's Trained condition (the trainer's report) and in the container's termination
-    message (the kubelet's record); and a real model below its gate, Rejected and never deployed. Other models, so iris's tests are untouched;
-    both run at once."""
+    message (the kubelet's record); and a real model below its gate, Rejected and never deployed.
+    Other models, so iris's tests are untouched; both run at once."""
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     broken = example_version("broken-v1")
     broken["spec"]["model"] = "broken"

@@ -163,9 +163,7 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs, kub
     mvs.wait_phase("iris-v2", "Serving", timeout=240)
     assert mvs.champion_of("iris") == "iris-v2"
     mvs.wait_phase("iris-v1", "Superseded")
-    eventually(
-        lambda: any("CanaryStepPassed" in e for e in mvs.events("iris-v2")), timeout=30, what="the Event"
-    )
+    mvs.wait_event("iris-v2", "CanaryStepPassed")
     eventually(
         lambda: (
             {
@@ -210,9 +208,7 @@ def test_a_breach_at_step_one_rolls_back_to_100_0(mvs, kubelet, operator, api_cl
         t.join(timeout=30)
     assert "step 1/2" in st["message"] and "p99" in st["message"], st["message"]
     assert st["canary"]["weight"] == 0
-    eventually(  # Events are posted after the status write, in the background
-        lambda: any("CanaryRolledBack" in e for e in mvs.events("iris-v2")), timeout=30, what="the Event"
-    )
+    mvs.wait_event("iris-v2", "CanaryRolledBack")
     # 100/0: the stable Service selects the champion alone, at its full size again.
     eventually(
         lambda: mvs.champion_of("iris") == "iris-v1",
@@ -387,9 +383,7 @@ def test_a_gateway_api_canary_whose_analysis_fails_is_rolled_back_and_the_route_
         what="every rule of the route back to the stable Service at 100",
     )
     assert mvs.champion_of("iris") == "iris-v1" and mvs.phase("iris-v1") == "Serving"
-    eventually(
-        lambda: any("CanaryRolledBack" in e for e in mvs.events("iris-v2")), timeout=30, what="the Event"
-    )
+    mvs.wait_event("iris-v2", "CanaryRolledBack")
     eventually(
         lambda: any("TrafficShifted" in e and "iris: 0% to iris-v2" in e for e in mvs.events("iris-v2")),
         timeout=30,

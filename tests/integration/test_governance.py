@@ -113,11 +113,7 @@ def test_audit_history_across_an_approved_promotion_and_a_rollback(mvs, kubelet,
     (v2,) = mvs.status("iris-v2")["history"]
     assert v2["decision"] == "Promoted" and v2["approvedBy"] == "alice@example.com"
     assert v2["by"] == "annotation:release-2 (field manager kubectl-annotate)"
-    eventually(
-        lambda: any(v2["message"] in e for e in mvs.events("iris-v2")),
-        timeout=30,
-        what="the Promoting Event to carry the history line",
-    )
+    mvs.wait_event("iris-v2", v2["message"])  # the Promoting Event carries the history line
     show(mvs, "get", "mv")
     show(mvs, "get", "mv", "iris-v1", "-o", "jsonpath={.status.history}")
     show(mvs, "get", "mv", "iris-v2", "-o", "jsonpath={.status.history}")

@@ -174,12 +174,7 @@ def test_failed_training_reports_the_trainers_reason(mvs, kubelet, operator):
     trained = mvs.condition("iris-nodata", "Trained")
     assert trained["reason"] == "TrainingFailed"
     assert "nonexistent" in trained["message"], trained
-    # Events are posted after the status write, by Kopf's background poster: wait for it.
-    eventually(
-        lambda: any("TrainingFailed" in e for e in mvs.events("iris-nodata")),
-        timeout=30,
-        what="the TrainingFailed Event",
-    )
+    mvs.wait_event("iris-nodata", "TrainingFailed")
     assert "training failed" in st["message"]
 
 

@@ -146,11 +146,7 @@ def test_a_canary_with_malformed_metrics_is_rolled_back_as_inconclusive(
             st = mvs.wait_phase("iris-v2", "Rejected", timeout=120)
             assert "canary rolled back at step 1/1: analysis inconclusive" in st["message"], st["message"]
             assert reason in st["message"], st["message"]
-            eventually(
-                lambda: any("CanaryRolledBack" in e for e in mvs.events("iris-v2")),
-                timeout=30,
-                what="the CanaryRolledBack Event",
-            )
+            mvs.wait_event("iris-v2", "CanaryRolledBack")
             assert mvs.champion_of("iris") == "iris-v1"
             assert bad.queries and all('namespace="' + namespace + '"' in q for q in bad.queries)
         except BaseException:

@@ -444,9 +444,7 @@ def test_a_step_shift_is_acted_on_in_time_and_without_new_data_makes_no_child(
         assert skipped["datasetDigest"] == mvs.status("iris-v1")["training"]["datasetDigest"]
         ready = policies.condition("iris", "Ready")
         assert ready["reason"] == "NoNewData" and "holds the data iris-v1 was trained on" in ready["message"]
-        eventually(
-            lambda: any("NoNewData" in e for e in mvs.events("iris")), timeout=30, what="a NoNewData Event"
-        )
+        mvs.wait_event("iris", "NoNewData")
         wait_evaluations(policies, "iris", 6)
         assert policies.status("iris")["consecutiveDrifted"] >= 2, "the drift is still there"
     assert policies.children("iris") == []
