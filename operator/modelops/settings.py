@@ -21,10 +21,10 @@ class Settings:
     """Watched namespaces when `modelops run` is given neither -n nor -A (empty: all)."""
     resync_seconds: float = 300.0
     """Safety-net reconcile of every object when nothing woke it; events and plans wake it sooner."""
-    workers: int = 8
+    workers: int = 32
     """Reconciles at most at once (per kind): the bounded worker pool."""
-    api_qps: float = 50.0
-    api_burst: int = 100
+    api_qps: float = 100.0
+    api_burst: int = 200
     """Client-side rate limit of the operator's own API requests (watches excluded), like client-go's."""
     webhook_port: int = 0
     """Serve the validating admission webhook on this port (HTTPS); 0 serves none."""

@@ -426,7 +426,7 @@ def test_server_labels_collide_with_no_target_label() -> None:
 def _metric_catalogue() -> dict[str, set[str]]:
     """Every series name the operator and the servers expose -> its labels.
 
-    Operator metrics come from modelops.metrics itself. The server renders its families in a custom
+    Operator metrics come from modelops.metrics itself (its collectors' from a sample). The server renders its families in a custom
     collector at scrape time, so its names come from SERVER_METRICS, checked against its source.
     """
     import prometheus_client
@@ -436,6 +436,11 @@ def _metric_catalogue() -> dict[str, set[str]]:
         for v in vars(operator_metrics).values()
         if isinstance(v, prometheus_client.metrics.MetricWrapperBase)
     }
+    # The per-version gauges are built at scrape time: their labels are those of a sample.
+    states = operator_metrics.VersionStates()
+    states.set("ns", "model", "version", "Serving", True)
+    for family in states.collect():
+        families[family.name] = (family.type, set(family.samples[0].labels))
     server_source = ROOT / "operator" / "modelops" / "server" / "metrics.py"
     for name, (kind, labels) in SERVER_METRICS.items():
         if server_source.exists():

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from modelops import metrics
 from modelops.api.base import try_parse_time
-from modelops.api.modelversion import PHASES, ModelVersion
+from modelops.api.modelversion import ModelVersion
 from modelops.drift import promql
 from modelops.k8s.kube import Conflict, Kube, Refused
 from modelops.lifecycle import naming, resources
@@ -336,8 +336,7 @@ def record(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> None:
     if p.events and p.events[-1][1] == "CanaryRolledBack":
         metrics.ROLLBACKS.labels(ns, mv.spec.model).inc()
     metrics.seen_model(ns, mv.spec.model)
-    metrics.set_phase(ns, mv.spec.model, name, p.phase, PHASES)
-    metrics.CHAMPION.labels(ns, mv.spec.model, name).set(1 if p.champion else 0)
+    metrics.VERSIONS.set(ns, mv.spec.model, name, p.phase, bool(p.champion))
 
 
 def reconcile(key: tuple[str, str]) -> float | None:

@@ -46,6 +46,9 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     settings.execution.default_backoff = 5
     settings.queueing.error_delays = (1, 1, 2, 3, 5, 8, 10)
     settings.watching.server_timeout = 60
+    # Lists (at start, and after a watch expires) come in pages, as client-go's reflector pages
+    # them: 10,000 versions in one answer would be parsed whole, and the process keeps its peak.
+    settings.watching.chunk_size = 500
     settings.watching.client_timeout = 70
     settings.networking.request_timeout = 30
     if st.webhook_port:

@@ -44,7 +44,8 @@ def kube() -> Kube:
     if _kube is None:
         load_config()
         st = settings()
-        _kube = Kube(cache=cache, qps=st.api_qps, burst=st.api_burst)
+        # Each kind's workers may all be writing at once.
+        _kube = Kube(cache=cache, qps=st.api_qps, burst=st.api_burst, connections=2 * st.workers)
     return _kube
 
 

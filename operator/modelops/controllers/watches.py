@@ -27,7 +27,6 @@ from typing import Any
 import kopf
 
 from modelops import GROUP, VERSION, metrics
-from modelops.api.modelversion import PHASES
 from modelops.k8s.cache import INDEX_PREFIX, pack, written_last_by
 from modelops.k8s.kube import FIELD_MANAGER, STATUS_MANAGER
 from modelops.lifecycle import naming
@@ -111,7 +110,7 @@ async def on_version(type: str | None, namespace: str, name: str, body: kopf.Bod
     runtime.start(kwargs)
     _gone("versions", namespace, name, type)
     if type == "DELETED":
-        metrics.forget_version(namespace, body.get("spec", {}).get("model", ""), name, PHASES)
+        metrics.VERSIONS.forget(namespace, body.get("spec", {}).get("model", ""), name)
     first_sight = type in (None, "ADDED") and not body.get("status")
     # Only a version's own reconcile patches its status (the trainer reports as another manager).
     # A deletion stamps no manager: it always wakes.

@@ -154,9 +154,14 @@ class Kube:
         *,
         qps: float = 0,
         burst: int = 1,
+        connections: int = 0,
     ) -> None:
         if api is None:
-            api = RateLimitedApiClient()
+            conf = client.Configuration.get_default_copy()
+            # urllib3 keeps cpu_count * 5 connections by default; a worker finding none idle opens
+            # one and throws it away afterwards (a TLS handshake per request under load).
+            conf.connection_pool_maxsize = max(conf.connection_pool_maxsize, connections)
+            api = RateLimitedApiClient(conf)
             api.limiter = TokenBucket(qps, burst)
             api.user_agent = USER_AGENT
         self.api = api
