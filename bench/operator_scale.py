@@ -35,7 +35,7 @@ from kubernetes import client, config, watch  # noqa: E402
 from tests.cluster.localcluster import LocalCluster  # noqa: E402
 from tests.support.kubelet import local_persistent_volume  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
-from tests.support.simulate import Simulator, modelversion  # noqa: E402
+from tests.support.simulate import WRITERS, Simulator, modelversion  # noqa: E402
 
 GROUP, VERSION = "modelops.dev", "v1alpha1"
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
@@ -396,7 +396,7 @@ def main() -> int:
         )
         conf = client.Configuration()
         config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=conf)
-        conf.connection_pool_maxsize = CREATORS + 4  # the creators, two watches and the simulator
+        conf.connection_pool_maxsize = CREATORS + WRITERS + 2  # the creators, the simulator, two watches
         api = client.ApiClient(conf)
         time.sleep(3)
         for n in args.sizes:

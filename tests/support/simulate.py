@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client
@@ -24,6 +25,8 @@ SELECTOR = "app.kubernetes.io/managed-by=modelops"
 MOVED = "bench.modelops.dev/simulated"
 """Label the simulator puts on a pod it has moved on, so each pass lists only the pods still to move
 (the operator reads no such label: it changes nothing it sees)."""
+WRITERS = 16
+"""Threads moving pods on in one step (the API client's connection pool must hold them)."""
 
 
 def modelversion(name: str, model: str, **spec: Any) -> dict[str, Any]:
@@ -71,32 +74,36 @@ class Simulator:
 
         Lists are read as plain JSON (the client's model objects cost seconds per pass at the
         benchmark's 10,000 versions), and only Running pods not yet moved on; a trainer pod's Job
-        uid is its ownerReference, so no Job is listed."""
-        moved = 0
+        uid is its ownerReference, so no Job is listed. The pods are moved on from WRITERS threads:
+        one write at a time reached about 3 pods a second on a loaded API server, which held
+        10,000 versions in Training for hours."""
         selector = f"{SELECTOR},!{MOVED}"
-        for pod in self._list(self.core.list_namespaced_pod, selector, field_selector="status.phase=Running"):
-            meta = pod["metadata"]
-            name, labels, ann = meta["name"], meta.get("labels") or {}, meta.get("annotations") or {}
-            version, component = labels.get("modelops.dev/version"), labels.get("app.kubernetes.io/component")
-            if not version:
-                continue
-            if component == "trainer" and name not in self.finished:
-                job_uid = next(
-                    (o["uid"] for o in meta.get("ownerReferences") or [] if o["kind"] == "Job"), None
-                )
-                if job_uid is None:
-                    continue
-                if version not in self.reported:
-                    self._patch_status(version, report(version, job_uid))
-                    self.reported.add(version)
-                self._annotate(name, {RESULT: "Succeeded"})
-                self.finished.add(name)
-                moved += 1
-            elif component == "server" and name not in self.readied and READY not in ann:
-                self._annotate(name, {READY: "true"})
-                self.readied.add(name)
-                moved += 1
-        return moved
+        pods = self._list(self.core.list_namespaced_pod, selector, field_selector="status.phase=Running")
+        with ThreadPoolExecutor(WRITERS) as pool:
+            return sum(pool.map(self._move_on, pods))
+
+    def _move_on(self, pod: dict[str, Any]) -> int:
+        """Report a trainer pod's training and finish it, or make a server pod ready: 1 if moved."""
+        meta = pod["metadata"]
+        name, labels, ann = meta["name"], meta.get("labels") or {}, meta.get("annotations") or {}
+        version, component = labels.get("modelops.dev/version"), labels.get("app.kubernetes.io/component")
+        if not version:
+            return 0
+        if component == "trainer" and name not in self.finished:
+            job_uid = next((o["uid"] for o in meta.get("ownerReferences") or [] if o["kind"] == "Job"), None)
+            if job_uid is None:
+                return 0
+            if version not in self.reported:
+                self._patch_status(version, report(version, job_uid))
+                self.reported.add(version)
+            self._annotate(name, {RESULT: "Succeeded"})
+            self.finished.add(name)
+            return 1
+        if component == "server" and name not in self.readied and READY not in ann:
+            self._annotate(name, {READY: "true"})
+            self.readied.add(name)
+            return 1
+        return 0
 
     def _list(self, method: Any, selector: str = SELECTOR, **kwargs: Any) -> list[dict[str, Any]]:
         resp = method(self.ns, label_selector=selector, _preload_content=False, **kwargs)

@@ -101,6 +101,8 @@ def test_happy_path_train_validate_deploy_promote_serve():
     w = World(spec())
     p = w.step()
     assert p.ensure_job and p.phase == "Training" and p.replicas is None
+    # One Event says what started and where (the operator posts no separate "Created Job").
+    assert [(e[1], e[2].rsplit(" in ", 1)[-1]) for e in p.events] == [("TrainingStarted", "Job v1-train")]
     p = w.step(job=JobView(uid="job-1", active=1))
     assert p.phase == "Training" and not p.ensure_job
     w.with_result()
@@ -447,7 +449,11 @@ def test_a_search_runs_as_its_own_job_before_the_training_job():
     assert cond(w.status, "Trained").reason == "Searching"
     assert p.message == "searching: grid search over 6 candidate(s) in 3 Job index(es) (0/3 done)"
     assert p.events == [
-        ("Normal", "SearchStarted", "Started the grid search over 6 candidate(s) in 3 Job index(es)")
+        (
+            "Normal",
+            "SearchStarted",
+            "Started Job v1-search: the grid search over 6 candidate(s) in 3 Job index(es)",
+        )
     ]
     assert "searchStarted" in w.status.timestamps
     p = w.step(search_job=JobView(uid="s-1", active=3, completed=2))

@@ -208,7 +208,6 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
         "jobs", resources.search_job(name, ns, meta["uid"], spec, st), owner=body
     ):
         log.info("created Job %s", naming.search_job_name(name))
-        kopf.info(body, reason="Created", message=f"Created Job {naming.search_job_name(name)}")
     # The champion at the Job's creation is the one it scores on the same data (a Job is immutable).
     champion = kube.champion(ns, spec.model) if p.ensure_job else None
     if p.ensure_job and kube.ensure(
@@ -219,7 +218,6 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
         owner=body,
     ):
         log.info("created Job %s", naming.job_name(name))
-        kopf.info(body, reason="Created", message=f"Created Job {naming.job_name(name)}")
     artifact = mv.status.training.artifact if mv.status.training else None
     if p.replicas is not None and artifact is not None:
         ensure_server(body, mv, p, kube)

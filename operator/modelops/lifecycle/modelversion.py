@@ -305,7 +305,7 @@ def _training(o: Observed) -> Plan | _Trained:
             searched = _search(o)
             if isinstance(searched, Plan):
                 return searched
-            what = _training_what(spec)
+            what = f"{_training_what(spec)} in Job {naming.job_name(o.name)}"
             ts = {"trainingStarted": format_time(now)}
             started: list[tuple[EventType, str, str]] = [("Normal", "TrainingStarted", what)]
             if searched is not None:
@@ -331,7 +331,7 @@ def _training(o: Observed) -> Plan | _Trained:
         if not s.timestamps.get("trainingStarted"):
             # Level-based: the Job's own creation time, even if the pass that created it lost its write.
             timestamps["trainingStarted"] = format_time(o.job.created or now)
-            what = _training_what(spec)
+            what = f"{_training_what(spec)} in Job {naming.job_name(o.name)}"
             events.append(("Normal", "TrainingStarted", what))
         failure: str | None = None
         reason = "TrainingFailed"
@@ -415,13 +415,15 @@ def _search(o: Observed) -> Plan | str | None:
             Cond("Trained", "False", "Searching", msg),
             ensure_search=True,
             timestamps={"searchStarted": format_time(now)},
-            events=[("Normal", "SearchStarted", f"Started the {what}")],
+            events=[("Normal", "SearchStarted", f"Started Job {naming.search_job_name(o.name)}: the {what}")],
         )
     events: list[tuple[EventType, str, str]] = []
     timestamps: dict[str, str] = {}
     if not s.timestamps.get("searchStarted"):  # the creating pass lost its write: the Job's own time
         timestamps["searchStarted"] = format_time(sj.created or now)
-        events.append(("Normal", "SearchStarted", f"Started the {what}"))
+        events.append(
+            ("Normal", "SearchStarted", f"Started Job {naming.search_job_name(o.name)}: the {what}")
+        )
     if sj.failed:
         failure = (sj.failure_message or "search Job failed").removeprefix("error: ")
         msg = f"search failed: {failure}"
