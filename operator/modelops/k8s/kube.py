@@ -169,11 +169,16 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self._dyn: DynamicClient | None = None
+        self._dyn_lock = threading.Lock()
 
     @property
     def dyn(self) -> DynamicClient:
+        """Made once: building one reads the API server's discovery (a GET per API group), and the
+        workers' first reconciles ask for it at the same moment (32 of them made 183 such GETs)."""
         if self._dyn is None:
-            self._dyn = DynamicClient(self.api)
+            with self._dyn_lock:
+                if self._dyn is None:
+                    self._dyn = DynamicClient(self.api)
         return self._dyn
 
     # --- writes --------------------------------------------------------------------------------
