@@ -286,11 +286,13 @@ class _Trained:
     timestamps: dict[str, str]
 
 
-def _training_what(spec: ModelVersionSpec) -> str:
-    """What the training stage does, for its Event: train here, or import a model trained elsewhere."""
+def _training_started(o: Observed) -> str:
+    """What the training stage does and in which Job, for its one Event: train here, or import a
+    model trained elsewhere."""
+    spec, job = o.spec, naming.job_name(o.name)
     if spec.training is not None:
-        return f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri}"
-    return f"Importing {spec.imported.uri} (scored on {spec.data.uri})"  # type: ignore[union-attr]
+        return f"Training {spec.training.estimator.class_} on {spec.training.dataset.uri} in Job {job}"
+    return f"Importing {spec.imported.uri} (scored on {spec.data.uri}) in Job {job}"  # type: ignore[union-attr]
 
 
 def _training(o: Observed) -> Plan | _Trained:
@@ -305,9 +307,8 @@ def _training(o: Observed) -> Plan | _Trained:
             searched = _search(o)
             if isinstance(searched, Plan):
                 return searched
-            what = f"{_training_what(spec)} in Job {naming.job_name(o.name)}"
             ts = {"trainingStarted": format_time(now)}
-            started: list[tuple[EventType, str, str]] = [("Normal", "TrainingStarted", what)]
+            started: list[tuple[EventType, str, str]] = [("Normal", "TrainingStarted", _training_started(o))]
             if searched is not None:
                 ts.update(_searched_at(o))
                 started.insert(0, ("Normal", "Searched", _search_done(o)))
@@ -331,8 +332,7 @@ def _training(o: Observed) -> Plan | _Trained:
         if not s.timestamps.get("trainingStarted"):
             # Level-based: the Job's own creation time, even if the pass that created it lost its write.
             timestamps["trainingStarted"] = format_time(o.job.created or now)
-            what = f"{_training_what(spec)} in Job {naming.job_name(o.name)}"
-            events.append(("Normal", "TrainingStarted", what))
+            events.append(("Normal", "TrainingStarted", _training_started(o)))
         failure: str | None = None
         reason = "TrainingFailed"
         requeue: float | None = None
@@ -405,6 +405,7 @@ def _search(o: Observed) -> Plan | str | None:
     if search is None:
         return None
     sj, what = o.search_job, _search_what(o)
+    started = f"Started Job {naming.search_job_name(o.name)}: the {what}"
     shards = search.shards()
     if sj is None:
         msg = f"searching: {what} (0/{shards} done)"
@@ -415,15 +416,13 @@ def _search(o: Observed) -> Plan | str | None:
             Cond("Trained", "False", "Searching", msg),
             ensure_search=True,
             timestamps={"searchStarted": format_time(now)},
-            events=[("Normal", "SearchStarted", f"Started Job {naming.search_job_name(o.name)}: the {what}")],
+            events=[("Normal", "SearchStarted", started)],
         )
     events: list[tuple[EventType, str, str]] = []
     timestamps: dict[str, str] = {}
     if not s.timestamps.get("searchStarted"):  # the creating pass lost its write: the Job's own time
         timestamps["searchStarted"] = format_time(sj.created or now)
-        events.append(
-            ("Normal", "SearchStarted", f"Started Job {naming.search_job_name(o.name)}: the {what}")
-        )
+        events.append(("Normal", "SearchStarted", started))
     if sj.failed:
         failure = (sj.failure_message or "search Job failed").removeprefix("error: ")
         msg = f"search failed: {failure}"
