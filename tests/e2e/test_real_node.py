@@ -7,10 +7,10 @@ RBAC and restricted Deployment, the restricted securityContext of trainer and se
 token and PV as uid 65532, the model card, Service routing, Prometheus discovery, the same example
 Serving in a second namespace under the one cluster-wide operator (issue 15), a `replicas` canary's
 share of ClusterIP traffic through kube-proxy (issue 11), a promotion and rollback moving real
-pods, and a real trainer's failure and a real model below its gate reaching the version. One
-cluster for the module, started and stopped exactly as `make cluster-up REAL_NODE=1` /
-`make cluster-down` do (node start ≈ 10-40 s warm); the last test stops it and checks that nothing
-was left on the host. The other suites keep kwok and the kubelet stand-in: they need faults a
+pods, and a real trainer's failure and a real model below its gate reaching the version. The
+node is the session's (tests/e2e/conftest.py), shared with the other real-node modules; this
+module's last test stops it, after every other test, and checks that nothing was left on the
+host. The other suites keep kwok and the kubelet stand-in: they need faults a
 container cannot be made to give on cue (a trainer that hangs or exits with a chosen code, a server
 that dies mid-request, simulated pod readiness) and many versions at once on 2 cores; the
 docstring of tests/integration/conftest.py says why, module by module.
@@ -20,166 +20,47 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import shutil
 import subprocess
-import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
-from tests.cluster.localcluster import kubectl_on_path
-from tests.cluster.node import NODE_NAME, RUN_DIR, Image, build_images, leftovers, read_sysctls
-from tests.support.kubelet import local_persistent_volume
-from tests.support.operator import OPERATOR_NS, OperatorDeployment
+from tests.cluster.node import NODE_NAME, leftovers
+from tests.support.operator import OPERATOR_NS
 from tests.support.prometheus import (
     PrometheusServer,
     kubernetes_sd,
     kubernetes_sd_prometheus,
     shipped_podmonitor,
 )
+from tests.support.realnode import (
+    GROUP,
+    NS,
+    ROOT,
+    RUN_AS,
+    VERSION,
+    Cluster,
+    example_version,
+    kubectl,
+    marks,
+    model_namespace,
+    status,
+    wait_status,
+)
 from tests.support.wait import eventually
 
-# Module fixtures (node start, image import, install, training) count against the first test's timeout.
-pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(1200)]
+pytestmark = marks()
 
-ROOT = Path(__file__).resolve().parents[2]
-GROUP, VERSION = "modelops.dev", "v1alpha1"
-NS = "real-node"
 NS2 = "real-node-2"
 """A second model namespace: the one operator, cluster-wide, serves the same example in both."""
-RUN_AS = 65532
-SERVING_TIMEOUT = 480.0
-"""Generous: under load a cold container start plus training can take minutes on 2 shared cores."""
 IRIS = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
-
-
-def _skip_reason() -> str | None:
-    if os.environ.get("MODELOPS_REAL_NODE") == "0":
-        return "MODELOPS_REAL_NODE=0"
-    if os.geteuid() != 0:
-        return "a real node needs root (kubelet, containerd, iptables, mounts)"
-    missing = [
-        t for t in ("containerd", "ctr", "runc", "buildah", "debootstrap", "iptables") if not shutil.which(t)
-    ]
-    if missing or not Path("/usr/lib/cni/bridge").exists():
-        return f"missing {missing or 'containernetworking-plugins'}: run make deps"
-    return None
-
-
-if reason := _skip_reason():
-    pytestmark.append(pytest.mark.skip(reason=reason))
-
-
-def kubectl(
-    kubeconfig: Path, *args: str, check: bool = True, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", "--request-timeout=60s", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
-
-
-def cluster_cli(command: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m tests.cluster`, which `make cluster-up` / `make cluster-down` run."""
-    return subprocess.run(
-        [sys.executable, "-m", "tests.cluster", command, "--dir", str(directory), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-@dataclass
-class Cluster:
-    """A detached local cluster with a real node, as `make cluster-up REAL_NODE=1` leaves it."""
-
-    directory: Path
-    images: dict[str, Image]
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.directory / "kubeconfig"
-
-    def ctr(self, *args: str) -> list[str]:
-        return ["ctr", f"--address={RUN_DIR / 'containerd' / 'containerd.sock'}", "--namespace=k8s.io", *args]
-
-    def down(self) -> subprocess.CompletedProcess[str]:
-        return cluster_cli("down", self.directory)
-
-
-@pytest.fixture(scope="module")
-def sysctls_before() -> dict[str, str]:
-    return read_sysctls()
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory, sysctls_before: dict[str, str]) -> Iterator[Cluster]:
-    directory = tmp_path_factory.mktemp("real-node-cluster")
-    kubectl_on_path()  # this module runs kubectl itself, besides the cluster-up subprocess
-    up = cluster_cli("up", directory, "--real-node", "--timeout", "300")
-    cluster = Cluster(directory, build_images("all"))  # cached: the archives cluster-up imported
-    print(up.stderr[-2000:])
-    if up.returncode != 0:
-        cluster.down()
-        pytest.fail(f"cluster-up --real-node failed ({up.returncode}): {up.stderr[-3000:]}")
-    yield cluster
-    cluster.down()  # idempotent: the teardown test normally did it already
-
-
-@pytest.fixture(scope="module")
-def api(real: Cluster) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(config_file=str(real.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture(scope="module")
-def project_image(real: Cluster) -> str:
-    return real.images["project"].tag
-
-
-@pytest.fixture(scope="module")
-def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client.V1Pod:
-    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node."""
-    return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)
-
-
-def operator_log(real: Cluster, tail: int = 60) -> str:
-    return OperatorDeployment(real.kubeconfig, "").tail(tail)
-
-
-def model_namespace(real: Cluster, api: client.ApiClient, ns: str, folder: Path) -> Path:
-    """A model namespace set up as examples/iris does (its claim, the trainer's ServiceAccount and
-    RoleBinding), enforcing the restricted Pod Security profile, with a hostPath PV pre-bound to the
-    claim (no provisioner here) whose folder belongs to uid 65532 (hostPath volumes get no fsGroup).
-    The example's RetrainPolicy is left out: it would query an in-cluster Prometheus there is not."""
-    core = client.CoreV1Api(api)
-    core.create_namespace(
-        {"metadata": {"name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
-    )
-    os.chown(folder, RUN_AS, RUN_AS)
-    folder.parent.chmod(0o755)
-    core.create_persistent_volume(
-        local_persistent_volume(f"artifacts-{ns}", ns, "modelops-artifacts", folder)
-    )
-    for name in ("artifacts-pvc.yaml", "trainer-rbac.yaml"):
-        kubectl(real.kubeconfig, "apply", "--server-side", "-n", ns, "-f", str(ROOT / "examples/iris" / name))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -194,36 +75,6 @@ def second_namespace(
     real: Cluster, api: client.ApiClient, operator: client.V1Pod, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     return model_namespace(real, api, NS2, tmp_path_factory.mktemp("real-pv-2"))
-
-
-def example_version(name: str) -> dict[str, Any]:
-    """examples/iris/modelversion.yaml under another name; drainSeconds 0 so that a superseded
-    champion scales down at once instead of after the default 30 s."""
-    mv = yaml.safe_load((ROOT / "examples/iris/modelversion.yaml").read_text())
-    mv["metadata"]["name"] = name
-    mv["spec"]["serving"]["drainSeconds"] = 0
-    return mv
-
-
-def status(api: client.ApiClient, name: str, ns: str = NS) -> dict[str, Any]:
-    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", name)
-    return obj.get("status") or {}
-
-
-def wait_status(
-    real: Cluster, api: client.ApiClient, name: str, check: Any, what: str, ns: str = NS
-) -> dict[str, Any]:
-    """Poll `name`'s status until `check(status)`; on timeout print what the cluster and operator say."""
-    try:
-        return eventually(
-            lambda: (st := status(api, name, ns)) and check(st) and st, timeout=SERVING_TIMEOUT, what=what
-        )
-    except AssertionError:
-        print(
-            kubectl(real.kubeconfig, "-n", ns, "get", "mv,pods,jobs,events", "-o", "wide", check=False).stdout
-        )
-        print(f"----- operator log -----\n{operator_log(real)}")
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -692,6 +543,7 @@ def test_real_containers_fail_for_real_and_the_version_says_why(
     assert not [d for d in deployments if d.metadata.name.startswith(("weak-", "broken-"))]
 
 
+@pytest.mark.node_teardown
 def test_cluster_down_leaves_nothing_behind(real: Cluster, sysctls_before: dict[str, str]) -> None:
     """`make cluster-down` on the node with the operator, model pods and Prometheus' discoveries:
     no process, mount, netns, veth, bridge, iptables chain, cgroup, node IP or changed sysctl."""

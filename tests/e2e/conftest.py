@@ -1,0 +1,59 @@
+"""One real node for the session's real-node modules (tests/e2e/test_real_node*.py): started and
+stopped exactly as `make cluster-up REAL_NODE=1` / `make cluster-down` do, with the operator
+installed from manifests/ as a pod of the node. Starting it costs ≈ 10-40 s warm, plus the operator
+pod's start; sharing it keeps each new real-node module to the cost of its own pods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config
+
+from tests.cluster.localcluster import kubectl_on_path
+from tests.cluster.node import build_images, read_sysctls
+from tests.support.operator import OperatorDeployment
+from tests.support.realnode import Cluster, cluster_cli
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The node's teardown test stops the shared node: it runs after every other test."""
+    last = [item for item in items if item.get_closest_marker("node_teardown")]
+    items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture(scope="session")
+def sysctls_before() -> dict[str, str]:
+    return read_sysctls()
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory: pytest.TempPathFactory, sysctls_before: dict[str, str]) -> Iterator[Cluster]:
+    directory = tmp_path_factory.mktemp("real-node-cluster")
+    kubectl_on_path()  # the modules run kubectl themselves, besides the cluster-up subprocess
+    up = cluster_cli("up", directory, "--real-node", "--timeout", "300")
+    cluster = Cluster(directory, build_images("all"))  # cached: the archives cluster-up imported
+    print(up.stderr[-2000:])
+    if up.returncode != 0:
+        cluster.down()
+        pytest.fail(f"cluster-up --real-node failed ({up.returncode}): {up.stderr[-3000:]}")
+    yield cluster
+    cluster.down()  # idempotent: the teardown test normally did it already
+
+
+@pytest.fixture(scope="session")
+def api(real: Cluster) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(config_file=str(real.kubeconfig))
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture(scope="session")
+def project_image(real: Cluster) -> str:
+    return real.images["project"].tag
+
+
+@pytest.fixture(scope="session")
+def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client.V1Pod:
+    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node."""
+    return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)

@@ -1,0 +1,208 @@
+"""What the real-node suites (tests/e2e/test_real_node*.py) share: the cluster as `make cluster-up
+REAL_NODE=1` leaves it, kubectl against it, a model namespace set up as examples/iris does, and
+waits on a version's status that print what the cluster and the operator say when they time out.
+
+The fixtures that start the node and install the operator are in tests/e2e/conftest.py, one node
+for the whole session; the teardown test, which stops it and checks that nothing was left on the
+host, is moved to the end of the run there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.cluster.node import RUN_DIR, Image
+from tests.support.kubelet import local_persistent_volume
+from tests.support.operator import OperatorDeployment
+from tests.support.wait import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "modelops.dev", "v1alpha1"
+NS = "real-node"
+"""The namespace of examples/iris on the node (test_real_node's)."""
+RUN_AS = 65532
+SERVING_TIMEOUT = 480.0
+"""Generous: under load a cold container start plus training can take minutes on 2 shared cores."""
+
+
+def skip_reason() -> str | None:
+    if os.environ.get("MODELOPS_REAL_NODE") == "0":
+        return "MODELOPS_REAL_NODE=0"
+    if os.geteuid() != 0:
+        return "a real node needs root (kubelet, containerd, iptables, mounts)"
+    missing = [
+        t for t in ("containerd", "ctr", "runc", "buildah", "debootstrap", "iptables") if not shutil.which(t)
+    ]
+    if missing or not Path("/usr/lib/cni/bridge").exists():
+        return f"missing {missing or 'containernetworking-plugins'}: run make deps"
+    return None
+
+
+def marks() -> list[pytest.MarkDecorator]:
+    """A real-node module's pytestmark. Its timeout is the first test's, which pays for the
+    session's node start, image import, operator install and first training."""
+    found = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(1200)]
+    if reason := skip_reason():
+        found.append(pytest.mark.skip(reason=reason))
+    return found
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "--request-timeout=60s", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
+def cluster_cli(command: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tests.cluster`, which `make cluster-up` / `make cluster-down` run."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.cluster", command, "--dir", str(directory), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@dataclass
+class Cluster:
+    """A detached local cluster with a real node, as `make cluster-up REAL_NODE=1` leaves it."""
+
+    directory: Path
+    images: dict[str, Image]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.directory / "kubeconfig"
+
+    def ctr(self, *args: str) -> list[str]:
+        return ["ctr", f"--address={RUN_DIR / 'containerd' / 'containerd.sock'}", "--namespace=k8s.io", *args]
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return cluster_cli("down", self.directory)
+
+
+def operator_log(real: Cluster, tail: int = 60) -> str:
+    return OperatorDeployment(real.kubeconfig, "").tail(tail)
+
+
+def model_namespace(real: Cluster, api: client.ApiClient, ns: str, folder: Path) -> Path:
+    """A model namespace set up as examples/iris does (its claim, the trainer's ServiceAccount and
+    RoleBinding), enforcing the restricted Pod Security profile, with a hostPath PV pre-bound to the
+    claim (no provisioner here) whose folder belongs to uid 65532 (hostPath volumes get no fsGroup).
+    The example's RetrainPolicy is left out: it would query an in-cluster Prometheus there is not."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        {"metadata": {"name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    os.chown(folder, RUN_AS, RUN_AS)
+    folder.parent.chmod(0o755)
+    core.create_persistent_volume(
+        local_persistent_volume(f"artifacts-{ns}", ns, "modelops-artifacts", folder)
+    )
+    for name in ("artifacts-pvc.yaml", "trainer-rbac.yaml"):
+        kubectl(real.kubeconfig, "apply", "--server-side", "-n", ns, "-f", str(ROOT / "examples/iris" / name))
+    return folder
+
+
+def example_version(name: str) -> dict[str, Any]:
+    """examples/iris/modelversion.yaml under another name; drainSeconds 0 so that a superseded
+    champion scales down at once instead of after the default 30 s."""
+    mv = yaml.safe_load((ROOT / "examples/iris/modelversion.yaml").read_text())
+    mv["metadata"]["name"] = name
+    mv["spec"]["serving"]["drainSeconds"] = 0
+    return mv
+
+
+def status(api: client.ApiClient, name: str, ns: str = NS) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", name)
+    return obj.get("status") or {}
+
+
+def wait_status(
+    real: Cluster, api: client.ApiClient, name: str, check: Any, what: str, ns: str = NS
+) -> dict[str, Any]:
+    """Poll `name`'s status until `check(status)`; on timeout print what the cluster and operator say."""
+    try:
+        return eventually(
+            lambda: (st := status(api, name, ns)) and check(st) and st, timeout=SERVING_TIMEOUT, what=what
+        )
+    except AssertionError:
+        print(
+            kubectl(real.kubeconfig, "-n", ns, "get", "mv,pods,jobs,events", "-o", "wide", check=False).stdout
+        )
+        print(f"----- operator log -----\n{operator_log(real)}")
+        raise
+
+
+class Versions:
+    """The ModelVersions of one namespace on the node, offered as tests/integration's `mvs` offers
+    them, so that a module moved from the kwok suite reads as it did there."""
+
+    def __init__(self, real: Cluster, api: client.ApiClient, ns: str) -> None:
+        self.real, self.api, self.ns = real, api, ns
+        self.kubeconfig = str(real.kubeconfig)
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+
+    def create(self, name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
+        """The integration suite's default version: iris by LogisticRegression, gate accuracy 0.8."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelVersion",
+            "metadata": {"name": name},
+            "spec": {
+                "model": model,
+                "training": {
+                    "dataset": {"uri": "sklearn:iris"},
+                    "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
+                },
+                "validation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
+                "serving": {"drainSeconds": 0},
+                **spec,
+            },
+        }
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return status(self.api, name, self.ns)
+
+    def wait_phase(self, name: str, phase: str) -> dict[str, Any]:
+        return wait_status(
+            self.real, self.api, name, lambda st: st.get("phase") == phase, f"{name} {phase}", ns=self.ns
+        )
+
+    def champion_of(self, model: str) -> str | None:
+        """The version the model's stable Service selects."""
+        try:
+            svc = self.core.read_namespaced_service(model, self.ns)
+        except client.ApiException:
+            return None
+        return (svc.spec.selector or {}).get("modelops.dev/version")
+
+    def jobs(self) -> dict[str, Any]:
+        return {j.metadata.name: j for j in self.batch.list_namespaced_job(self.ns).items}
+
+    def pods(self, selector: str) -> list[Any]:
+        return self.core.list_namespaced_pod(self.ns, label_selector=selector).items
