@@ -65,8 +65,6 @@ class Kubelet:
     starting: dict[str, ServerProc] = field(default_factory=dict)
     """Servers whose process runs but has not answered its readiness probe yet."""
     trainings: list[str] = field(default_factory=list)
-    searches: list[tuple[str, str]] = field(default_factory=list)
-    """Search pods run: (pod name, JOB_COMPLETION_INDEX as the container saw it)."""
     on_targets: Any = None
     pod_identity: bool = True
     """Run containers as their pod's ServiceAccount (a bound token), as a kubelet would project it."""
@@ -292,8 +290,6 @@ class Kubelet:
         component = (pod.metadata.labels or {}).get("app.kubernetes.io/component")
         if component == "trainer":
             self.trainings.append(pod.metadata.name)
-        elif component == "searcher":
-            self.searches.append((pod.metadata.name, env.get("JOB_COMPLETION_INDEX", "")))
         proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
