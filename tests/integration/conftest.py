@@ -3,7 +3,9 @@
 These modules run on kwok nodes, with trainer and server pods played by the kubelet stand-in
 (tests/support/kubelet.py) and the operator as a host process; what a real container proves (the
 image, the restricted pod, the shipped Deployment cluster-wide in two namespaces, ClusterIP routing
-and a canary's share through kube-proxy, discovery, the model card) is in tests/e2e/test_real_node.py.
+and a canary's share through kube-proxy, discovery, the model card) is in tests/e2e/test_real_node.py,
+and the hyperparameter search, which needed no fault on cue, moved whole to
+tests/e2e/test_real_node_search.py.
 Why each module stays here:
 - test_admission: no pods at all; CRD schema and CEL rules on the real API server.
 - test_webhook: no model pods; the API server calls the operator's webhook at a URL on this host.
@@ -25,6 +27,10 @@ Why each module stays here:
   operator SIGKILLed between deciding and creating, several retrains per test.
 - test_prometheus_faults: malformed and trickling answers from a misbehaving Prometheus stand-in.
 - test_dashboard: no pods; PromQL validity against the real Prometheus.
+Not moved yet, with no fault on cue to keep them (the next to go to the node):
+- test_autoscaling: the HPA's ownership of spec.replicas (it resizes to its minimum without metrics).
+- test_import and test_s3_modelversion: the node's pods would need the host's SeaweedFS on an
+  address they reach (it listens on 127.0.0.1), and test_import's model file put on the node's PV.
 """
 
 from __future__ import annotations
