@@ -77,6 +77,8 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"kubelet-{self.namespace}", daemon=True)
         self._lock = threading.Lock()
+        self._publishing = threading.Lock()
+        """One publication of the targets at a time: two servers ready at once both publish."""
         self._jobs: set[subprocess.Popen[str]] = set()
 
     def volume(self, claim: str) -> Path:
@@ -386,14 +388,15 @@ class Kubelet:
             return
         from .prometheus import pod_targets
 
-        with self._lock:
-            servers = list(self.servers.values())
-        targets = []
-        for s in servers:
-            with contextlib.suppress(client.ApiException):
-                pod = self.core.read_namespaced_pod(s.pod, self.namespace)
-                targets += pod_targets(pod, f"127.0.0.1:{s.port}")
-        self.on_targets(self.namespace, targets)
+        with self._publishing:  # the list read last is the one written last
+            with self._lock:
+                servers = list(self.servers.values())
+            targets = []
+            for s in servers:
+                with contextlib.suppress(client.ApiException):
+                    pod = self.core.read_namespaced_pod(s.pod, self.namespace)
+                    targets += pod_targets(pod, f"127.0.0.1:{s.port}")
+            self.on_targets(self.namespace, targets)
 
     # --- helpers for tests ---------------------------------------------------------------------
     def not_ready_report(self, lines: int = 15) -> str:

@@ -24,6 +24,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -203,9 +204,11 @@ class PrometheusServer:
         return f"http://{self.host}:{self.port}"
 
     def set_targets(self, group: str, targets: list[dict[str, object]]) -> None:
-        tmp = self.targets_dir / f".{group}.json.tmp"
-        tmp.write_text(json.dumps(targets))
-        tmp.rename(self.targets_dir / f"{group}.json")
+        """Replace a file_sd group in one step. The temporary file is this call's own: two callers
+        sharing one name raced, and the loser's rename found it gone (a server thread died of it)."""
+        with tempfile.NamedTemporaryFile("w", dir=self.targets_dir, prefix=f".{group}.", delete=False) as f:
+            f.write(json.dumps(targets))
+        Path(f.name).rename(self.targets_dir / f"{group}.json")
 
     def start(self) -> PrometheusServer:
         binary = self.binary or shutil.which("prometheus")
