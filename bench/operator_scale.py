@@ -191,6 +191,66 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def apiserver_latency(api: client.ApiClient) -> dict[str, tuple[float, float]]:
+    """The API server's own request latency by verb, all clients together: verb -> (count, seconds)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = api.call_api(
+        "/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=30
+    )[0]
+    out: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(resp.data.decode()):
+        if family.name != "apiserver_request_duration_seconds":
+            continue
+        for s in family.samples:
+            if s.name.endswith(("_count", "_sum")) and s.labels.get("verb") not in ("WATCH", "CONNECT"):
+                count, total = out.get(s.labels["verb"], (0.0, 0.0))
+                if s.name.endswith("_count"):
+                    count += s.value
+                else:
+                    total += s.value
+                out[s.labels["verb"]] = (count, total)
+    return out
+
+
+class Timeline(threading.Thread):
+    """Every `every` seconds from the burst's start: versions created, Jobs seen, the operator's
+    queue depth, reconciles and their mean duration since the last sample, its CPU, and the load
+    average. It shows when new versions wait and what the workers were doing meanwhile."""
+
+    def __init__(self, op: OperatorProcess, created: dict[str, float], jobs: JobWatch, every: float = 2.0):
+        super().__init__(daemon=True)
+        self.op, self.created, self.jobs, self.every = op, created, jobs, every
+        self.samples: list[dict[str, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        start, pid = time.monotonic(), operator_pid(self.op)
+        count0 = sum0 = cpu0 = 0.0
+        while not self.stop.wait(self.every):
+            try:
+                m = operator_metrics(self.op)
+                _rss, cpu = proc_stats(pid)
+            except Exception:  # a slow scrape under load: skip this sample
+                continue
+            count = m.get("modelops_reconcile_duration_seconds_count", 0.0)
+            total = m.get("modelops_reconcile_duration_seconds_sum", 0.0)
+            done = count - count0
+            self.samples.append(
+                {
+                    "t": round(time.monotonic() - start, 1),
+                    "created": len(self.created),
+                    "jobs": len(self.jobs.first_seen),
+                    "depth": m.get("modelops_workqueue_depth", 0.0),
+                    "reconciles": done,
+                    "mean_reconcile_s": round((total - sum0) / done, 3) if done else None,
+                    "cpu": round((cpu - cpu0) / self.every, 2) if cpu0 else None,
+                    "load1": os.getloadavg()[0],
+                }
+            )
+            count0, sum0, cpu0 = count, total, cpu
+
+
 def run_size(
     cluster: LocalCluster, api: client.ApiClient, n: int, rate: float, steady: float, workdir: Path
 ) -> dict[str, Any]:
@@ -249,6 +309,9 @@ def run_size(
         time.sleep(0.2)
     burst_started = time.time()
     created: dict[str, float] = {}
+    timeline = Timeline(op, created, jobs)
+    timeline.start()
+    latency0 = apiserver_latency(api)
     start = time.monotonic()
 
     def create(i: int) -> None:
@@ -268,6 +331,7 @@ def run_size(
         list(pool.map(create, range(n)))  # in order of the schedule; raises the first failure
     create_seconds = time.monotonic() - start
     burst_ended = time.time()
+    latency1 = apiserver_latency(api)
     names = list(created)
     deadline = time.monotonic() + max(900, n * 0.5)
     while True:
@@ -276,9 +340,16 @@ def run_size(
             break
         time.sleep(1)
     all_serving_at = time.monotonic()
+    timeline.stop.set()
     stop_sim.set()
     lifecycle = operator_metrics(op)
     latencies = [jobs.first_seen[k] - created[k] for k in names if k in jobs.first_seen]
+    # When the slowest 1 % were created, in seconds from the burst's start: a cluster in time
+    # points at a stall (of the operator or the API server), a spread at steady queueing.
+    slowest = sorted(names, key=lambda k: jobs.first_seen.get(k, float("inf")) - created[k])[
+        -max(1, n // 100) :
+    ]
+    slow_created_at = sorted(round(created[k] - start, 1) for k in slowest)
     time.sleep(10)  # echoes of the last promotions settle
     pid = operator_pid(op)
     _rss0, cpu0 = proc_stats(pid)
@@ -315,6 +386,13 @@ def run_size(
         "queue_wait_new_p50_s": histogram_quantile(lifecycle, WAIT, "new", 0.5),
         "queue_wait_new_p99_s": histogram_quantile(lifecycle, WAIT, "new", 0.99),
         "queue_wait_urgent_p99_s": histogram_quantile(lifecycle, WAIT, "urgent", 0.99),
+        "slowest_1pct_created_at_s": slow_created_at,
+        "apiserver_mean_latency_in_burst_s": {
+            verb: round((total - latency0.get(verb, (0, 0))[1]) / (count - latency0.get(verb, (0, 0))[0]), 4)
+            for verb, (count, total) in sorted(latency1.items())
+            if count > latency0.get(verb, (0, 0))[0]
+        },
+        "burst_timeline": timeline.samples,
         "operator_rss_mib": round(rss1, 1),
         "operator_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
         "loadavg": os.getloadavg(),
