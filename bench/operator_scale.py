@@ -99,6 +99,32 @@ def audit_counts(path: Path, namespace: str, since: float, until: float) -> Coun
     return counts
 
 
+def audit_latency(path: Path, namespace: str, since: float, until: float) -> dict[str, list[float]]:
+    """The operator's requests in [since, until) by "verb resource": [count, mean seconds from
+    received to response complete], as the audit log times them."""
+    seen: dict[str, list[float]] = {}
+    with path.open() as fh:
+        for line in fh:
+            ev = json.loads(line)
+            if ev.get("stage") != "ResponseComplete" or not str(ev.get("userAgent", "")).startswith(AGENTS):
+                continue
+            ref = ev.get("objectRef") or {}
+            if ref.get("namespace") not in (namespace, None) or ev["verb"] == "watch":
+                continue
+            done = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+            if since <= done < until:
+                took = (
+                    done
+                    - datetime.fromisoformat(
+                        ev["requestReceivedTimestamp"].replace("Z", "+00:00")
+                    ).timestamp()
+                )
+                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                count, total = seen.get(f"{ev['verb']} {ref.get('resource')}{sub}", [0, 0.0])
+                seen[f"{ev['verb']} {ref.get('resource')}{sub}"] = [count + 1, total + took]
+    return {k: [c, round(t / c, 4)] for k, (c, t) in sorted(seen.items())}
+
+
 class Watcher(threading.Thread):
     """One watch kept open, resumed from its last resourceVersion (a new watch without one would
     replay every object: at 10,000 that replay was itself a load on the API server)."""
@@ -196,8 +222,13 @@ def apiserver_latency(api: client.ApiClient) -> dict[str, tuple[float, float]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     resp = api.call_api(
-        "/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=30
-    )[0]
+        "/metrics",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+        _request_timeout=30,
+    )
     out: dict[str, tuple[float, float]] = {}
     for family in text_string_to_metric_families(resp.data.decode()):
         if family.name != "apiserver_request_duration_seconds":
@@ -360,6 +391,7 @@ def run_size(
     time.sleep(2)  # the audit log flushes once a second
     counts = audit_counts(cluster.audit_log, ns, t0, t1)
     during_burst = audit_counts(cluster.audit_log, ns, burst_started, burst_ended + 1)
+    burst_latency = audit_latency(cluster.audit_log, ns, burst_started, burst_ended + 1)
     minutes = (t1 - t0) / 60
     writes = sum(v for k, v in counts.items() if k.split()[0] in WRITES)
     reads = sum(v for k, v in counts.items() if k.split()[0] in ("get", "list"))
@@ -392,6 +424,7 @@ def run_size(
             for verb, (count, total) in sorted(latency1.items())
             if count > latency0.get(verb, (0, 0))[0]
         },
+        "operator_requests_in_burst_count_mean_s": burst_latency,
         "burst_timeline": timeline.samples,
         "operator_rss_mib": round(rss1, 1),
         "operator_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
