@@ -160,6 +160,7 @@ def test_a_search_fans_out_as_an_indexed_job_of_real_pods_and_finds_what_gridsea
     show(mvs, "get", "pods", "-l", SEARCHERS, "-o", "custom-columns=POD:.metadata.name,"
          "INDEX:.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index,PHASE:.status.phase")  # fmt: skip
     show(mvs, "get", "mv", "iris-hpo", "-o", "jsonpath={.status.training.search.bestParams}")
+    show(mvs, "get", "mv", "iris-hpo", "-o", "jsonpath={.status.training.search.top[0:3]}")
 
 
 def test_a_shard_container_that_cannot_read_its_data_fails_the_version_without_a_retry_or_a_final_fit(
