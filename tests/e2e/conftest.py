@@ -55,5 +55,8 @@ def project_image(real: Cluster) -> str:
 
 @pytest.fixture(scope="session")
 def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client.V1Pod:
-    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node."""
+    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node.
+
+    The pod as it was then: the search module replaces it, so a test that needs the running one
+    (to exec into it) reads it again."""
     return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)

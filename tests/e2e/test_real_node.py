@@ -33,7 +33,7 @@ import yaml
 from kubernetes import client
 
 from tests.cluster.node import NODE_NAME, leftovers
-from tests.support.operator import OPERATOR_NS
+from tests.support.operator import OPERATOR_NS, OperatorDeployment
 from tests.support.prometheus import (
     PrometheusServer,
     kubernetes_sd,
@@ -137,7 +137,7 @@ def test_node_is_the_only_node_and_runs_the_imported_images(real: Cluster, api: 
 def test_operator_runs_from_the_shipped_manifests_as_a_restricted_pod(
     real: Cluster, api: client.ApiClient, operator: client.V1Pod, project_image: str
 ) -> None:
-    pod = operator
+    pod = OperatorDeployment(real.kubeconfig, "").wait_ready(api)  # the one running now, whatever ran before
     assert pod.spec.node_name == NODE_NAME
     assert pod.spec.service_account_name == "modelops-operator"
     assert pod.spec.containers[0].image == project_image

@@ -4,8 +4,8 @@ These modules run on kwok nodes, with trainer and server pods played by the kube
 (tests/support/kubelet.py) and the operator as a host process; what a real container proves (the
 image, the restricted pod, the shipped Deployment cluster-wide in two namespaces, ClusterIP routing
 and a canary's share through kube-proxy, discovery, the model card) is in tests/e2e/test_real_node.py,
-and the hyperparameter search, which needed no fault on cue, moved whole to
-tests/e2e/test_real_node_search.py.
+and the hyperparameter search and `kubectl modelops`, which needed no fault on cue, moved whole
+to tests/e2e/test_real_node_search.py and test_real_node_plugin.py.
 Why each module stays here:
 - test_admission: no pods at all; CRD schema and CEL rules on the real API server.
 - test_webhook: no model pods; the API server calls the operator's webhook at a URL on this host.
