@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -41,3 +42,33 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:g}s waiting for {message}; last seen: {last!r}")
         time.sleep(interval)
+
+
+def default_modelversion(name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
+    """The cluster suites' default version, on kwok and on the real node alike: iris by
+    LogisticRegression, gate accuracy 0.8, no drain; `spec` replaces whole top-level fields."""
+    return {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": name},
+        "spec": {
+            "model": model,
+            "training": {
+                "dataset": {"uri": "sklearn:iris"},
+                "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
+            },
+            "validation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
+            "serving": {"drainSeconds": 0},
+            **spec,
+        },
+    }
+
+
+def one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> str:
+    """A command line's refusal as users see it: exit code 1 and one `error: ` line naming `words`."""
+    assert out.returncode == 1, out
+    err = out.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for w in words:
+        assert w in err, err
+    return err

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.helpers import one_line_error
 from tests.support.realnode import GROUP, VERSION, Cluster, Versions, marks, model_namespace
 from tests.support.wait import eventually
 
@@ -51,15 +52,6 @@ def plugin(mvs: Versions, *args: str, check: bool = True) -> subprocess.Complete
     if check:
         assert out.returncode == 0, f"kubectl modelops {' '.join(args)}: {out.returncode}\n{out.stderr}"
     return out
-
-
-def one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert out.returncode == 1, out
-    err = out.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for w in words:
-        assert w in err, err
-    return err
 
 
 def test_lineage_rollback_history_retire_and_retrain(mvs: Versions) -> None:

@@ -44,6 +44,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.helpers import default_modelversion
 from tests.support.kubelet import Kubelet, local_persistent_volume
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
@@ -209,21 +210,7 @@ class ModelVersions:
         self.kubeconfig = kubeconfig
 
     def create(self, name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelVersion",
-            "metadata": {"name": name},
-            "spec": {
-                "model": model,
-                "training": {
-                    "dataset": {"uri": "sklearn:iris"},
-                    "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
-                },
-                "validation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
-                "serving": {"drainSeconds": 0},
-                **spec,
-            },
-        }
+        body = default_modelversion(name, model, **spec)
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", body)
 
     def get(self, name: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import yaml
 from kubernetes import client
 
 from tests.cluster.node import RUN_DIR, Image
+from tests.helpers import default_modelversion
 from tests.support.kubelet import local_persistent_volume
 from tests.support.operator import OperatorDeployment
 from tests.support.wait import eventually
@@ -165,21 +166,7 @@ class Versions:
 
     def create(self, name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
         """The integration suite's default version: iris by LogisticRegression, gate accuracy 0.8."""
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelVersion",
-            "metadata": {"name": name},
-            "spec": {
-                "model": model,
-                "training": {
-                    "dataset": {"uri": "sklearn:iris"},
-                    "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
-                },
-                "validation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
-                "serving": {"drainSeconds": 0},
-                **spec,
-            },
-        }
+        body = default_modelversion(name, model, **spec)
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", body)
 
     def get(self, name: str) -> dict[str, Any]:

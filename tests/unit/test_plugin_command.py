@@ -8,17 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import one_line_error
+
 BIN = Path(sys.executable).parent
 """Where pip put the console script kubectl-modelops (the venv's bin)."""
-
-
-def one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert out.returncode == 1, out
-    err = out.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for w in words:
-        assert w in err, err
-    return err
 
 
 def test_kubectl_finds_the_plugin() -> None:
