@@ -82,8 +82,14 @@ def operator_pid(op: OperatorProcess) -> int:
     return op.proc.pid
 
 
-def audit_counts(path: Path, namespace: str, since: float, until: float) -> Counter[str]:
-    counts: Counter[str] = Counter()
+def _timestamp(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def operator_requests(path: Path, namespace: str, since: float, until: float) -> list[tuple[str, float]]:
+    """The operator's requests that completed in [since, until), read once from the audit log:
+    ("verb resource[/subresource]", seconds from received to response complete)."""
+    found = []
     with path.open() as fh:
         for line in fh:
             ev = json.loads(line)
@@ -92,36 +98,25 @@ def audit_counts(path: Path, namespace: str, since: float, until: float) -> Coun
             ref = ev.get("objectRef") or {}
             if ref.get("namespace") not in (namespace, None):
                 continue
-            t = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
-            if since <= t < until:
-                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
-                counts[f"{ev['verb']} {ref.get('resource')}{sub}"] += 1
-    return counts
-
-
-def audit_latency(path: Path, namespace: str, since: float, until: float) -> dict[str, list[float]]:
-    """The operator's requests in [since, until) by "verb resource": [count, mean seconds from
-    received to response complete], as the audit log times them."""
-    seen: dict[str, list[float]] = {}
-    with path.open() as fh:
-        for line in fh:
-            ev = json.loads(line)
-            if ev.get("stage") != "ResponseComplete" or not str(ev.get("userAgent", "")).startswith(AGENTS):
-                continue
-            ref = ev.get("objectRef") or {}
-            if ref.get("namespace") not in (namespace, None) or ev["verb"] == "watch":
-                continue
-            done = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+            done = _timestamp(ev["stageTimestamp"])
             if since <= done < until:
-                took = (
-                    done
-                    - datetime.fromisoformat(
-                        ev["requestReceivedTimestamp"].replace("Z", "+00:00")
-                    ).timestamp()
-                )
                 sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
-                count, total = seen.get(f"{ev['verb']} {ref.get('resource')}{sub}", [0, 0.0])
-                seen[f"{ev['verb']} {ref.get('resource')}{sub}"] = [count + 1, total + took]
+                found.append(
+                    (
+                        f"{ev['verb']} {ref.get('resource')}{sub}",
+                        done - _timestamp(ev["requestReceivedTimestamp"]),
+                    )
+                )
+    return found
+
+
+def mean_latency(requests: list[tuple[str, float]]) -> dict[str, list[float]]:
+    """By "verb resource": [count, mean seconds], watches (open for minutes) left out."""
+    seen: dict[str, list[float]] = {}
+    for key, took in requests:
+        if not key.startswith("watch "):
+            count, total = seen.get(key, [0, 0.0])
+            seen[key] = [count + 1, total + took]
     return {k: [c, round(t / c, 4)] for k, (c, t) in sorted(seen.items())}
 
 
@@ -389,9 +384,10 @@ def run_size(
     t1 = time.time()
     rss1, cpu1 = proc_stats(pid)
     time.sleep(2)  # the audit log flushes once a second
-    counts = audit_counts(cluster.audit_log, ns, t0, t1)
-    during_burst = audit_counts(cluster.audit_log, ns, burst_started, burst_ended + 1)
-    burst_latency = audit_latency(cluster.audit_log, ns, burst_started, burst_ended + 1)
+    counts = Counter(key for key, _ in operator_requests(cluster.audit_log, ns, t0, t1))
+    burst = operator_requests(cluster.audit_log, ns, burst_started, burst_ended + 1)
+    during_burst = Counter(key for key, _ in burst)
+    burst_latency = mean_latency(burst)
     minutes = (t1 - t0) / 60
     writes = sum(v for k, v in counts.items() if k.split()[0] in WRITES)
     reads = sum(v for k, v in counts.items() if k.split()[0] in ("get", "list"))
