@@ -1,19 +1,24 @@
 """One real node for the session's real-node modules (tests/e2e/test_real_node*.py): started and
 stopped exactly as `make cluster-up REAL_NODE=1` / `make cluster-down` do, with the operator
 installed from manifests/ as a pod of the node. Starting it costs ≈ 10-40 s warm, plus the operator
-pod's start; sharing it keeps each new real-node module to the cost of its own pods."""
+pod's start; sharing it keeps each new real-node module to the cost of its own pods.
+
+A module that sets `NS` gets that namespace (`store`, `mvs`) for itself, deleted when it ends, and
+one with S3 cases its own SeaweedFS (`seaweedfs`) on the node's address."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
 from tests.cluster.localcluster import kubectl_on_path
-from tests.cluster.node import build_images, read_sysctls
+from tests.cluster.node import NODE_IP, build_images, read_sysctls
 from tests.support.operator import OperatorDeployment
-from tests.support.realnode import Cluster, cluster_cli
+from tests.support.realnode import Cluster, Versions, cluster_cli, model_namespace
+from tests.support.seaweedfs import SeaweedFS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,3 +65,34 @@ def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client
     The pod as it was then: the search module replaces it, so a test that needs the running one
     (to exec into it) reads it again."""
     return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(real: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """The S3 server of a real-node module, on the node's address: the node's pods reach the host
+    there through the bridge (the kwok suite's server listens on 127.0.0.1). Stopped with the
+    module, before the node's teardown test checks what is left on the host."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs-node"), host=NODE_IP).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def store(
+    real: Cluster,
+    api: client.ApiClient,
+    operator: client.V1Pod,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Path]:
+    """The module's own model namespace (its `NS`), deleted when the module ends; yields the
+    folder of its artifact PV on the host, where what the containers wrote is read back as files."""
+    ns = request.module.NS
+    with model_namespace(real, api, ns, tmp_path_factory.mktemp(f"{ns}-pv")) as folder:
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def mvs(real: Cluster, api: client.ApiClient, store: Path, request: pytest.FixtureRequest) -> Versions:
+    """The ModelVersions of the module's namespace."""
+    return Versions(real, api, request.module.NS)

@@ -24,6 +24,7 @@ import re
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,17 @@ IRIS = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 
 @pytest.fixture(scope="module")
 def installed(
     real: Cluster, api: client.ApiClient, operator: client.V1Pod, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    return model_namespace(real, api, NS, tmp_path_factory.mktemp("real-pv"))
+) -> Iterator[Path]:
+    with model_namespace(real, api, NS, tmp_path_factory.mktemp("real-pv")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")
 def second_namespace(
     real: Cluster, api: client.ApiClient, operator: client.V1Pod, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    return model_namespace(real, api, NS2, tmp_path_factory.mktemp("real-pv-2"))
+) -> Iterator[Path]:
+    with model_namespace(real, api, NS2, tmp_path_factory.mktemp("real-pv-2")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-from kubernetes import client
-
 from tests.helpers import one_line_error
-from tests.support.realnode import GROUP, VERSION, Cluster, Versions, marks, model_namespace
+from tests.support.realnode import GROUP, VERSION, Versions, marks
 from tests.support.wait import eventually
 
 pytestmark = marks()
@@ -29,14 +26,6 @@ pytestmark = marks()
 NS = "real-plugin"
 BIN = Path(sys.executable).parent
 """Where pip put the console script kubectl-modelops (the venv's bin)."""
-
-
-@pytest.fixture(scope="module")
-def mvs(
-    real: Cluster, api: client.ApiClient, operator: client.V1Pod, tmp_path_factory: pytest.TempPathFactory
-) -> Versions:
-    model_namespace(real, api, NS, tmp_path_factory.mktemp("real-plugin-pv"))
-    return Versions(real, api, NS)
 
 
 def plugin(mvs: Versions, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -31,11 +30,9 @@ from tests.support.realnode import (
     GROUP,
     RUN_AS,
     VERSION,
-    Cluster,
     Versions,
     kubectl,
     marks,
-    model_namespace,
     wait_status,
 )
 from tests.support.wait import eventually
@@ -46,19 +43,6 @@ NS = "real-search"
 GRID = {"C": [0.01, 0.1, 1.0, 10.0], "fit_intercept": [True, False]}
 INDEX = "batch.kubernetes.io/job-completion-index"
 SEARCHERS = "app.kubernetes.io/component=searcher"
-
-
-@pytest.fixture(scope="module")
-def store(
-    real: Cluster, api: client.ApiClient, operator: client.V1Pod, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The namespace's PV folder on the host: what the containers wrote, read back as files."""
-    return model_namespace(real, api, NS, tmp_path_factory.mktemp("real-search-pv"))
-
-
-@pytest.fixture(scope="module")
-def mvs(real: Cluster, api: client.ApiClient, store: Path) -> Versions:
-    return Versions(real, api, NS)
 
 
 def show(mvs: Versions, *args: str) -> str:

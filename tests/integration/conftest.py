@@ -4,8 +4,8 @@ These modules run on kwok nodes, with trainer and server pods played by the kube
 (tests/support/kubelet.py) and the operator as a host process; what a real container proves (the
 image, the restricted pod, the shipped Deployment cluster-wide in two namespaces, ClusterIP routing
 and a canary's share through kube-proxy, discovery, the model card) is in tests/e2e/test_real_node.py,
-and the hyperparameter search and `kubectl modelops`, which needed no fault on cue, moved whole
-to tests/e2e/test_real_node_search.py and test_real_node_plugin.py.
+and the modules that needed no fault on cue moved whole to the node: the hyperparameter search,
+`kubectl modelops`, autoscaling, imports, S3 storage and governance (tests/e2e/test_real_node_*.py).
 Why each module stays here:
 - test_admission: no pods at all; CRD schema and CEL rules on the real API server.
 - test_webhook: no model pods; the API server calls the operator's webhook at a URL on this host.
@@ -22,15 +22,12 @@ Why each module stays here:
 - test_canary: 8 server pods per test and several minutes of analysis each, and breaches on cue
   (a p99 threshold no request meets, wrong feedback labels), judged from the host Prometheus.
 - test_comparison: a champion's artifact removed from under it; four trainings of two models.
-- test_governance: dirty data and a biased model fail on purpose; an approval flow of three versions.
 - test_retrainpolicy: drift and decay over minutes of shifted traffic and 20+ evaluations, the
   operator SIGKILLed between deciding and creating, several retrains per test.
 - test_prometheus_faults: malformed and trickling answers from a misbehaving Prometheus stand-in.
 - test_dashboard: no pods; PromQL validity against the real Prometheus.
-Not moved yet, with no fault on cue to keep them (the next to go to the node):
-- test_autoscaling: the HPA's ownership of spec.replicas (it resizes to its minimum without metrics).
-- test_import and test_s3_modelversion: the node's pods would need the host's SeaweedFS on an
-  address they reach (it listens on 127.0.0.1), and test_import's model file put on the node's PV.
+- test_s3_modelversion: a tampered artifact, which needs the version's server held back until the
+  test has changed the object (a real container would load the genuine file first).
 """
 
 from __future__ import annotations
@@ -44,10 +41,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.helpers import default_modelversion
 from tests.support.kubelet import Kubelet, local_persistent_volume
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import PrometheusServer
+from tests.support.versions import ModelVersions
 from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,73 +193,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
-
-
-class ModelVersions:
-    """Small helpers over the ModelVersion API for tests."""
-
-    def __init__(self, api_client: client.ApiClient, namespace: str, kubeconfig: str) -> None:
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.ns = namespace
-        self.kubeconfig = kubeconfig
-
-    def create(self, name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
-        body = default_modelversion(name, model, **spec)
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", body)
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name)
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.get(name).get("status") or {}
-
-    def phase(self, name: str) -> str | None:
-        return self.status(name).get("phase")
-
-    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), None)
-
-    def wait_phase(self, name: str, *phases: str, timeout: float = 120) -> dict[str, Any]:
-        def check() -> dict[str, Any] | None:
-            st = self.status(name)
-            return st if st.get("phase") in phases else None
-
-        try:
-            return eventually(check, timeout=timeout, what=f"{name} to reach {'/'.join(phases)}")
-        except AssertionError as e:
-            raise AssertionError(f"{e}\nstatus: {self.status(name)}\nevents: {self.events(name)}") from None
-
-    def patch(self, name: str, body: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name, body)
-
-    def annotate(self, name: str, key: str, value: str) -> None:
-        self.patch(name, {"metadata": {"annotations": {key: value}}})
-
-    def delete(self, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name)
-
-    def champion_of(self, model: str) -> str | None:
-        try:
-            svc = self.core.read_namespaced_service(model, self.ns)
-        except client.ApiException:
-            return None
-        return (svc.spec.selector or {}).get("modelops.dev/version")
-
-    def events(self, name: str) -> list[str]:
-        evs = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
-        return [f"{e.type} {e.reason}: {e.message}" for e in evs]
-
-    def wait_event(self, name: str, text: str, timeout: float = 30) -> str:
-        """An Event on `name` containing `text`. Kopf posts Events after the status write, on its
-        own, so one may arrive a moment after the phase it explains."""
-        return eventually(
-            lambda: next((e for e in self.events(name) if text in e), None),
-            timeout=timeout,
-            what=f"an Event {text!r} on {name}",
-        )
 
 
 @pytest.fixture

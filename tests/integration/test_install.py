@@ -584,7 +584,7 @@ def test_shipped_operator_serves_models_in_two_namespaces(
     """
     from modelops.drift import promql
     from modelops.prometheus import query
-    from tests.integration.conftest import ModelVersions
+    from tests.support.versions import ModelVersions
 
     kubeconfig = _service_account_kubeconfig(installed, tmp_path / "operator.kubeconfig")
     op = ShippedOperator(kubeconfig, tmp_path, prometheus.url).start()

@@ -35,12 +35,12 @@ def credit_frame(n: int = 1200, seed: int = 7, bias: float = 2.5) -> pd.DataFram
     )
 
 
-def credit_training(path: object) -> dict[str, object]:
-    """The training spec both governance tests use on the credit table written to `path`: the
-    sensitive `group` is a categorical input, `ssn` is excluded."""
+def credit_training(uri: str) -> dict[str, object]:
+    """The training spec both governance tests use on the credit table at `uri`: the sensitive
+    `group` is a categorical input, `ssn` is excluded."""
     return {
         "dataset": {
-            "uri": f"file://{path}",
+            "uri": uri,
             "target": "approved",
             "categorical": ["region", "group"],
             "exclude": ["ssn"],

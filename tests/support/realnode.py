@@ -2,17 +2,19 @@
 REAL_NODE=1` leaves it, kubectl against it, a model namespace set up as examples/iris does, and
 waits on a version's status that print what the cluster and the operator say when they time out.
 
-The fixtures that start the node and install the operator are in tests/e2e/conftest.py, one node
-for the whole session; the teardown test, which stops it and checks that nothing was left on the
+The fixtures that start the node, install the operator and give each module its namespace are in
+tests/e2e/conftest.py, one node for the whole session; the teardown test, which stops it and checks that nothing was left on the
 host, is moved to the end of the run there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,9 @@ import yaml
 from kubernetes import client
 
 from tests.cluster.node import RUN_DIR, Image
-from tests.helpers import default_modelversion
 from tests.support.kubelet import local_persistent_volume
 from tests.support.operator import OperatorDeployment
+from tests.support.versions import ModelVersions
 from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,23 +106,45 @@ def operator_log(real: Cluster, tail: int = 60) -> str:
     return OperatorDeployment(real.kubeconfig, "").tail(tail)
 
 
-def model_namespace(real: Cluster, api: client.ApiClient, ns: str, folder: Path) -> Path:
+@contextlib.contextmanager
+def model_namespace(real: Cluster, api: client.ApiClient, ns: str, folder: Path) -> Iterator[Path]:
     """A model namespace set up as examples/iris does (its claim, the trainer's ServiceAccount and
     RoleBinding), enforcing the restricted Pod Security profile, with a hostPath PV pre-bound to the
     claim (no provisioner here) whose folder belongs to uid 65532 (hostPath volumes get no fsGroup).
-    The example's RetrainPolicy is left out: it would query an in-cluster Prometheus there is not."""
+    The example's RetrainPolicy is left out: it would query an in-cluster Prometheus there is not.
+
+    On exit the namespace and its PV are deleted and waited for, so that the next module's pods
+    find the node's CPU free: each module's servers request some, and the node has 2 cores."""
     core = client.CoreV1Api(api)
     core.create_namespace(
         {"metadata": {"name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
     os.chown(folder, RUN_AS, RUN_AS)
     folder.parent.chmod(0o755)
-    core.create_persistent_volume(
-        local_persistent_volume(f"artifacts-{ns}", ns, "modelops-artifacts", folder)
-    )
+    pv = f"artifacts-{ns}"
+    core.create_persistent_volume(local_persistent_volume(pv, ns, "modelops-artifacts", folder))
     for name in ("artifacts-pvc.yaml", "trainer-rbac.yaml"):
         kubectl(real.kubeconfig, "apply", "--server-side", "-n", ns, "-f", str(ROOT / "examples/iris" / name))
-    return folder
+    yield folder
+    drop_namespace(api, ns)
+    with contextlib.suppress(client.ApiException):
+        core.delete_persistent_volume(pv)
+
+
+def drop_namespace(api: client.ApiClient, ns: str, timeout: float = 240) -> None:
+    """Delete `ns` and wait until it is gone: its pods stopped and every finalizer let go."""
+    core = client.CoreV1Api(api)
+    with contextlib.suppress(client.ApiException):
+        core.delete_namespace(ns)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(ns)
+        except client.ApiException as e:
+            return e.status == 404
+        return False
+
+    eventually(gone, timeout=timeout, what=f"namespace {ns} to be deleted")
 
 
 def example_version(name: str) -> dict[str, Any]:
@@ -153,40 +177,39 @@ def wait_status(
         raise
 
 
-class Versions:
-    """The ModelVersions of one namespace on the node, offered as tests/integration's `mvs` offers
-    them, so that a module moved from the kwok suite reads as it did there."""
+class Versions(ModelVersions):
+    """The ModelVersions of one namespace on the node, as tests/integration's `mvs`; a wait that
+    times out also prints what the cluster and the operator pod say."""
+
+    wait_timeout = SERVING_TIMEOUT
 
     def __init__(self, real: Cluster, api: client.ApiClient, ns: str) -> None:
-        self.real, self.api, self.ns = real, api, ns
-        self.kubeconfig = str(real.kubeconfig)
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
+        super().__init__(api, ns, str(real.kubeconfig))
+        self.real, self.api = real, api
 
-    def create(self, name: str, model: str = "iris", **spec: Any) -> dict[str, Any]:
-        """The integration suite's default version: iris by LogisticRegression, gate accuracy 0.8."""
-        body = default_modelversion(name, model, **spec)
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", body)
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions", name)
-
-    def status(self, name: str) -> dict[str, Any]:
-        return status(self.api, name, self.ns)
-
-    def wait_phase(self, name: str, phase: str) -> dict[str, Any]:
-        return wait_status(
-            self.real, self.api, name, lambda st: st.get("phase") == phase, f"{name} {phase}", ns=self.ns
-        )
-
-    def champion_of(self, model: str) -> str | None:
-        """The version the model's stable Service selects."""
+    def wait_phase(self, name: str, *phases: str, timeout: float | None = None) -> dict[str, Any]:
         try:
-            svc = self.core.read_namespaced_service(model, self.ns)
-        except client.ApiException:
-            return None
-        return (svc.spec.selector or {}).get("modelops.dev/version")
+            return super().wait_phase(name, *phases, timeout=timeout)
+        except AssertionError:
+            print(
+                kubectl(
+                    self.real.kubeconfig,
+                    "-n",
+                    self.ns,
+                    "get",
+                    "mv,pods,jobs,events",
+                    "-o",
+                    "wide",
+                    check=False,
+                ).stdout
+            )
+            print(f"----- operator log -----\n{operator_log(self.real)}")
+            raise
+
+    def url(self, service: str) -> str:
+        """The Service's ClusterIP and first port, which kube-proxy routes from this host."""
+        svc = self.core.read_namespaced_service(service, self.ns)
+        return f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}"
 
     def jobs(self) -> dict[str, Any]:
         return {j.metadata.name: j for j in self.batch.list_namespaced_job(self.ns).items}

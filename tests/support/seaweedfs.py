@@ -8,12 +8,14 @@ against an identities file, so a wrong key is refused the way AWS refuses it.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,9 @@ def _free_ports(n: int) -> list[int]:
 @dataclass
 class SeaweedFS:
     workdir: Path
+    host: str = "127.0.0.1"
+    """The address every server binds to and names itself by; a real node's pods reach the host's
+    node address (tests/cluster/node.NODE_IP), not 127.0.0.1."""
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     proc: subprocess.Popen[bytes] | None = None
@@ -57,7 +62,7 @@ class SeaweedFS:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports['s3']}"
+        return f"http://{self.host}:{self.ports['s3']}"
 
     @property
     def log(self) -> Path:
@@ -87,8 +92,8 @@ class SeaweedFS:
         argv = [
             str(weed),
             "server",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
             f"-dir={data}",
             f"-master.port={master}",
             f"-master.port.grpc={mg}",
@@ -169,3 +174,47 @@ class SeaweedFS:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+
+
+def secret(name: str, access_key: str, secret_key: str) -> dict[str, Any]:
+    """The Secret a platform team would create for a bucket's keys."""
+    return {
+        "metadata": {"name": name},
+        "data": {
+            "accessKeyId": base64.b64encode(access_key.encode()).decode(),
+            "secretAccessKey": base64.b64encode(secret_key.encode()).decode(),
+        },
+    }
+
+
+def arrange_bucket(mvs: Any, server: SeaweedFS, bucket: str) -> Callable[..., dict[str, Any]]:
+    """Two Secrets in `mvs`'s namespace (`s3-keys`, and `s3-wrong` with a wrong secret key), iris
+    uploaded as `data/iris.csv`; returns the `spec.storage` for a Secret's name."""
+    from sklearn.datasets import load_iris
+
+    mvs.core.create_namespaced_secret(mvs.ns, secret("s3-keys", server.access_key, server.secret_key))
+    mvs.core.create_namespaced_secret(mvs.ns, secret("s3-wrong", server.access_key, "not-the-secret"))
+    frame = load_iris(as_frame=True).frame
+    server.fs().pipe_file(f"{bucket}/data/iris.csv", frame.to_csv(index=False).encode())
+
+    def storage(name: str = "s3-keys") -> dict[str, Any]:
+        return {
+            "s3": {
+                "bucket": bucket,
+                "prefix": "team-a/models",
+                "secretRef": {"name": name},
+                "endpointUrl": server.endpoint,
+                "region": "us-east-1",
+            }
+        }
+
+    return storage
+
+
+def training(uri: str) -> dict[str, Any]:
+    """`spec.training` on a CSV with a `target` column, no retry (a failure shows at once)."""
+    return {
+        "dataset": {"uri": uri, "target": "target"},
+        "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
+        "backoffLimit": 0,
+    }

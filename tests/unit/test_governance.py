@@ -25,7 +25,7 @@ from tests.support.fairness_data import credit_frame
 
 
 def credit_training(path: Path, **dataset) -> Training:
-    spec = fairness_data.credit_training(path)
+    spec = fairness_data.credit_training(f"file://{path}")
     return Training.model_validate({**spec, "dataset": {**spec["dataset"], **dataset}})
 
 

@@ -1,10 +1,13 @@
-"""Bring your own model, through the real API server and operator: a model trained by `modelops train`
-outside the cluster is imported from a claim or from S3 (a real SeaweedFS), then validated, served
-and retrained like one trained here. The kubelet stand-in runs the real `modelops import`."""
+"""Bring your own model, on the real node: a model trained by `modelops train` outside the cluster
+is imported from a team's claim or from S3 (a real SeaweedFS on the host) by a `modelops import`
+container, then validated, served by a server container and retrained like one trained here.
+
+Moved from the kwok suite: nothing here needs a fault on cue. The node and the operator pod are the
+session's (tests/e2e/conftest.py); this module has its own namespace, artifact PV and handover PV.
+"""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import shutil
@@ -20,9 +23,13 @@ import yaml
 from kubernetes import client
 
 from tests.support.kubelet import local_persistent_volume
+from tests.support.realnode import RUN_AS, Versions, marks
+from tests.support.seaweedfs import SeaweedFS, secret
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.cluster
+pytestmark = marks()
+
+NS = "real-import"
 
 GROUP, VERSION = "modelops.dev", "v1alpha1"
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
@@ -66,18 +73,21 @@ def create_imported(mvs: Any, name: str, artifact: dict[str, Any], **spec: Any) 
     return mvs.custom.create_namespaced_custom_object(GROUP, VERSION, mvs.ns, "modelversions", body)
 
 
-@pytest.fixture
-def handover(mvs: Any, kubelet: Any, tmp_path: Path) -> Iterator[str]:
-    """A team's own claim, `models-in` (bound to a PV as the scheduler requires), apart from the
-    artifact claim: the import Job mounts it read-only."""
-    pv = f"models-in-{mvs.ns}"[:63]
-    mvs.core.create_persistent_volume(
-        local_persistent_volume(pv, mvs.ns, "models-in", tmp_path / "models-in")
-    )
+HANDOVER = "models-in"
+
+
+@pytest.fixture(scope="module")
+def handover(mvs: Versions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A team's own claim, `models-in` (bound to a hostPath PV as the scheduler requires), apart
+    from the artifact claim: the import Job mounts it read-only. Yields its folder on the host."""
+    folder = tmp_path_factory.mktemp("models-in")
+    folder.chmod(0o755)
+    pv = f"{HANDOVER}-{mvs.ns}"
+    mvs.core.create_persistent_volume(local_persistent_volume(pv, mvs.ns, HANDOVER, folder))
     mvs.core.create_namespaced_persistent_volume_claim(
         mvs.ns,
         {
-            "metadata": {"name": "models-in"},
+            "metadata": {"name": HANDOVER},
             "spec": {
                 "accessModes": ["ReadWriteMany"],
                 "resources": {"requests": {"storage": "1Gi"}},
@@ -87,33 +97,45 @@ def handover(mvs: Any, kubelet: Any, tmp_path: Path) -> Iterator[str]:
         },
     )
     eventually(
-        lambda: mvs.core.read_namespaced_persistent_volume_claim("models-in", mvs.ns).status.phase == "Bound",
+        lambda: mvs.core.read_namespaced_persistent_volume_claim(HANDOVER, mvs.ns).status.phase == "Bound",
         timeout=30,
         what="the models-in claim to bind",
     )
-    yield "models-in"
+    yield folder
     with contextlib.suppress(client.ApiException):
         mvs.core.delete_persistent_volume(pv)
 
 
-def on_claims(kubelet: Any, outside: dict[str, Any], claim: str) -> dict[str, Any]:
-    """The model file and the reference set on the team's claim, as the stand-in kubelet mounts it."""
-    dest = kubelet.volume(claim) / "iris"
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(outside["model"], dest / "model.skops")
-    shutil.copy(outside["reference"], dest / "reference.csv")
+def on_claim(folder: Path, outside: dict[str, Any]) -> dict[str, Any]:
+    """The model file and the reference set put on the team's claim, readable by the containers'
+    uid (a hostPath volume keeps the host's owners and modes)."""
+    dest = folder / "iris"
+    dest.mkdir(mode=0o755, exist_ok=True)
+    for source, name in ((outside["model"], "model.skops"), (outside["reference"], "reference.csv")):
+        shutil.copy(source, dest / name)
+        (dest / name).chmod(0o644)
     return {
-        "uri": f"pvc://{claim}/iris/model.skops",
+        "uri": f"pvc://{HANDOVER}/iris/model.skops",
         "sha256": outside["sha256"],
-        "referenceDataset": {"uri": f"pvc://{claim}/iris/reference.csv", "target": "target"},
+        "referenceDataset": {"uri": f"pvc://{HANDOVER}/iris/reference.csv", "target": "target"},
     }
 
 
+def predict(mvs: Versions, version: str) -> httpx.Response:
+    """POST /predict to the version's server container, through its Service's ClusterIP."""
+    url = mvs.url(f"{version}-server")
+    return eventually(
+        lambda: httpx.post(f"{url}/predict", json={"instances": [ROW]}, timeout=10),
+        timeout=60,
+        what=f"POST {url}/predict",
+    )
+
+
 def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
-    mvs, kubelet, operator, outside, handover
-):
-    create_imported(mvs, "iris-imp", on_claims(kubelet, outside, handover))
-    st = mvs.wait_phase("iris-imp", "Serving", timeout=240)
+    mvs: Versions, store: Path, outside: dict[str, Any], handover: Path
+) -> None:
+    create_imported(mvs, "iris-imp", on_claim(handover, outside))
+    st = mvs.wait_phase("iris-imp", "Serving")
     assert mvs.champion_of("iris") == "iris-imp"
     tr = st["training"]
     assert tr["task"] == "classification" and tr["metrics"]["accuracy"] > 0.9
@@ -122,8 +144,9 @@ def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
         "uri": "pvc://modelops-artifacts/iris/iris-imp/model.skops",
         "sha256": outside["sha256"],
     }
-    stored = kubelet.artifact_dir("modelops-artifacts", "iris", "iris-imp") / "model.skops"
+    stored = store / "iris" / "iris-imp" / "model.skops"
     assert stored.read_bytes() == outside["model"].read_bytes()
+    assert stored.stat().st_uid == RUN_AS  # written by the import container's user
     assert sorted(tr["reference"]) == sorted(ROW) and tr["predictionReference"]["categories"]
     job = mvs.batch.read_namespaced_job("iris-imp-train", mvs.ns).spec.template.spec
     assert job.containers[0].command == ["modelops", "import"]
@@ -134,8 +157,7 @@ def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
         if v.persistent_volume_claim
     }
     assert claims == {"modelops-artifacts": None, "models-in": True}, claims
-    srv = kubelet.server_for("iris-imp")
-    r = httpx.post(f"{srv.url}/predict", json={"instances": [ROW]}, timeout=10)
+    r = predict(mvs, "iris-imp")
     assert r.status_code == 200, r.text
 
     # a RetrainPolicy on the imported champion must be told how to train
@@ -181,37 +203,32 @@ def test_a_model_trained_outside_is_imported_from_a_claim_served_and_retrained(
     assert made["spec"]["parent"] == "iris-imp" and "source" not in made["spec"]
     assert made["spec"]["training"]["estimator"]["class"] == "LogisticRegression"
     name = made["metadata"]["name"]
-    st = mvs.wait_phase(name, "Serving", "Superseded", "Rejected", timeout=300)
+    st = mvs.wait_phase(name, "Serving", "Superseded", "Rejected")
     assert st["training"]["succeeded"] and st["training"]["metrics"]["accuracy"] > 0.8, st
 
 
-def test_a_file_that_is_not_the_named_digest_fails_the_import(mvs, kubelet, operator, outside, handover):
-    artifact = {**on_claims(kubelet, outside, handover), "sha256": "0" * 64, "backoffLimit": 0}
-    create_imported(mvs, "iris-wrong", artifact)
-    st = mvs.wait_phase("iris-wrong", "Failed", timeout=240)
-    trained = mvs.condition("iris-wrong", "Trained")
+def test_a_file_that_is_not_the_named_digest_fails_the_import(
+    mvs: Versions, outside: dict[str, Any], handover: Path
+) -> None:
+    """Model `aster`: the first test's iris champion serves on in this namespace."""
+    artifact = {**on_claim(handover, outside), "sha256": "0" * 64, "backoffLimit": 0}
+    create_imported(mvs, "aster-wrong", artifact, model="aster")
+    st = mvs.wait_phase("aster-wrong", "Failed")
+    trained = mvs.condition("aster-wrong", "Trained")
     assert "sha256 mismatch" in trained["message"] and outside["sha256"] in trained["message"], trained
     assert "training failed" in st["message"]
-    assert mvs.champion_of("iris") is None
+    assert mvs.champion_of("aster") is None
 
 
 @pytest.mark.s3
 def test_a_model_trained_outside_is_imported_from_s3_and_served_from_s3(
-    mvs, kubelet, operator, outside, seaweedfs, bucket
-):
+    mvs: Versions, outside: dict[str, Any], seaweedfs: SeaweedFS, bucket: str
+) -> None:
+    """Model `daisy`, served from the bucket beside the first test's iris."""
     fs = seaweedfs.fs()
     fs.pipe_file(f"{bucket}/handover/iris/model.skops", Path(outside["model"]).read_bytes())
     fs.pipe_file(f"{bucket}/data/iris-reference.csv", Path(outside["reference"]).read_bytes())
-    mvs.core.create_namespaced_secret(
-        mvs.ns,
-        {
-            "metadata": {"name": "s3-keys"},
-            "data": {
-                "accessKeyId": base64.b64encode(seaweedfs.access_key.encode()).decode(),
-                "secretAccessKey": base64.b64encode(seaweedfs.secret_key.encode()).decode(),
-            },
-        },
-    )
+    mvs.core.create_namespaced_secret(mvs.ns, secret("s3-keys", seaweedfs.access_key, seaweedfs.secret_key))
     storage = {
         "s3": {
             "bucket": bucket,
@@ -226,16 +243,15 @@ def test_a_model_trained_outside_is_imported_from_s3_and_served_from_s3(
         "sha256": outside["sha256"],
         "referenceDataset": {"uri": f"s3://{bucket}/data/iris-reference.csv", "target": "target"},
     }
-    create_imported(mvs, "iris-s3", artifact, storage=storage)
-    st = mvs.wait_phase("iris-s3", "Serving", timeout=240)
+    create_imported(mvs, "daisy-s3", artifact, model="daisy", storage=storage)
+    st = mvs.wait_phase("daisy-s3", "Serving")
     art = st["training"]["artifact"]
-    assert art == {"uri": f"s3://{bucket}/models/iris/iris-s3/model.skops", "sha256": outside["sha256"]}
+    assert art == {"uri": f"s3://{bucket}/models/daisy/daisy-s3/model.skops", "sha256": outside["sha256"]}
     assert hashlib.sha256(seaweedfs.fs().cat_file(art["uri"][len("s3://") :])).hexdigest() == art["sha256"]
-    job = mvs.batch.read_namespaced_job("iris-s3-train", mvs.ns).spec.template.spec
+    job = mvs.batch.read_namespaced_job("daisy-s3-train", mvs.ns).spec.template.spec
     env = {e.name: e for e in job.containers[0].env}
     # the model file is read with the store's keys (no connection of its own), by reference only
     assert env["MODELOPS_SOURCE_S3_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "s3-keys"
     assert not any(v.persistent_volume_claim for v in job.volumes or [])
-    srv = kubelet.server_for("iris-s3")
-    r = httpx.post(f"{srv.url}/predict", json={"instances": [ROW]}, timeout=10)
+    r = predict(mvs, "daisy-s3")
     assert r.status_code == 200, r.text

@@ -1,14 +1,23 @@
-"""spec.serving.autoscaling on the real API server, with the real HPA controller (kube-controller-manager):
-the owned HPA, replicas left to it (server-side apply field ownership), and the HPA going with the version."""
+"""spec.serving.autoscaling on the real node, with the real HPA controller (kube-controller-manager):
+the owned HPA, replicas left to it (server-side apply field ownership), the extra server containers
+it asks for started and Ready, and the HPA going with the version.
+
+Moved from the kwok suite: nothing here needs a fault on cue. The node has no metrics server, so the
+HPA sizes only to its minimum (below it) and otherwise holds what it finds, as a real cluster's HPA
+does while its metrics are missing. The node and the operator pod are the session's
+(tests/e2e/conftest.py); this module has its own namespace and PV.
+"""
 
 from __future__ import annotations
 
-import pytest
 from kubernetes import client
 
+from tests.support.realnode import Versions, marks
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.cluster
+pytestmark = marks()
+
+NS = "real-autoscaling"
 
 AUTOSCALING = {"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilization": 80}
 
@@ -22,10 +31,10 @@ def replicas_managers(dep: client.V1Deployment) -> set[str]:
     return out
 
 
-def test_an_autoscaled_version_owns_an_hpa_that_sizes_its_servers(mvs, kubelet, operator):
+def test_an_autoscaled_version_owns_an_hpa_that_sizes_its_servers(mvs: Versions) -> None:
     hpas = client.AutoscalingV2Api(mvs.core.api_client)
     mvs.create("iris-v1", serving={"autoscaling": AUTOSCALING, "drainSeconds": 0})
-    mvs.wait_phase("iris-v1", "Serving", timeout=180)
+    mvs.wait_phase("iris-v1", "Serving")
     uid = mvs.get("iris-v1")["metadata"]["uid"]
 
     hpa = eventually(
@@ -88,8 +97,22 @@ def test_an_autoscaled_version_owns_an_hpa_that_sizes_its_servers(mvs, kubelet, 
     )
     assert mvs.apps.read_namespaced_deployment("iris-v1-server", mvs.ns).spec.replicas == 3
     eventually(
-        lambda: mvs.status("iris-v1")["serving"]["readyReplicas"] == 3, timeout=120, what="3 servers ready"
+        lambda: mvs.status("iris-v1")["serving"]["readyReplicas"] == 3, timeout=300, what="3 servers ready"
     )
+    # three server containers of the new template, started and passing their readiness probe
+
+    def new_servers_ready() -> list[client.V1Pod] | None:
+        servers = mvs.pods("app.kubernetes.io/component=server,modelops.dev/version=iris-v1")
+        ready = [
+            p
+            for p in servers
+            if not p.metadata.deletion_timestamp
+            and p.spec.containers[0].resources.requests["cpu"] == "150m"
+            and all(c.ready and c.state.running for c in p.status.container_statuses or [])
+        ]
+        return ready if len(ready) == 3 else None
+
+    eventually(new_servers_ready, timeout=300, what="3 server containers of the new template Ready")
     assert mvs.champion_of("iris") == "iris-v1"
 
     # the HPA goes with the version
@@ -107,23 +130,24 @@ def test_an_autoscaled_version_owns_an_hpa_that_sizes_its_servers(mvs, kubelet, 
     )
 
 
-def test_a_superseded_autoscaled_version_loses_its_hpa_when_scaled_down(mvs, kubelet, operator):
+def test_a_superseded_autoscaled_version_loses_its_hpa_when_scaled_down(mvs: Versions) -> None:
+    """Its own model: the namespace is the module's, and the first test's iris may still be going."""
     hpas = client.AutoscalingV2Api(mvs.core.api_client)
-    mvs.create("iris-v1", serving={"autoscaling": AUTOSCALING, "drainSeconds": 0})
-    mvs.wait_phase("iris-v1", "Serving", timeout=180)
+    mvs.create("rose-v1", "rose", serving={"autoscaling": AUTOSCALING, "drainSeconds": 0})
+    mvs.wait_phase("rose-v1", "Serving")
     eventually(
-        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("iris-v1-server", mvs.ns),
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("rose-v1-server", mvs.ns),
         timeout=30,
         what="HPA",
     )
-    mvs.create("iris-v2")
-    mvs.wait_phase("iris-v2", "Serving", timeout=180)
-    mvs.wait_phase("iris-v1", "Superseded")
+    mvs.create("rose-v2", "rose")
+    mvs.wait_phase("rose-v2", "Serving")
+    mvs.wait_phase("rose-v1", "Superseded")
     eventually(
-        lambda: mvs.apps.read_namespaced_deployment("iris-v1-server", mvs.ns).spec.replicas == 0,
+        lambda: mvs.apps.read_namespaced_deployment("rose-v1-server", mvs.ns).spec.replicas == 0,
         timeout=60,
-        what="iris-v1 scaled to 0 (by the operator: an HPA cannot)",
+        what="rose-v1 scaled to 0 (by the operator: an HPA cannot)",
     )
-    assert "iris-v1-server" not in [
+    assert "rose-v1-server" not in [
         h.metadata.name for h in hpas.list_namespaced_horizontal_pod_autoscaler(mvs.ns).items
     ]

@@ -1,42 +1,63 @@
-"""The lifecycle stages before and around validation, through the real API server, the operator and
-the real trainer and server (as host processes run by the kubelet stand-in): data validation,
-the fairness gate, and the audit trail. The model card's check runs on the real node
-(tests/e2e/test_real_node.py), where the example's iris-v1 already carries a card."""
+"""The lifecycle stages before and around validation, on the real node: data validation and the
+fairness gate judged by trainer containers on data put on the namespace's PV, and the audit trail
+of an approved promotion and a rollback moving real server pods. The model card's check is in
+tests/e2e/test_real_node.py, where the example's iris-v1 already carries a card.
+
+Moved from the kwok suite: the dirty data and the biased model fail on purpose, but by their
+content, which a real trainer reads as well as the stand-in's; nothing here needs a fault on cue.
+The node and the operator pod are the session's (tests/e2e/conftest.py); this module has its own
+namespace and PV.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
-import pytest
+import pandas as pd
 from sklearn.datasets import load_iris
 
-from tests.integration.conftest import kubectl
 from tests.support.fairness_data import credit_frame, credit_training
+from tests.support.realnode import RUN_AS, Versions, kubectl, marks
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.cluster
+pytestmark = marks()
+
+NS = "real-governance"
 
 
-def show(mvs, *args: str) -> str:
+def on_claim(store: Path, name: str, frame: pd.DataFrame) -> str:
+    """`frame` as a CSV on the namespace's artifact claim, owned by the containers' uid; its URI."""
+    folder = store / "data"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    frame.to_csv(path, index=False)
+    for p in (folder, path):
+        os.chown(p, RUN_AS, RUN_AS)
+    return f"pvc://modelops-artifacts/data/{name}"
+
+
+def show(mvs: Versions, *args: str) -> str:
     """kubectl output, printed so a run with -s shows what a user sees (the README quotes it)."""
-    out = kubectl(mvs.kubeconfig, "-n", mvs.ns, *args).stdout
+    out = kubectl(mvs.real.kubeconfig, "-n", mvs.ns, *args).stdout
     print(f"\n$ kubectl {' '.join(args)}\n{out}")
     return out
 
 
-def test_dirty_data_is_refused_naming_the_column_and_the_limit(mvs, kubelet, operator, tmp_path):
+def test_dirty_data_is_refused_naming_the_column_and_the_limit(mvs: Versions, store: Path) -> None:
     frame = load_iris(as_frame=True).frame
     frame.loc[frame.index[::8], "petal width (cm)"] = np.nan  # 12.7% missing
-    path = tmp_path / "iris-dirty.csv"
-    frame.to_csv(path, index=False)
+    uri = on_claim(store, "iris-dirty.csv", frame)
     mvs.create(
         "iris-dirty",
         training={
-            "dataset": {"uri": f"file://{path}", "target": "target"},
+            "dataset": {"uri": uri, "target": "target"},
             "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
             "dataQuality": {"maxMissingFraction": 0.05, "maxDuplicateFraction": 0.1, "minRows": 100},
         },
     )
-    st = mvs.wait_phase("iris-dirty", "Failed", timeout=180)
+    st = mvs.wait_phase("iris-dirty", "Failed")
     trained = mvs.condition("iris-dirty", "Trained")
     assert trained["reason"] == "DataQualityFailed", trained
     assert "'petal width (cm)'" in st["message"] and "maxMissingFraction 0.05" in st["message"]
@@ -51,24 +72,25 @@ def test_dirty_data_is_refused_naming_the_column_and_the_limit(mvs, kubelet, ope
         timeout=30,
         what="the DataQualityFailed Event",
     )
-    assert mvs.apps.list_namespaced_deployment(mvs.ns).items == []
+    assert "iris-dirty-server" not in [
+        d.metadata.name for d in mvs.apps.list_namespaced_deployment(mvs.ns).items
+    ]
     show(mvs, "get", "mv", "iris-dirty")
     show(mvs, "get", "mv", "iris-dirty", "-o", "jsonpath={.status.training.dataQuality.checks[0]}")
 
 
-def test_the_fairness_gate_rejects_a_deliberately_biased_model(mvs, kubelet, operator, tmp_path):
-    path = tmp_path / "credit.csv"
-    credit_frame(bias=2.5).to_csv(path, index=False)
+def test_the_fairness_gate_rejects_a_deliberately_biased_model(mvs: Versions, store: Path) -> None:
+    uri = on_claim(store, "credit.csv", credit_frame(bias=2.5))
     mvs.create(
         "credit-v1",
         model="credit",
-        training=credit_training(path),
+        training=credit_training(uri),
         validation={
             "gates": [{"metric": "accuracy", "min": 0.7}],
             "fairness": {"sensitiveFeatures": ["group"], "metric": "selection_rate", "maxDifference": 0.1},
         },
     )
-    st = mvs.wait_phase("credit-v1", "Rejected", timeout=180)
+    st = mvs.wait_phase("credit-v1", "Rejected")
     validated = mvs.condition("credit-v1", "Validated")
     assert validated["reason"] == "FairnessGateFailed", validated
     assert "'group'" in st["message"] and "maxDifference 0.1" in st["message"]
@@ -82,7 +104,7 @@ def test_the_fairness_gate_rejects_a_deliberately_biased_model(mvs, kubelet, ope
     show(mvs, "get", "mv", "credit-v1", "-o", "jsonpath={.status.training.fairness}")
 
 
-def test_audit_history_across_an_approved_promotion_and_a_rollback(mvs, kubelet, operator):
+def test_audit_history_across_an_approved_promotion_and_a_rollback(mvs: Versions) -> None:
     mvs.create("iris-v1")
     mvs.wait_phase("iris-v1", "Serving")
     mvs.create("iris-v2", parent="iris-v1", promotion={"mode": "Manual", "requireApproval": True})
