@@ -4,7 +4,9 @@ For each N: create N versions (one model each, so each becomes a champion) at a 
 let kwok hold their pods and tests/support/simulate.py play trainer and kubelet, then count
 the operator's requests in the API server's audit log by verb (its user agents are
 `modelops-operator/…` and Kopf's `kopf/…`) during a steady window, and read its RSS and CPU
-from /proc. Writes bench/results/operator-scale-<date>.json and operator-scale-latest.md.
+from /proc; then restart it among those objects and time it until it has reconciled them all.
+Writes bench/results/operator-scale-<date>.json and operator-scale-latest.md (`--models` or
+`--set`: an experiment, printed only).
 
     python bench/operator_scale.py --sizes 100 1000 --steady 300
 """
@@ -179,6 +181,32 @@ class PhaseWatch(Watcher):
         self.phase[obj["metadata"]["name"]] = (obj.get("status") or {}).get("phase", "")
 
 
+def restart(op: OperatorProcess, settle: float = 15.0, timeout: float = 600.0) -> tuple[float, float]:
+    """Restart the operator among the objects it made; (RSS MiB, seconds until it has re-reconciled
+    them all: its reconcile count then stays put for `settle` seconds).
+
+    What an upgrade or a crash costs: the seconds before the operator acts on everything again, and
+    the memory of a start among existing objects (Kopf holds every watched object's body until all
+    its indexes are filled, so this RSS is higher than the one after the burst)."""
+    op.stop()
+    started = time.monotonic()
+    op.start()
+    last, since = -1.0, started
+    while time.monotonic() < started + timeout:
+        try:
+            total = sum(
+                v for k, v in operator_metrics(op).items() if k.startswith("modelops_reconciles_total")
+            )
+        except Exception:  # not listening yet
+            total = -1.0
+        if total != last:
+            last, since = total, time.monotonic()
+        elif total > 0 and time.monotonic() - since > settle:
+            break
+        time.sleep(1)
+    return proc_stats(operator_pid(op))[0], since - started
+
+
 def operator_metrics(op: OperatorProcess) -> dict[str, float]:
     """The operator's own work-queue and reconcile figures, from its /metrics."""
     import httpx
@@ -278,8 +306,18 @@ class Timeline(threading.Thread):
 
 
 def run_size(
-    cluster: LocalCluster, api: client.ApiClient, n: int, rate: float, steady: float, workdir: Path
+    cluster: LocalCluster,
+    api: client.ApiClient,
+    n: int,
+    rate: float,
+    steady: float,
+    workdir: Path,
+    models: int | None = None,
 ) -> dict[str, Any]:
+    """`models`: how many models the n versions belong to, taken in turn (default n: every version
+    its own model). With fewer, each version supersedes its model's previous champion, and a
+    version counts as done once Serving or Superseded."""
+    models = models or n
     ns = f"scale-{n}"
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
@@ -343,8 +381,8 @@ def run_size(
     def create(i: int) -> None:
         """The i-th create at its slot of the schedule: one client waiting on each answer in turn
         reached 3.6 to 4.7 creates/s on a loaded API server, so CREATORS hold the rate together."""
-        name = f"m{i}-v1"
-        body = modelversion(name, f"m{i}")
+        name = f"m{i % models}-v{i // models + 1}"
+        body = modelversion(name, f"m{i % models}")
         body["spec"]["training"].update(small)
         body["spec"]["serving"].update(small)
         delay = start + i / rate - time.monotonic()
@@ -361,13 +399,15 @@ def run_size(
     names = list(created)
     deadline = time.monotonic() + max(900, n * 0.5)
     while True:
-        serving = sum(1 for name in names if phases.phase.get(name) == "Serving")
+        serving = sum(1 for name in names if phases.phase.get(name) in ("Serving", "Superseded"))
         if serving == n or time.monotonic() > deadline:
             break
         time.sleep(1)
     all_serving_at = time.monotonic()
     timeline.stop.set()
     stop_sim.set()
+    sim_thread.join()
+    sim.close()
     lifecycle = operator_metrics(op)
     latencies = [jobs.first_seen[k] - created[k] for k in names if k in jobs.first_seen]
     # When the slowest 1 % were created, in seconds from the burst's start: a cluster in time
@@ -391,11 +431,13 @@ def run_size(
     minutes = (t1 - t0) / 60
     writes = sum(v for k, v in counts.items() if k.split()[0] in WRITES)
     reads = sum(v for k, v in counts.items() if k.split()[0] in ("get", "list"))
+    rss_restarted, restart_seconds = restart(op)
     op.stop()
     jobs.stop.set()
     phases.stop.set()
     result = {
         "n": n,
+        "models": models,
         "rate_per_s": rate,
         "create_seconds": round(create_seconds, 1),
         "jobs_seen": len(latencies),
@@ -423,6 +465,8 @@ def run_size(
         "operator_requests_in_burst_count_mean_s": burst_latency,
         "burst_timeline": timeline.samples,
         "operator_rss_mib": round(rss1, 1),
+        "operator_rss_restarted_mib": round(rss_restarted, 1),
+        "restart_to_all_reconciled_s": round(restart_seconds, 1),
         "operator_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
         "loadavg": os.getloadavg(),
     }
@@ -444,7 +488,7 @@ def write_results(results: list[dict[str, Any]]) -> Path:
     lines = [
         f"# Operator scale ({stamp}, 2 cores; kwok nodes, simulated trainer reports and server readiness)",
         "",
-        "| versions | creates/s reached | create→Job p50 / p99 | queue wait of new versions p50 / p99 | reconciles per version to Serving | all Serving after last report | steady writes/min | steady reads/min | operator CPU s/min | RSS MiB | load avg (1/5/15 min) |",
+        "| versions | creates/s reached | create→Job p50 / p99 | queue wait of new versions p50 / p99 | reconciles per version to Serving | all Serving after last report | steady writes/min | steady reads/min | operator CPU s/min | RSS MiB (after the burst / a new process) | load avg (1/5/15 min) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -454,7 +498,8 @@ def write_results(results: list[dict[str, Any]]) -> Path:
             f"{r['create_to_job_p50_s']} s / {r['create_to_job_p99_s']} s | "
             f"≤ {r['queue_wait_new_p50_s']} s / ≤ {r['queue_wait_new_p99_s']} s | {r['reconciles_per_version']} | "
             f"{r['all_serving_after_last_report_s']} s ({r['serving']}/{r['n']}) | {r['steady_writes_per_min']} | "
-            f"{r['steady_reads_per_min']} | {r['operator_cpu_s_per_min']} | {r['operator_rss_mib']} | {load} |"
+            f"{r['steady_reads_per_min']} | {r['operator_cpu_s_per_min']} | {r['operator_rss_mib']} / "
+            f"{r.get('operator_rss_restarted_mib', 'not measured')} | {load} |"
         )
     lines += [
         "",
@@ -471,6 +516,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--rate", type=float, default=20.0, help="creates per second")
     parser.add_argument("--steady", type=float, default=300.0, help="seconds of steady state to count")
+    parser.add_argument(
+        "--models",
+        type=int,
+        default=None,
+        help="versions spread over this many models in turn (default: one model each); results go to stdout only",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -507,8 +558,9 @@ def main() -> int:
         api = client.ApiClient(conf)
         time.sleep(3)
         for n in args.sizes:
-            results.append(run_size(cluster, api, n, args.rate, args.steady, workdir))
-    if args.set:  # a tuning experiment: the results file holds the shipped settings' figures only
+            results.append(run_size(cluster, api, n, args.rate, args.steady, workdir, args.models))
+    # A tuning experiment: the results file holds the shipped settings' figures only.
+    if args.set or args.models:
         print(json.dumps({"settings": SHIPPED, "results": results}, indent=2))
         return 0
     print(write_results(results).read_text())

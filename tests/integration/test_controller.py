@@ -117,7 +117,10 @@ def test_serving_versions_cost_no_writes(mvs, storage, operator, api_client, nam
         mvs.custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, "modelversions", modelversion(f"m{i}-v1", f"m{i}")
         )
-    took = sim.run_until([f"m{i}-v1" for i in range(n)], "Serving", timeout=600)
+    try:
+        took = sim.run_until([f"m{i}-v1" for i in range(n)], "Serving", timeout=600)
+    finally:
+        sim.close()
     print(f"{n} versions created → Serving in {took:.0f}s")
     time.sleep(5)  # let the last promotions' own echoes (status, Events) settle
     since = time.time()
