@@ -156,6 +156,12 @@ def example_version(name: str) -> dict[str, Any]:
     return mv
 
 
+def explain(real: Cluster, ns: str) -> None:
+    """What the cluster and the operator pod say, printed when a wait on the node times out."""
+    print(kubectl(real.kubeconfig, "-n", ns, "get", "mv,pods,jobs,events", "-o", "wide", check=False).stdout)
+    print(f"----- operator log -----\n{operator_log(real)}")
+
+
 def status(api: client.ApiClient, name: str, ns: str = NS) -> dict[str, Any]:
     obj = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, "modelversions", name)
     return obj.get("status") or {}
@@ -170,10 +176,7 @@ def wait_status(
             lambda: (st := status(api, name, ns)) and check(st) and st, timeout=SERVING_TIMEOUT, what=what
         )
     except AssertionError:
-        print(
-            kubectl(real.kubeconfig, "-n", ns, "get", "mv,pods,jobs,events", "-o", "wide", check=False).stdout
-        )
-        print(f"----- operator log -----\n{operator_log(real)}")
+        explain(real, ns)
         raise
 
 
@@ -191,19 +194,7 @@ class Versions(ModelVersions):
         try:
             return super().wait_phase(name, *phases, timeout=timeout)
         except AssertionError:
-            print(
-                kubectl(
-                    self.real.kubeconfig,
-                    "-n",
-                    self.ns,
-                    "get",
-                    "mv,pods,jobs,events",
-                    "-o",
-                    "wide",
-                    check=False,
-                ).stdout
-            )
-            print(f"----- operator log -----\n{operator_log(self.real)}")
+            explain(self.real, self.ns)
             raise
 
     def url(self, service: str) -> str:

@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelops.api.modelversion import TrainingResult
 from modelops.trainer.report import Target, patch_body
+from tests.helpers import default_modelversion
 from tests.support.kubelet import READY, RESULT
 
 GROUP, VERSION = "modelops.dev", "v1alpha1"
@@ -30,22 +31,15 @@ WRITERS = 16
 
 
 def modelversion(name: str, model: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelVersion",
-        "metadata": {"name": name},
-        "spec": {
-            "model": model,
-            "training": {
-                "dataset": {"uri": "sklearn:iris"},
-                "estimator": {"class": "LogisticRegression"},
-                "backoffLimit": 0,
-            },
-            "validation": {"gates": [{"metric": "accuracy", "min": 0.5}]},
-            "serving": {"drainSeconds": 0},
-            **spec,
-        },
+    """`tests.helpers.default_modelversion` for simulated training: no retry (a failed Job shows
+    at once), the estimator's default parameters, and a gate every simulated report passes."""
+    training = {
+        "dataset": {"uri": "sklearn:iris"},
+        "estimator": {"class": "LogisticRegression"},
+        "backoffLimit": 0,
     }
+    gates = {"gates": [{"metric": "accuracy", "min": 0.5}]}
+    return default_modelversion(name, model, **{"training": training, "validation": gates, **spec})
 
 
 def report(name: str, job_uid: str) -> dict[str, Any]:
