@@ -1,7 +1,8 @@
 """One real node for the session's real-node modules (tests/e2e/test_real_node*.py): started and
 stopped exactly as `make cluster-up REAL_NODE=1` / `make cluster-down` do, with the operator
-installed from manifests/ as a pod of the node. Starting it costs ≈ 10-40 s warm, plus the operator
-pod's start; sharing it keeps each new real-node module to the cost of its own pods.
+installed from manifests/ as a pod of the node, querying the session's Prometheus on the host.
+Starting it costs ≈ 10-40 s warm, plus the operator pod's start; sharing it keeps each new
+real-node module to the cost of its own pods.
 
 A module that sets `NS` gets that namespace (`store`, `mvs`) for itself, deleted when it ends, and
 one with S3 cases its own SeaweedFS (`seaweedfs`) on the node's address."""
@@ -17,6 +18,7 @@ from kubernetes import client, config
 from tests.cluster.localcluster import kubectl_on_path
 from tests.cluster.node import NODE_IP, build_images, read_sysctls
 from tests.support.operator import OperatorDeployment
+from tests.support.prometheus import PrometheusServer, kubernetes_sd, kubernetes_sd_prometheus
 from tests.support.realnode import Cluster, Versions, cluster_cli, model_namespace
 from tests.support.seaweedfs import SeaweedFS
 
@@ -59,12 +61,32 @@ def project_image(real: Cluster) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator(real: Cluster, api: client.ApiClient, project_image: str) -> client.V1Pod:
-    """The operator installed from manifests/ (only the image swapped) and Ready as a pod of the node.
+def prometheus(real: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """Prometheus on the host, as a cluster's prometheus-operator would run it for the shipped
+    PodMonitor: pods found by Kubernetes discovery in every namespace, the PodMonitor's relabelling,
+    scraping every second. It listens on the node's address, where the operator's pod queries it
+    (canary analysis); the teardown test stops it before the node."""
+    server = PrometheusServer(
+        tmp_path_factory.mktemp("prometheus-node"),
+        discovery=kubernetes_sd(real.kubeconfig),
+        binary=kubernetes_sd_prometheus(),
+        host=NODE_IP,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    real: Cluster, api: client.ApiClient, project_image: str, prometheus: PrometheusServer
+) -> client.V1Pod:
+    """The operator installed from manifests/ (only the image and the Prometheus it queries swapped)
+    and Ready as a pod of the node.
 
     The pod as it was then: the search module replaces it, so a test that needs the running one
     (to exec into it) reads it again."""
-    return OperatorDeployment(real.kubeconfig, project_image).install().wait_ready(api)
+    installed = OperatorDeployment(real.kubeconfig, project_image, MODELOPS_PROMETHEUS_URL=prometheus.url)
+    return installed.install().wait_ready(api)
 
 
 @pytest.fixture(scope="module")

@@ -62,13 +62,13 @@ def file_sd(files: list[str]) -> dict[str, Any]:
     return {"file_sd_configs": [{"files": files, "refresh_interval": "1s"}]}
 
 
-def kubernetes_sd(kubeconfig: Path, namespaces: list[str]) -> dict[str, Any]:
-    """Discovery of real pods through the API server, as prometheus-operator configures it."""
-    return {
-        "kubernetes_sd_configs": [
-            {"role": "pod", "kubeconfig_file": str(kubeconfig), "namespaces": {"names": namespaces}}
-        ]
-    }
+def kubernetes_sd(kubeconfig: Path, namespaces: list[str] | None = None) -> dict[str, Any]:
+    """Discovery of real pods through the API server, as prometheus-operator configures it; in
+    every namespace unless told (a PodMonitor's `namespaceSelector: {any: true}`)."""
+    sd: dict[str, Any] = {"role": "pod", "kubeconfig_file": str(kubeconfig)}
+    if namespaces is not None:
+        sd["namespaces"] = {"names": namespaces}
+    return {"kubernetes_sd_configs": [sd]}
 
 
 def podmonitor_scrape_config(

@@ -1,0 +1,81 @@
+"""The real node's model servers as a client and kube-proxy see them: predicts to a ClusterIP, each
+on a new connection; what each server pod has answered, from its own /metrics; and the ready
+endpoints of a Service, as the EndpointSlice controller writes them. Shared by the real-node
+modules that measure a canary's share of traffic (test_real_node, test_real_node_canary)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+
+import httpx
+from kubernetes import client
+
+IRIS = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+REQUEST_LINE = re.compile(r"^modelops_server_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+
+
+def served_by_pod(api: client.ApiClient, ns: str, model: str) -> dict[str, tuple[str, float]]:
+    """predict requests each server pod of `model` has answered, read from its own /metrics
+    (the pod's IP is reachable from the host through the bridge): pod -> (version, count)."""
+    pods = client.CoreV1Api(api).list_namespaced_pod(
+        ns, label_selector=f"app.kubernetes.io/component=server,modelops.dev/model={model}"
+    )
+    out = {}
+    for p in pods.items:
+        if p.status.phase != "Running" or p.metadata.deletion_timestamp or not p.status.pod_ip:
+            continue
+        port = p.spec.containers[0].ports[0].container_port
+        try:
+            text = httpx.get(f"http://{p.status.pod_ip}:{port}/metrics", timeout=10).text
+        except httpx.HTTPError:  # not listening yet, or going: the callers compare pod sets
+            continue
+        count = sum(
+            float(value)
+            for labels, value in REQUEST_LINE.findall(text)
+            if 'handler="predict"' in labels and 'code="200"' in labels
+        )
+        out[p.metadata.name] = (p.metadata.labels["modelops.dev/version"], count)
+    return out
+
+
+def send_new_connections(ip: str, port: int, n: int, threads: int = 4) -> Counter[str]:
+    """`n` predicts to ip:port, each on a new TCP connection (kube-proxy picks an endpoint per
+    connection, so keep-alive would pin a client to one pod); returns the versions that answered."""
+    answered: Counter[str] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def worker(count: int) -> None:
+        with httpx.Client(timeout=10, headers={"Connection": "close"}) as c:
+            for _ in range(count):
+                try:
+                    r = c.post(f"http://{ip}:{port}/predict", json={"instances": [IRIS]})
+                    r.raise_for_status()
+                    with lock:
+                        answered[r.json()["model_version"]] += 1
+                except httpx.HTTPError as e:
+                    with lock:
+                        failures.append(str(e))
+
+    pool = [threading.Thread(target=worker, args=(n // threads + (i < n % threads),)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not failures, failures[:5]
+    return answered
+
+
+def ready_endpoints(api: client.ApiClient, ns: str, service: str) -> list[str]:
+    """The pods behind `service`'s ready endpoints, as kube-proxy reads them from EndpointSlices."""
+    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        ns, label_selector=f"kubernetes.io/service-name={service}"
+    )
+    return sorted(
+        ep.target_ref.name
+        for s in slices.items
+        for ep in s.endpoints or []
+        if ep.conditions and ep.conditions.ready and ep.target_ref is not None
+    )
