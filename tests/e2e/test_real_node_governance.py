@@ -11,31 +11,18 @@ namespace and PV.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.datasets import load_iris
 
 from tests.support.fairness_data import credit_frame, credit_training
-from tests.support.realnode import RUN_AS, Versions, kubectl, marks
+from tests.support.realnode import Versions, kubectl, marks, on_claim
 from tests.support.wait import eventually
 
 pytestmark = marks()
 
 NS = "real-governance"
-
-
-def on_claim(store: Path, name: str, frame: pd.DataFrame) -> str:
-    """`frame` as a CSV on the namespace's artifact claim, owned by the containers' uid; its URI."""
-    folder = store / "data"
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    frame.to_csv(path, index=False)
-    for p in (folder, path):
-        os.chown(p, RUN_AS, RUN_AS)
-    return f"pvc://modelops-artifacts/data/{name}"
 
 
 def show(mvs: Versions, *args: str) -> str:

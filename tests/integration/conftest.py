@@ -5,23 +5,20 @@ These modules run on kwok nodes, with trainer and server pods played by the kube
 image, the restricted pod, the shipped Deployment cluster-wide in two namespaces, ClusterIP routing
 and a canary's share through kube-proxy, discovery, the model card) is in tests/e2e/test_real_node.py,
 and the modules that needed no fault on cue moved whole to the node: the hyperparameter search,
-`kubectl modelops`, autoscaling, imports, S3 storage and governance (tests/e2e/test_real_node_*.py).
+`kubectl modelops`, autoscaling, imports, S3 storage, governance, canaries and champion comparison
+(tests/e2e/test_real_node_*.py), as did the operator's lifecycle as its ServiceAccount (every 403
+read from its log) and the two namespaces' series kept apart in Prometheus.
 Why each module stays here:
 - test_admission: no pods at all; CRD schema and CEL rules on the real API server.
 - test_webhook: no model pods; the API server calls the operator's webhook at a URL on this host.
 - test_cluster: tests the kwok cluster itself (held pods finished by annotation).
-- test_install: dry runs and `auth can-i` need no pods; its lifecycle checks read every 403 the
-  operator (as its ServiceAccount) met from its log, and its tenant check has the host Prometheus
-  scrape two namespaces' servers every second with the PodMonitor's relabelling.
+- test_install: dry runs and `auth can-i`, no pods.
 - test_controller: 100 Serving versions at once, an API server outage through a proxy, a failed
   Job on cue.
 - test_modelversion: faults on cue (a trainer exit and message chosen by the test, a server held
   never-ready, a tampered artifact), the operator SIGKILLed at random points, racing promotions.
   A trainer failing on a missing dataset and a model below its gate also run in real containers
   (tests/e2e/test_real_node.py), where the kubelet records the reason as the termination message.
-- test_canary: 8 server pods per test and several minutes of analysis each, and breaches on cue
-  (a p99 threshold no request meets, wrong feedback labels), judged from the host Prometheus.
-- test_comparison: a champion's artifact removed from under it; four trainings of two models.
 - test_retrainpolicy: drift and decay over minutes of shifted traffic and 20+ evaluations, the
   operator SIGKILLed between deciding and creating, several retrains per test.
 - test_prometheus_faults: malformed and trickling answers from a misbehaving Prometheus stand-in.
