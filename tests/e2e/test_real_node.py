@@ -5,9 +5,11 @@ runc + CNI bridge + kube-proxy, tests/cluster/node.py), with no kwok and no stan
 What this module proves is what breaks on a first install: the image, the shipped ServiceAccount,
 RBAC and restricted Deployment, the restricted securityContext of trainer and server, the trainer's
 token and PV as uid 65532, the model card, Service routing, Prometheus discovery, the same example
-Serving in a second namespace under the one cluster-wide operator (issue 15), a `replicas` canary's
-share of ClusterIP traffic through kube-proxy (issue 11), a promotion and rollback moving real
-pods, and a real trainer's failure and a real model below its gate reaching the version. The
+Serving in a second namespace under the one cluster-wide operator with each namespace's requests
+counted apart (issue 15), a `replicas` canary's share of ClusterIP traffic through kube-proxy
+(issue 11), a promotion and rollback moving real pods, a real trainer's failure and a real model
+below its gate reaching the version, and deleted versions let go, with not one 403 in the
+operator's log through all of it. The
 node is the session's (tests/e2e/conftest.py), shared with the other real-node modules; this
 module's last test stops it, after every other test, and checks that nothing was left on the
 host. The other suites keep kwok and the kubelet stand-in: they need faults a
