@@ -77,6 +77,15 @@ def stable_address(mvs: Versions, model: str) -> tuple[str, int]:
     return svc.spec.cluster_ip, svc.spec.ports[0].port
 
 
+def champion_and_canary(mvs: Versions, model: str, canary: dict[str, Any], replicas: int = 1) -> str:
+    """`<model>-v1` Serving as the champion, then `<model>-v2` created as its canary; its name."""
+    serving = {"replicas": replicas, "drainSeconds": 0}
+    mvs.create(f"{model}-v1", model, serving=serving)
+    mvs.wait_phase(f"{model}-v1", "Serving")
+    mvs.create(f"{model}-v2", model, serving={**serving, "rollout": {"strategy": "Canary", "canary": canary}})
+    return f"{model}-v2"
+
+
 def measure_share(mvs: Versions, model: str, name: str, step: int) -> float:
     """The share of REQUESTS through the stable ClusterIP that `name`'s pods answered, counted
     at the pods and checked against the replies."""
@@ -96,11 +105,6 @@ def measure_share(mvs: Versions, model: str, name: str, step: int) -> float:
 
 def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs: Versions) -> None:
     model = "share"
-    mvs.create(f"{model}-v1", model, serving={"replicas": 4, "drainSeconds": 0})
-    mvs.wait_phase(f"{model}-v1", "Serving")
-    eventually(
-        lambda: endpoint_versions(mvs, model) == {f"{model}-v1": 4}, timeout=120, what="4 champion endpoints"
-    )
     spec = {
         "traffic": "replicas",
         # Each share is measured inside its step: 2,000 new connections through kube-proxy take
@@ -112,12 +116,7 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs: Ver
         "maxPredictionDivergence": 0.5,
         "minPredictions": 100,
     }
-    canary_name = f"{model}-v2"
-    mvs.create(
-        canary_name,
-        model,
-        serving={"replicas": 4, "drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}},
-    )
+    canary_name = champion_and_canary(mvs, model, spec, replicas=4)
     for step, weight, pods in ((1, 25, (1, 3)), (2, 50, (2, 2))):
         c = eventually(step_in_effect(mvs, canary_name, step), timeout=300, what=f"step {step} in effect")
         assert c["weight"] == weight and (c["canaryReplicas"], c["stableReplicas"]) == pods
@@ -145,19 +144,12 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs: Ver
 
 def test_a_breach_at_step_one_rolls_back_to_100_0(mvs: Versions) -> None:
     model = "breach"
-    mvs.create(f"{model}-v1", model, serving={"replicas": 2, "drainSeconds": 0})
-    mvs.wait_phase(f"{model}-v1", "Serving")
     spec = {
         "steps": [{"weight": 50, "pause": "60s"}, {"weight": 75, "pause": "60s"}],
         "minRequests": 20,
         "maxP99LatencySeconds": 0.0000001,  # every request breaches
     }
-    canary_name = f"{model}-v2"
-    mvs.create(
-        canary_name,
-        model,
-        serving={"replicas": 2, "drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}},
-    )
+    canary_name = champion_and_canary(mvs, model, spec, replicas=2)
     eventually(step_in_effect(mvs, canary_name, 1), timeout=300, what="step 1 in effect")
     stop = threading.Event()
     ip, port = stable_address(mvs, model)
@@ -261,8 +253,6 @@ def test_gateway_api_canary_sets_exact_route_weights(mvs: Versions, gateway_api:
         ],
         hostnames=["iris.example.com"],
     )
-    mvs.create(f"{model}-v1", model)
-    mvs.wait_phase(f"{model}-v1", "Serving")
     spec = {
         "traffic": "gatewayAPI",
         "httpRoute": model,
@@ -270,10 +260,7 @@ def test_gateway_api_canary_sets_exact_route_weights(mvs: Versions, gateway_api:
         "minRequests": 5,
         "maxP99LatencySeconds": 5.0,
     }
-    canary_name = f"{model}-v2"
-    mvs.create(
-        canary_name, model, serving={"drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}}
-    )
+    canary_name = champion_and_canary(mvs, model, spec)
     with IrisTraffic(backend(mvs, f"{canary_name}-server"), pause=0.05):
         for step, weight in ((1, 10), (2, 50)):
             c = eventually(step_in_effect(mvs, canary_name, step), timeout=300, what=f"step {step} in effect")
@@ -301,8 +288,6 @@ def test_a_gateway_api_canary_whose_analysis_fails_is_rolled_back_and_the_route_
     and Service are deleted."""
     model = "unrouted"
     create_route(mvs, model, [{"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}]}, {}])
-    mvs.create(f"{model}-v1", model)
-    mvs.wait_phase(f"{model}-v1", "Serving")
     spec = {
         "traffic": "gatewayAPI",
         "httpRoute": model,
@@ -310,10 +295,7 @@ def test_a_gateway_api_canary_whose_analysis_fails_is_rolled_back_and_the_route_
         "minRequests": 5,
         "maxP99LatencySeconds": 0.0000001,  # every request breaches
     }
-    canary_name = f"{model}-v2"
-    mvs.create(
-        canary_name, model, serving={"drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}}
-    )
+    canary_name = champion_and_canary(mvs, model, spec)
     c = eventually(step_in_effect(mvs, canary_name, 1), timeout=300, what="step 1 in effect")
     assert c["weight"] == 10 and c["effectiveWeight"] == 10
     split = [(model, 90), (f"{canary_name}-server", 10)]
@@ -353,8 +335,6 @@ def test_a_gateway_api_canary_whose_analysis_fails_is_rolled_back_and_the_route_
 def test_a_canary_less_accurate_than_the_champion_on_the_same_window_is_rolled_back(mvs: Versions) -> None:
     """Online accuracy from /feedback labels, canary against champion, read from Prometheus."""
     model = "accuracy"
-    mvs.create(f"{model}-v1", model)
-    mvs.wait_phase(f"{model}-v1", "Serving")
     spec = {
         "weight": 50,
         "analysisSeconds": 120,
@@ -363,10 +343,7 @@ def test_a_canary_less_accurate_than_the_champion_on_the_same_window_is_rolled_b
         "maxAccuracyDrop": 0.1,
         "minLabels": 30,
     }
-    canary_name = f"{model}-v2"
-    mvs.create(
-        canary_name, model, serving={"drainSeconds": 0, "rollout": {"strategy": "Canary", "canary": spec}}
-    )
+    canary_name = champion_and_canary(mvs, model, spec)
     eventually(step_in_effect(mvs, canary_name, 1), timeout=300, what="step 1 in effect")
     # The same traffic to both; the labels that come back say the canary is wrong every time.
     canary_url, champion_url = mvs.url(f"{canary_name}-server"), mvs.url(f"{model}-v1-server")
