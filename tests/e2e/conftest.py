@@ -65,7 +65,8 @@ def prometheus(real: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """Prometheus on the host, as a cluster's prometheus-operator would run it for the shipped
     PodMonitor: pods found by Kubernetes discovery in every namespace, the PodMonitor's relabelling,
     scraping every second. It listens on the node's address, where the operator's pod queries it
-    (canary analysis); the teardown test stops it before the node."""
+    (canary analysis). It outlives the node's teardown test, as a monitoring server outside the
+    cluster would, and stops with the session."""
     server = PrometheusServer(
         tmp_path_factory.mktemp("prometheus-node"),
         discovery=kubernetes_sd(real.kubeconfig),
