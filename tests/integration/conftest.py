@@ -13,6 +13,9 @@ Why each module stays here:
 - test_webhook: no model pods; the API server calls the operator's webhook at a URL on this host.
 - test_cluster: tests the kwok cluster itself (held pods finished by annotation).
 - test_install: dry runs and `auth can-i`, no pods.
+- test_chart_install: the Helm chart's objects installed, upgraded and removed; its operator pod
+  only has to be admitted.
+- test_s3_storage: no cluster at all; the trainer, server and clean-up entry points against SeaweedFS.
 - test_controller: 100 Serving versions at once, an API server outage through a proxy, a failed
   Job on cue.
 - test_modelversion: faults on cue (a trainer exit and message chosen by the test, a server held
