@@ -257,6 +257,22 @@ def served_world(name="v1", **sp) -> World:
     return w
 
 
+def test_a_candidate_that_loses_the_stable_service_to_a_sibling_is_superseded_not_promoted_again():
+    """Two candidates of one model ready at once: each takes the stable Service once. The one that
+    took it first and lost it to the other is Superseded on its next pass, instead of taking it
+    back (each taking it from the other for as long as both ran: a 1,000-version burst over 100
+    models in bench/operator_scale.py did so for 15 minutes)."""
+    w = served_world("v2", serving={"drainSeconds": 0})
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1"))
+    assert p.promote and "promoted" in w.status.timestamps, "the promoting pass records it"
+    # v3 took the Service right after v2 did: v2 is a former champion, not a candidate.
+    p = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v3"))
+    assert p.phase == "Superseded" and not p.promote and p.replicas == 0
+    assert ("Normal", "Superseded", "Superseded by v3") in p.events
+    p = w.step(deployment=DeploymentView(0, 0), champion=ChampionView("v3"))
+    assert p.phase == "Superseded" and not p.promote
+
+
 def test_superseded_drains_then_scales_down_and_rollback_promotes_again():
     w = served_world(serving={"drainSeconds": 30})
     w.step(deployment=DeploymentView(1, 1))

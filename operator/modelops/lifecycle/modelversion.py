@@ -1007,7 +1007,12 @@ def _promote_when_ready(
     why: str,
 ) -> Plan:
     """Scale to the serving size, and once ready take the stable Service (Manual mode with
-    requireApproval: only once someone is named in modelops.dev/approved-by)."""
+    requireApproval: only once someone is named in modelops.dev/approved-by).
+
+    The pass that takes the Service records `promoted`: a candidate that loses the Service to a
+    sibling promoted just after it is then Superseded, as any former champion is. Recorded only
+    once it saw itself champion, candidates of one model validated at once took the Service from
+    each other for as long as they ran (a burst of 10 per model did so for 15 minutes)."""
     dep = o.deployment
     promo = o.spec.promotion
     if request and promo.mode == "Manual" and promo.require_approval and not o.approved_by:
@@ -1044,7 +1049,7 @@ def _promote_when_ready(
         replicas=want,
         promote=full,
         handled_promotion=request if full else None,
-        timestamps=ts,
+        timestamps={**ts, **_episode(o.status, "promoted", after="superseded", now=o.now)} if full else ts,
         events=[("Normal", "Promoting", msg)] if full else [],
     )
 
