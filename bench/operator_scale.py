@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -305,6 +306,42 @@ class Timeline(threading.Thread):
             count0, sum0, cpu0 = count, total, cpu
 
 
+GOROUTINE = re.compile(r"^goroutine \d+ \[([^\],]+)")
+CALL_ARGS = re.compile(r"\((0x|\{|\.\.\.).*\)$")
+
+
+def apiserver_goroutines(api: client.ApiClient) -> str:
+    """kube-apiserver's goroutine dump (needs profiling on), summarised by `request_handlers`."""
+    resp = api.call_api(
+        "/debug/pprof/goroutine",
+        "GET",
+        query_params=[("debug", "2")],
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+        _request_timeout=60,
+    )
+    return request_handlers(resp.data.decode())
+
+
+def request_handlers(dump: str) -> str:
+    """Where the request handlers of a goroutine dump are: grouped by state and innermost
+    Kubernetes frame, most first. A request that waits (on a lock, on etcd, on a loopback call)
+    shows here and not in a CPU profile."""
+    groups: Counter[tuple[str, str]] = Counter()
+    for stack in dump.split("\n\n"):
+        if "finisher.finishRequest" not in stack or not (state := GOROUTINE.match(stack)):
+            continue
+        frames = [CALL_ARGS.sub("", line) for line in stack.splitlines()[1:] if not line.startswith("\t")]
+        inner = next((f for f in frames if f.startswith("k8s.io/")), "")
+        # A handler runs in a goroutine of its own; the one waiting for it in finishRequest is not
+        # counted again.
+        if inner and "finisher.finishRequest" not in inner:
+            groups[(state.group(1), inner)] += 1
+    lines = [f"{count:5}  [{state}]  {frame}" for (state, frame), count in groups.most_common()]
+    return "\n".join(lines) or "no request handler running"
+
+
 def run_size(
     cluster: LocalCluster,
     api: client.ApiClient,
@@ -313,10 +350,12 @@ def run_size(
     steady: float,
     workdir: Path,
     models: int | None = None,
+    goroutines: bool = False,
 ) -> dict[str, Any]:
     """`models`: how many models the n versions belong to, taken in turn (default n: every version
     its own model). With fewer, each version supersedes its model's previous champion, and a
-    version counts as done once Serving or Superseded."""
+    version counts as done once Serving or Superseded. `goroutines`: as the last create returns,
+    write where the API server's request handlers are to bench/results/apiserver-goroutines-<n>-<date>.txt."""
     models = models or n
     ns = f"scale-{n}"
     core = client.CoreV1Api(api)
@@ -395,6 +434,12 @@ def run_size(
         list(pool.map(create, range(n)))  # in order of the schedule; raises the first failure
     create_seconds = time.monotonic() - start
     burst_ended = time.time()
+    if goroutines:
+        out = ROOT / "bench" / "results" / f"apiserver-goroutines-{n}-{datetime.now(UTC).date()}.txt"
+        out.write_text(
+            f"# kube-apiserver's request handlers as the last of {n} creates returned "
+            f"(load average %.2f %.2f %.2f)\n" % os.getloadavg() + apiserver_goroutines(api) + "\n"
+        )
     latency1 = apiserver_latency(api)
     names = list(created)
     deadline = time.monotonic() + max(900, n * 0.5)
@@ -529,6 +574,11 @@ def main() -> int:
         metavar="NAME=VALUE",
         help="override one of the shipped settings (e.g. MODELOPS_WORKERS=16); results go to stdout only",
     )
+    parser.add_argument(
+        "--apiserver-goroutines",
+        action="store_true",
+        help="start kube-apiserver with profiling and dump where its request handlers are at the end of each burst",
+    )
     args = parser.parse_args()
     for item in args.set:
         name, _, value = item.partition("=")
@@ -539,7 +589,7 @@ def main() -> int:
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"modelops-scale-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
     results = []
-    with LocalCluster() as cluster:
+    with LocalCluster(profiling=args.apiserver_goroutines) as cluster:
         subprocess.run(
             [
                 "kubectl",
@@ -558,7 +608,11 @@ def main() -> int:
         api = client.ApiClient(conf)
         time.sleep(3)
         for n in args.sizes:
-            results.append(run_size(cluster, api, n, args.rate, args.steady, workdir, args.models))
+            results.append(
+                run_size(
+                    cluster, api, n, args.rate, args.steady, workdir, args.models, args.apiserver_goroutines
+                )
+            )
     # A tuning experiment: the results file holds the shipped settings' figures only.
     if args.set or args.models:
         print(json.dumps({"settings": SHIPPED, "results": results}, indent=2))

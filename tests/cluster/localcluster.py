@@ -295,6 +295,7 @@ class LocalCluster:
         detach: bool = False,
         start_timeout: float = 120.0,
         real_node: bool = False,
+        profiling: bool = False,
     ) -> None:
         self._temporary = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="modelops-cluster-")).resolve()
@@ -310,6 +311,8 @@ class LocalCluster:
         self.real_node = real_node
         """A real kubelet + containerd + kube-proxy node (tests/cluster/node.py) instead of kwok's."""
         self.node: RealNode | None = None
+        self.profiling = profiling
+        """kube-apiserver's /debug/pprof on (for benchmarks that look inside it); off by default."""
 
     # -- public API -----------------------------------------------------------------------------------
 
@@ -459,7 +462,7 @@ class LocalCluster:
                 f"--service-account-signing-key-file={sa.key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                "--profiling=false",
+                f"--profiling={str(self.profiling).lower()}",
                 *self._audit_flags(),
                 *(
                     self._real_node_flags(ca)
