@@ -52,7 +52,13 @@ from tests.support.realnode import (
     status,
     wait_status,
 )
-from tests.support.servers import IRIS, ready_endpoints, send_new_connections, served_by_pod
+from tests.support.servers import (
+    IRIS,
+    cluster_address,
+    endpoint_versions,
+    send_new_connections,
+    served_by_pod,
+)
 from tests.support.wait import eventually
 
 pytestmark = marks()
@@ -224,8 +230,7 @@ def test_exec_into_server_shows_uid_65532_and_read_only_root(
 
 
 def test_service_cluster_ip_routes_to_the_server_pod(api: client.ApiClient, serving: dict[str, Any]) -> None:
-    svc = client.CoreV1Api(api).read_namespaced_service("iris-v1-server", NS)
-    ip, port = svc.spec.cluster_ip, svc.spec.ports[0].port
+    ip, port = cluster_address(api, NS, "iris-v1-server")
     # kube-proxy syncs its rules a moment after the endpoints change: poll.
     body = eventually(
         lambda: predict(ip, port), timeout=60, what=f"POST /predict through ClusterIP {ip}:{port}"
@@ -277,8 +282,7 @@ def test_the_operators_queries_for_one_namespace_never_count_the_others_requests
         return samples[0].value if samples else 0.0
 
     # The requests must land after the series' first sample, or increase() cannot see them.
-    svc = client.CoreV1Api(api).read_namespaced_service("iris", NS)
-    ip, port = svc.spec.cluster_ip, svc.spec.ports[0].port
+    ip, port = cluster_address(api, NS, "iris")
     eventually(lambda: predict(ip, port), timeout=60, what=f"POST /predict through {NS}/iris")
     eventually(lambda: counted(NS) > 0, timeout=60, what=f"the first requests in {NS} in Prometheus")
     assert send_new_connections(ip, port, 30, threads=1) == {"iris-v1": 30}
@@ -348,7 +352,6 @@ def test_replicas_canary_gets_its_share_of_cluster_ip_traffic_through_kube_proxy
     Service's ClusterIP (kube-proxy's iptables rules choose an endpoint per connection) the canary's
     server counts a share within SIGMAS binomial standard deviations of the weight. The step's
     pause is long: the figure is taken while the step is in effect, and no analysis is needed."""
-    core = client.CoreV1Api(api)
     wait_status(
         real, api, "iris-v1", lambda st: st.get("phase") == "Serving", f"iris-v1 Serving in {NS2}", ns=NS2
     )
@@ -369,16 +372,12 @@ def test_replicas_canary_gets_its_share_of_cluster_ip_traffic_through_kube_proxy
     assert (st["canary"]["canaryReplicas"], st["canary"]["stableReplicas"]) == (1, 1), st["canary"]
     assert st["canary"]["weight"] == CANARY_WEIGHT and st["canary"]["effectiveWeight"] == CANARY_WEIGHT
 
-    def both_pods_are_endpoints() -> bool:
-        versions = {name: version for name, (version, _) in served_by_pod(api, NS2, "iris").items()}
-        eps = ready_endpoints(api, NS2, "iris")
-        return len(eps) == 2 and sorted(versions.get(e, "") for e in eps) == ["iris-v1", "iris-v2"]
-
     eventually(
-        both_pods_are_endpoints, timeout=120, what="the stable Service's endpoints: 1 champion + 1 canary"
+        lambda: endpoint_versions(api, NS2, "iris") == {"iris-v1": 1, "iris-v2": 1},
+        timeout=120,
+        what="the stable Service's endpoints: 1 champion + 1 canary",
     )
-    svc = core.read_namespaced_service("iris", NS2)
-    ip, port = svc.spec.cluster_ip, svc.spec.ports[0].port
+    ip, port = cluster_address(api, NS2, "iris")
     # kube-proxy rewrites its rules a moment after the EndpointSlice: until both versions answer.
     seen: Counter[str] = Counter()
     eventually(
@@ -412,8 +411,7 @@ def test_promotion_and_rollback_move_real_pods_behind_the_stable_service(
     Service routes to its pod and iris-v1's container is stopped; then a rollback request starts
     iris-v1's container again and the Service routes back to it."""
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    stable = core.read_namespaced_service("iris", NS)
-    ip, port = stable.spec.cluster_ip, stable.spec.ports[0].port
+    ip, port = cluster_address(api, NS, "iris")
 
     def answered_by(version: str) -> bool:
         body = predict(ip, port)

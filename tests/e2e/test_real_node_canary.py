@@ -28,7 +28,7 @@ from kubernetes import client
 
 from tests.support.gatewayapi import standard_crds
 from tests.support.realnode import Cluster, Versions, kubectl, marks
-from tests.support.servers import ready_endpoints, send_new_connections, served_by_pod
+from tests.support.servers import cluster_address, endpoint_versions, send_new_connections, served_by_pod
 from tests.support.traffic import IrisTraffic
 from tests.support.wait import eventually
 
@@ -66,17 +66,6 @@ def released(mvs: Versions) -> Iterator[None]:
     )
 
 
-def endpoint_versions(mvs: Versions, model: str) -> Counter[str]:
-    """The versions of the model's stable Service's ready endpoints, by the pods' labels."""
-    versions = {pod: version for pod, (version, _) in served_by_pod(mvs.api, mvs.ns, model).items()}
-    return Counter(versions.get(p, "?") for p in ready_endpoints(mvs.api, mvs.ns, model))
-
-
-def stable_address(mvs: Versions, model: str) -> tuple[str, int]:
-    svc = mvs.core.read_namespaced_service(model, mvs.ns)
-    return svc.spec.cluster_ip, svc.spec.ports[0].port
-
-
 def champion_and_canary(mvs: Versions, model: str, canary: dict[str, Any], replicas: int = 1) -> str:
     """`<model>-v1` Serving as the champion, then `<model>-v2` created as its canary; its name."""
     serving = {"replicas": replicas, "drainSeconds": 0}
@@ -89,7 +78,7 @@ def champion_and_canary(mvs: Versions, model: str, canary: dict[str, Any], repli
 def measure_share(mvs: Versions, model: str, name: str, step: int) -> float:
     """The share of REQUESTS through the stable ClusterIP that `name`'s pods answered, counted
     at the pods and checked against the replies."""
-    ip, port = stable_address(mvs, model)
+    ip, port = cluster_address(mvs.api, mvs.ns, model)
     before = served_by_pod(mvs.api, mvs.ns, model)
     answered = send_new_connections(ip, port, REQUESTS)
     after = served_by_pod(mvs.api, mvs.ns, model)
@@ -124,7 +113,9 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs: Ver
         # The EndpointSlice follows the pods a moment later (a champion pod being deleted for the
         # step is still listed for a while), and kube-proxy's rules follow the EndpointSlice.
         eventually(
-            lambda want=want: endpoint_versions(mvs, model) == want, timeout=90, what=f"endpoints {want}"
+            lambda want=want: endpoint_versions(mvs.api, mvs.ns, model) == want,
+            timeout=90,
+            what=f"endpoints {want}",
         )
         out = kubectl(mvs.real.kubeconfig, "-n", mvs.ns, "get", "mv", canary_name).stdout
         assert f"{step}/2" in out and str(weight) in out, out
@@ -136,7 +127,7 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs: Ver
     mvs.wait_phase(f"{model}-v1", "Superseded")
     mvs.wait_event(canary_name, "CanaryStepPassed")
     eventually(
-        lambda: set(endpoint_versions(mvs, model)) == {canary_name},
+        lambda: set(endpoint_versions(mvs.api, mvs.ns, model)) == {canary_name},
         timeout=120,
         what="the stable Service to select the new champion alone",
     )
@@ -152,7 +143,7 @@ def test_a_breach_at_step_one_rolls_back_to_100_0(mvs: Versions) -> None:
     canary_name = champion_and_canary(mvs, model, spec, replicas=2)
     eventually(step_in_effect(mvs, canary_name, 1), timeout=300, what="step 1 in effect")
     stop = threading.Event()
-    ip, port = stable_address(mvs, model)
+    ip, port = cluster_address(mvs.api, mvs.ns, model)
 
     def traffic() -> None:
         while not stop.is_set() and mvs.phase(canary_name) == "Canary":
@@ -180,7 +171,7 @@ def test_a_breach_at_step_one_rolls_back_to_100_0(mvs: Versions) -> None:
         what="the champion to scale back to 2",
     )
     eventually(
-        lambda: endpoint_versions(mvs, model) == {f"{model}-v1": 2},
+        lambda: endpoint_versions(mvs.api, mvs.ns, model) == {f"{model}-v1": 2},
         timeout=120,
         what="2 champion endpoints and no canary",
     )

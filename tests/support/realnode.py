@@ -26,6 +26,7 @@ from kubernetes import client
 from tests.cluster.node import RUN_DIR, Image
 from tests.support.kubelet import local_persistent_volume
 from tests.support.operator import OperatorDeployment
+from tests.support.servers import cluster_address
 from tests.support.versions import ModelVersions
 from tests.support.wait import eventually
 
@@ -211,8 +212,8 @@ class Versions(ModelVersions):
 
     def url(self, service: str) -> str:
         """The Service's ClusterIP and first port, which kube-proxy routes from this host."""
-        svc = self.core.read_namespaced_service(service, self.ns)
-        return f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}"
+        ip, port = cluster_address(self.api, self.ns, service)
+        return f"http://{ip}:{port}"
 
     def jobs(self) -> dict[str, Any]:
         return {j.metadata.name: j for j in self.batch.list_namespaced_job(self.ns).items}

@@ -79,3 +79,16 @@ def ready_endpoints(api: client.ApiClient, ns: str, service: str) -> list[str]:
         for ep in s.endpoints or []
         if ep.conditions and ep.conditions.ready and ep.target_ref is not None
     )
+
+
+def endpoint_versions(api: client.ApiClient, ns: str, model: str) -> Counter[str]:
+    """The versions behind the model's stable Service's ready endpoints, by the pods' labels
+    ("?" for an endpoint whose pod is not a running server)."""
+    versions = {pod: version for pod, (version, _) in served_by_pod(api, ns, model).items()}
+    return Counter(versions.get(p, "?") for p in ready_endpoints(api, ns, model))
+
+
+def cluster_address(api: client.ApiClient, ns: str, service: str) -> tuple[str, int]:
+    """The Service's ClusterIP and first port, which kube-proxy routes from this host."""
+    svc = client.CoreV1Api(api).read_namespaced_service(service, ns)
+    return svc.spec.cluster_ip, svc.spec.ports[0].port
