@@ -1116,6 +1116,10 @@ class ModelVersionStatus(StatusModel):
     canary: CanaryStatus | None = Field(
         default=None, description="The canary's step and traffic, while one runs."
     )
+    superseded_by: str | None = Field(
+        default=None,
+        description="While Superseded: the champion that took over from this version, as it was then.",
+    )
     message: str | None = Field(default=None, description="What is happening now, in one line.")
     history: list[HistoryEntry] = Field(
         default_factory=list,

@@ -110,6 +110,8 @@ class Plan:
     """Ready server pods, as the Deployment reports them (status.serving.readyReplicas)."""
     canary_status: dict[str, Any] | None = None
     """status.canary as it should be (None: removed)."""
+    superseded_by: str | None = None
+    """status.supersededBy: the champion that took over, named once per Superseded episode (None: removed)."""
     pool: bool = False
     """This version's server pods carry the traffic-pool label (champion, replicas canary)."""
     stable_pool: bool | None = None
@@ -578,11 +580,16 @@ def _superseded(o: Observed, base: list[Cond], ready: bool, request: str | None)
     want = spec.serving.size()
     ts = _episode(s, "superseded", after="promoted", now=now)
     since = None if ts else s.timestamps.get("superseded")
-    champ = o.champion.name if o.champion else "nobody"
+    # Named once: were it the model's champion of the day, every later promotion would rewrite
+    # every former champion's status (at 10 versions a model, 45 writes for 9 promotions).
+    by = (s.superseded_by if since else None) or (o.champion.name if o.champion else None)
+    champ = by or "nobody"
     if request:
-        return _promote_when_ready(
+        p = _promote_when_ready(
             o, base, ready, want, request, ts, phase="Superseded", why=f"rollback requested ({request})"
         )
+        p.superseded_by = None if p.promote else by  # still Superseded until it takes the Service
+        return p
     left = spec.serving.drain_seconds - _elapsed(since, now) if since else float(spec.serving.drain_seconds)
     drained = left <= 0 if since else spec.serving.drain_seconds == 0
     msg = f"superseded by {champ}" + ("; scaled down" if drained else "; draining")
@@ -599,6 +606,7 @@ def _superseded(o: Observed, base: list[Cond], ready: bool, request: str | None)
         timestamps=ts,
         events=[] if since else [("Normal", "Superseded", f"Superseded by {champ}")],
         requeue_after=None if drained else max(1.0, left),
+        superseded_by=by,
     )
 
 
@@ -1101,6 +1109,7 @@ def status_patch(
         "handledPromotion": p.handled_promotion,
         "serving": None,
         "canary": p.canary_status,
+        "supersededBy": p.superseded_by,
     }
     if not p.timestamps:
         del desired["timestamps"]
