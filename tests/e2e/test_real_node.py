@@ -10,9 +10,9 @@ counted apart (issue 15), a `replicas` canary's share of ClusterIP traffic throu
 (issue 11), a promotion and rollback moving real pods, a real trainer's failure and a real model
 below its gate reaching the version, and deleted versions let go, with not one 403 in the
 operator's log through all of it. The
-node is the session's (tests/e2e/conftest.py), shared with the other real-node modules; this
-module's last test stops it, after every other test, and checks that nothing was left on the
-host. The other suites keep kwok and the kubelet stand-in: they need faults a
+node is the session's (tests/e2e/conftest.py), shared with the other real-node modules;
+tests/e2e/test_real_node_teardown.py stops it after every other module and checks that nothing was
+left on the host. The other suites keep kwok and the kubelet stand-in: they need faults a
 container cannot be made to give on cue (a trainer that hangs or exits with a chosen code, a server
 that dies mid-request, simulated pod readiness) and many versions at once on 2 cores; the
 docstring of tests/integration/conftest.py says why, module by module.
@@ -35,7 +35,7 @@ from kubernetes import client
 
 from modelops.drift import promql
 from modelops.prometheus import query
-from tests.cluster.node import NODE_NAME, leftovers
+from tests.cluster.node import NODE_NAME
 from tests.support.operator import OPERATOR_NS, OperatorDeployment
 from tests.support.prometheus import PrometheusServer, shipped_podmonitor
 from tests.support.realnode import (
@@ -525,14 +525,3 @@ def test_the_operator_pod_lets_deleted_versions_go_and_was_refused_nothing(
     assert "iris-v1" in log, log[-2000:]
     refused = [line for line in log.splitlines() if "Forbidden" in line or "(403)" in line]
     assert not refused, "the API server refused the operator:\n" + "\n".join(refused[:20])
-
-
-@pytest.mark.node_teardown
-def test_cluster_down_leaves_nothing_behind(real: Cluster, sysctls_before: dict[str, str]) -> None:
-    """`make cluster-down` on the node with the operator, model pods and Prometheus' discoveries:
-    no process, mount, netns, veth, bridge, iptables chain, cgroup, node IP or changed sysctl."""
-    out = real.down()
-    assert out.returncode == 0, out.stderr
-    print(out.stderr[-1000:])
-    found = leftovers(sysctls_before)
-    assert not any(found.values()), found
