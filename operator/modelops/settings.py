@@ -26,6 +26,9 @@ class Settings:
     api_qps: float = 100.0
     api_burst: int = 200
     """Client-side rate limit of the operator's own API requests (watches excluded), like client-go's."""
+    service_creations: int = 2
+    """Service creations in flight at most: the API server allocates ClusterIPs one at a time, so
+    more would only hold workers waiting (0: no cap)."""
     webhook_port: int = 0
     """Serve the validating admission webhook on this port (HTTPS); 0 serves none."""
     webhook_addr: str = "0.0.0.0"
@@ -51,6 +54,7 @@ class Settings:
             workers=int(env.get("MODELOPS_WORKERS", d.workers)),
             api_qps=float(env.get("MODELOPS_API_QPS", d.api_qps)),
             api_burst=int(env.get("MODELOPS_API_BURST", d.api_burst)),
+            service_creations=int(env.get("MODELOPS_SERVICE_CREATIONS", d.service_creations)),
             webhook_port=int(env.get("MODELOPS_WEBHOOK_PORT", d.webhook_port)),
             webhook_addr=env.get("MODELOPS_WEBHOOK_ADDR", d.webhook_addr),
             webhook_cert_dir=env.get("MODELOPS_WEBHOOK_CERT_DIR", d.webhook_cert_dir),

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.support.harness import ROOT
 from tests.support.kubelet import EXIT_CODE, MESSAGE, RESULT
 from tests.support.simulate import Simulator, modelversion
 from tests.support.wait import eventually
@@ -133,6 +134,50 @@ def test_serving_versions_cost_no_writes(mvs, storage, operator, api_client, nam
     assert not reads, f"operator read outside its watches: {summary(reads)}"
     for i in (0, n - 1):
         assert mvs.phase(f"m{i}-v1") == "Serving"
+
+
+def most_at_once(events: list[dict[str, Any]]) -> int:
+    """The most requests in flight at one moment, from their received and completed times."""
+    edges = []
+    for ev in events:
+        for stamp, step in ((ev["requestReceivedTimestamp"], 1), (ev["stageTimestamp"], -1)):
+            edges.append((datetime.fromisoformat(stamp.replace("Z", "+00:00")), step))
+    inside = most = 0
+    for _, step in sorted(edges):  # a request ending at the instant another starts: not together
+        inside += step
+        most = max(most, inside)
+    return most
+
+
+def test_service_creations_never_exceed_the_cap(mvs, storage, operator, api_client, namespace, audit_log):
+    """30 models' first versions at once, each promoted with a version Service and a stable Service
+    of its own: the API server allocates ClusterIPs one at a time, so the operator sends at most
+    MODELOPS_SERVICE_CREATIONS of those creations at once (2, as shipped), and every version still
+    gets both. The others wait in the queue, not in a worker."""
+    shipped = yaml.safe_load((ROOT / "manifests/base/settings.yaml").read_text())["data"]
+    cap = int(shipped["MODELOPS_SERVICE_CREATIONS"])
+    n = 30
+    since = time.time()
+    sim = Simulator(api_client, namespace)
+    for i in range(n):
+        mvs.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelversions", modelversion(f"m{i}-v1", f"m{i}")
+        )
+    try:
+        sim.run_until([f"m{i}-v1" for i in range(n)], "Serving", timeout=600)
+    finally:
+        sim.close()
+    time.sleep(2)  # the audit log batches for up to 1 s
+    created = [
+        e
+        for e in operator_requests(audit_log, namespace, since)
+        if (e.get("objectRef") or {}).get("resource") == "services"
+        and e["verb"] in ("create", "patch")
+        and (e.get("responseStatus") or {}).get("code") == 201
+    ]
+    names = {e["objectRef"]["name"] for e in created}
+    assert names == {f"m{i}-v1-server" for i in range(n)} | {f"m{i}" for i in range(n)}, sorted(names)
+    assert most_at_once(created) <= cap, f"{most_at_once(created)} Service creations at once"
 
 
 KOPF_DEFAULT_BACKOFF = 60.0

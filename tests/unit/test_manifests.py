@@ -306,6 +306,7 @@ def test_settings_reach_the_operator_and_agree_with_the_code() -> None:
         "MODELOPS_WORKERS",
         "MODELOPS_API_QPS",
         "MODELOPS_API_BURST",
+        "MODELOPS_SERVICE_CREATIONS",
         "MODELOPS_NAMESPACES",
         "MALLOC_ARENA_MAX",  # read by glibc, not by Settings
     }

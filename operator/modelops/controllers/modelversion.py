@@ -17,6 +17,7 @@ from modelops.api.base import try_parse_time
 from modelops.api.modelversion import ModelVersion
 from modelops.drift import promql
 from modelops.k8s.kube import Conflict, Kube, Refused
+from modelops.k8s.slots import Busy
 from modelops.lifecycle import naming, resources
 from modelops.lifecycle.canary import route_backends
 from modelops.lifecycle.conditions import Cond, apply_conditions
@@ -32,6 +33,9 @@ from .workqueue import GONE, WorkQueue
 PLURAL = "modelversions"
 CONFLICT_RETRY = 0.5
 """A write lost to a newer version of the object: the watch brings it, then decide again."""
+BUSY_RETRY = 5.0
+"""No Service creation slot was free: the slot's release wakes the version; this is the safety net
+for a wake taken by a version that then needed no slot."""
 
 
 def promotion_token(body: dict[str, Any]) -> str | None:
@@ -367,6 +371,10 @@ def reconcile(key: tuple[str, str]) -> float | None:
         except Conflict as e:
             runtime.logger(body).info("%s; deciding again", e)
             return CONFLICT_RETRY
+        except Busy as e:
+            runtime.logger(body).debug("%s; deciding again when one is done", e)
+            kube.service_slots.when_free(key, lambda: QUEUE.add_threadsafe(key))
+            return BUSY_RETRY
         except Refused as e:
             raise runtime.report_refusal(PLURAL, body, e, extra={"message": str(e)}) from e
         return 0.0 if took else p.requeue_after

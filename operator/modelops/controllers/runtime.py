@@ -45,7 +45,13 @@ def kube() -> Kube:
         load_config()
         st = settings()
         # Each kind's workers may all be writing at once.
-        _kube = Kube(cache=cache, qps=st.api_qps, burst=st.api_burst, connections=2 * st.workers)
+        _kube = Kube(
+            cache=cache,
+            qps=st.api_qps,
+            burst=st.api_burst,
+            connections=2 * st.workers,
+            service_creations=st.service_creations,
+        )
     return _kube
 
 

@@ -36,6 +36,7 @@ from modelops.lifecycle.observed import (
 from modelops.lifecycle.patches import contains
 
 from .cache import Cache, Obj
+from .slots import Slots
 
 FIELD_MANAGER = "modelops"
 HANDOVER_MANAGER = "modelops-handover"
@@ -155,7 +156,9 @@ class Kube:
         qps: float = 0,
         burst: int = 1,
         connections: int = 0,
+        service_creations: int = 0,
     ) -> None:
+        """`service_creations`: Service creations in flight at most (0: no cap); see `slots`."""
         if api is None:
             conf = client.Configuration.get_default_copy()
             # urllib3 keeps cpu_count * 5 connections by default; a worker finding none idle opens
@@ -170,6 +173,8 @@ class Kube:
         self.custom = client.CustomObjectsApi(self.api)
         self._dyn: DynamicClient | None = None
         self._dyn_lock = threading.Lock()
+        self.service_slots = Slots("Service creations", service_creations)
+        """Each new Service's ClusterIP is allocated by the API server one at a time."""
 
     @property
     def dyn(self) -> DynamicClient:
@@ -212,7 +217,12 @@ class Kube:
         desired = _owned(manifest, owner)
         if observed is not None and contains(observed, desired) and not force:
             return False
-        self.cache.wrote(kind, self.apply(desired), settled=True)  # only ever by the owner's reconcile
+        if kind == "services" and observed is None:
+            with self.service_slots.take():  # raises Busy when none is free
+                out = self.apply(desired)
+        else:
+            out = self.apply(desired)
+        self.cache.wrote(kind, out, settled=True)  # only ever by the owner's reconcile
         return True
 
     def hand_over_replicas(self, namespace: str, name: str) -> bool:
@@ -478,7 +488,8 @@ class Kube:
         try:
             if svc is None:
                 body = {**desired, "metadata": {**desired["metadata"], "ownerReferences": [ref]}}
-                out = self.core.create_namespaced_service(ns, body)
+                with self.service_slots.take():  # raises Busy when none is free
+                    out = self.core.create_namespaced_service(ns, body)
                 self.cache.wrote("services", self.api.sanitize_for_serialization(out), settled=True)
                 return None
             previous = selected_version(svc)

@@ -1,0 +1,109 @@
+"""The cap on Service creations: a reconcile finding no slot free is told at once and woken later."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from modelops.k8s import kube as kube_module
+from modelops.k8s.cache import Cache
+from modelops.k8s.kube import Kube
+from modelops.k8s.slots import Busy, Slots
+
+
+def test_a_taker_beyond_the_limit_is_refused_at_once_and_the_first_waiter_is_woken_first() -> None:
+    slots = Slots("Service creations", 2)
+    woken: list[str] = []
+    with slots.take(), slots.take():
+        with pytest.raises(Busy, match="2 Service creations in flight"), slots.take():
+            pass
+        slots.when_free("a", lambda: woken.append("a"))
+        slots.when_free("b", lambda: woken.append("b"))
+        slots.when_free("a", lambda: woken.append("a"))  # asked again before its wake: once
+        assert slots.waiting() == 2
+    assert woken == ["a", "b"], "each release wakes one waiter, in the order they came"
+    assert slots.taken == 0 and slots.waiting() == 0
+
+
+def test_a_waiter_is_woken_at_once_when_a_slot_freed_before_it_asked() -> None:
+    """A release between the refusal and `when_free` would otherwise be a wake-up lost."""
+    slots = Slots("Service creations", 1)
+    woken: list[str] = []
+    slots.when_free("a", lambda: woken.append("a"))
+    assert woken == ["a"] and slots.waiting() == 0
+
+
+def test_no_limit_never_refuses() -> None:
+    slots = Slots("Service creations", 0)
+    with slots.take(), slots.take(), slots.take():
+        assert slots.taken == 3
+
+
+def test_a_failed_creation_gives_its_slot_back() -> None:
+    slots = Slots("Service creations", 1)
+    with pytest.raises(RuntimeError), slots.take():
+        raise RuntimeError("refused by the API server")
+    with slots.take():
+        assert slots.taken == 1
+
+
+def test_the_limit_holds_across_threads() -> None:
+    slots = Slots("Service creations", 2)
+    inside, most, lock = [0], [0], threading.Lock()
+    go = threading.Barrier(16)
+
+    def creator() -> None:
+        go.wait()
+        for _ in range(200):
+            try:
+                with slots.take():
+                    with lock:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    with lock:
+                        inside[0] -= 1
+            except Busy:
+                pass
+
+    threads = [threading.Thread(target=creator) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] <= 2 and slots.taken == 0
+
+
+def service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "ns", "labels": {"app": name}},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80}]},
+    }
+
+
+def test_only_a_new_service_needs_a_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a Service allocates a ClusterIP; changing one that exists does not."""
+    applied: list[str] = []
+
+    def apply(self: Kube, manifest: dict[str, Any], owner: Any = None) -> dict[str, Any]:
+        applied.append(manifest["metadata"]["name"])
+        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": "2", "uid": "u"}}
+
+    monkeypatch.setattr(kube_module.Kube, "apply", apply)
+    cache = Cache()
+    k = Kube(cache=cache, service_creations=1)
+    existing = service("old")
+    cache.wrote("services", {**existing, "metadata": {**existing["metadata"], "resourceVersion": "1"}})
+    changed = service("old")
+    changed["metadata"]["labels"]["tier"] = "gold"
+    with k.service_slots.take():  # another worker is creating a Service
+        with pytest.raises(Busy):
+            k.ensure("services", service("new"))
+        assert k.ensure("services", changed), "an update goes through"
+        assert k.ensure("deployments", {**service("d"), "kind": "Deployment"}), "other kinds too"
+    assert applied == ["old", "d"]
+    assert k.ensure("services", service("new")) and applied[-1] == "new"
+    assert k.service_slots.taken == 0
