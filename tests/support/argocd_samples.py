@@ -33,6 +33,7 @@ from modelops.controllers import retrainpolicy as rp_controller
 from modelops.controllers import runtime
 from modelops.drift.evaluate import evaluate_features
 from modelops.k8s.kube import Kube
+from modelops.k8s.slots import Slots
 from modelops.lifecycle import modelversion as mv_lifecycle
 from modelops.lifecycle import retrainpolicy as rp_lifecycle
 from modelops.trainer.report import Target, patch_body
@@ -59,6 +60,7 @@ class RecordingKube:
 
     def __init__(self, stored: dict[str, Any]) -> None:
         self.stored = stored
+        self.service_slots = Slots("Service creations", 0)  # it creates none
 
     def modelversion(self, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.stored)

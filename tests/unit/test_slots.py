@@ -35,6 +35,27 @@ def test_a_waiter_is_woken_at_once_when_a_slot_freed_before_it_asked() -> None:
     assert woken == ["a"] and slots.waiting() == 0
 
 
+def test_a_freed_slot_wakes_one_waiter_and_its_invitation_passes_on_when_it_is_done() -> None:
+    """Other reconciles ending wake nobody more: one freed slot, one waiter woken (waking one at
+    every reconcile's end woke dozens per slot, all but one to find it taken). A woken version
+    that no longer needs the slot (deleted, changed) passes it on when its reconcile ends."""
+    slots = Slots("Service creations", 1)
+    woken: list[str] = []
+    with slots.take():
+        for key in "abc":
+            slots.when_free(key, lambda key=key: woken.append(key))
+    assert woken == ["a"]
+    for other in ("x", "y", "z"):
+        slots.done(other)
+    assert woken == ["a"], "a holds the free slot's invitation"
+    slots.done("a")  # a's reconcile ended without taking the slot
+    assert woken == ["a", "b"]
+    with slots.take():  # b takes it
+        slots.done("b")
+        assert woken == ["a", "b"], "the slot is b's until b's creation returns"
+    assert woken == ["a", "b", "c"] and slots.waiting() == 0
+
+
 def test_no_limit_never_refuses() -> None:
     slots = Slots("Service creations", 0)
     with slots.take(), slots.take(), slots.take():

@@ -33,9 +33,6 @@ from .workqueue import GONE, WorkQueue
 PLURAL = "modelversions"
 CONFLICT_RETRY = 0.5
 """A write lost to a newer version of the object: the watch brings it, then decide again."""
-BUSY_RETRY = 5.0
-"""No Service creation slot was free: the slot's release wakes the version; this is the safety net
-for a wake taken by a version that then needed no slot."""
 
 
 def promotion_token(body: dict[str, Any]) -> str | None:
@@ -224,6 +221,9 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
         log.info("created Job %s", naming.job_name(name))
     artifact = mv.status.training.artifact if mv.status.training else None
     if p.replicas is not None and artifact is not None:
+        # The Deployment first: its pods start while the Service waits for a creation slot
+        # (Service first, a 1,000-version burst over 100 models took 313 s to all Serving
+        # instead of 265 s, for 19 reconciles a version instead of 27).
         ensure_server(body, mv, p, kube)
         if kube.ensure("services", resources.version_service(name, ns, spec, st), owner=body):
             log.info("applied Service %s", naming.version_service_name(name))
@@ -346,6 +346,13 @@ def reconcile(key: tuple[str, str]) -> float | None:
 
     Returns when to look again (None: only on events, or the slow resync).
     """
+    try:
+        return _reconcile(key)
+    finally:
+        runtime.kube().service_slots.done(key)  # a slot it was woken for and did not take
+
+
+def _reconcile(key: tuple[str, str]) -> float | None:
     ns, name = key
     kube = runtime.kube()
     body = kube.modelversion(ns, name)
@@ -374,7 +381,7 @@ def reconcile(key: tuple[str, str]) -> float | None:
         except Busy as e:
             runtime.logger(body).debug("%s; deciding again when one is done", e)
             kube.service_slots.when_free(key, lambda: QUEUE.add_threadsafe(key))
-            return BUSY_RETRY
+            return None  # a freed slot wakes it
         except Refused as e:
             raise runtime.report_refusal(PLURAL, body, e, extra={"message": str(e)}) from e
         return 0.0 if took else p.requeue_after
