@@ -8,11 +8,11 @@ waited minutes for a worker to create their training Jobs. More creations in fli
 more ClusterIPs per second, so a few suffice; a reconcile that finds none free is told so at
 once (`Busy`), goes back to the queue, and is woken when one frees.
 
-Waiters are woken one per free slot, never more: a woken waiter is "invited" until its
-reconcile ends (`done`), whether it took the slot or found it needed none (its version was
-deleted or changed), and only then is the next one woken for that slot. Waking one waiter at the
-end of every reconcile instead woke dozens for each freed slot, all but one to find it taken
-again (23 reconciles per version in a 1,000-version burst; a 5 s requeue for each waiter, 35).
+Waiters are woken one per free slot, never more, and no timer polls them (a 5 s requeue for each
+waiter made 35 reconciles per version in a 1,000-version burst over 100 models, against about
+10 uncapped): a woken waiter is "invited" until its reconcile ends (`done`), whether it took the
+slot or found it needed none (its version was deleted or changed), and only then is the next
+one woken for that slot.
 """
 
 from __future__ import annotations
