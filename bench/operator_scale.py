@@ -61,7 +61,13 @@ def shipped_settings() -> dict[str, str]:
     """The shipped ConfigMap's tuning (workers, rate limit, resync, malloc arenas): the bench runs
     the operator as installed, less what only makes sense in a pod (ports, images, Prometheus)."""
     data = yaml.safe_load((ROOT / "manifests" / "base" / "settings.yaml").read_text())["data"]
-    tuning = ("MODELOPS_WORKERS", "MODELOPS_API_QPS", "MODELOPS_API_BURST", "MODELOPS_RESYNC_SECONDS")
+    tuning = (
+        "MODELOPS_WORKERS",
+        "MODELOPS_API_QPS",
+        "MODELOPS_API_BURST",
+        "MODELOPS_SERVICE_CREATIONS",
+        "MODELOPS_RESYNC_SECONDS",
+    )
     return {k: v for k, v in data.items() if k in tuning or k.startswith("MALLOC_")}
 
 
@@ -177,9 +183,13 @@ class PhaseWatch(Watcher):
         custom = client.CustomObjectsApi(api)
         super().__init__(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions")
         self.phase: dict[str, str] = {}
+        self.serving_pods: dict[str, int] = {}
+        """Ready server pods by version, as its status.serving says (a drained former champion: 0)."""
 
     def seen(self, obj: dict[str, Any], now: float) -> None:
-        self.phase[obj["metadata"]["name"]] = (obj.get("status") or {}).get("phase", "")
+        status = obj.get("status") or {}
+        self.phase[obj["metadata"]["name"]] = status.get("phase", "")
+        self.serving_pods[obj["metadata"]["name"]] = (status.get("serving") or {}).get("readyReplicas", 0)
 
 
 def restart(op: OperatorProcess, settle: float = 15.0, timeout: float = 600.0) -> tuple[float, float]:
@@ -449,6 +459,13 @@ def run_size(
             break
         time.sleep(1)
     all_serving_at = time.monotonic()
+    # Former champions drain (drainSeconds) before scaling to 0: their status records the servers
+    # going, which is the world changing, not steady state.
+    while time.monotonic() < deadline and any(
+        phases.phase.get(name) == "Superseded" and phases.serving_pods.get(name) for name in names
+    ):
+        time.sleep(1)
+    drained_at = time.monotonic()
     timeline.stop.set()
     stop_sim.set()
     sim_thread.join()
@@ -490,6 +507,7 @@ def run_size(
         "create_to_job_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
         "serving": serving,
         "all_serving_after_last_report_s": round(all_serving_at - last_report[0], 1),
+        "superseded_drained_after_last_report_s": round(drained_at - last_report[0], 1),
         "steady_minutes": round(minutes, 2),
         "steady_writes_per_min": round(writes / minutes, 2),
         "steady_reads_per_min": round(reads / minutes, 2),
