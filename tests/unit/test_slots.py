@@ -56,6 +56,11 @@ def test_a_freed_slot_wakes_one_waiter_and_its_invitation_passes_on_when_it_is_d
     assert woken == ["a", "b", "c"] and slots.waiting() == 0
 
 
+def test_a_negative_limit_is_refused_at_start_instead_of_refusing_every_creation() -> None:
+    with pytest.raises(ValueError, match="give 0 \\(no cap\\) or more"):
+        Slots("Service creations", -1)
+
+
 def test_no_limit_never_refuses() -> None:
     slots = Slots("Service creations", 0)
     with slots.take(), slots.take(), slots.take():

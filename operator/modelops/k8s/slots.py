@@ -30,6 +30,8 @@ class Busy(Exception):
 class Slots:
     def __init__(self, what: str, limit: int) -> None:
         """`limit` 0: no cap."""
+        if limit < 0:
+            raise ValueError(f"at most {limit} {what} at once: give 0 (no cap) or more")
         self.what, self.limit = what, limit
         self._taken = 0
         self._waiting: OrderedDict[Hashable, Callable[[], None]] = OrderedDict()
