@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -217,10 +218,8 @@ class Kube:
         desired = _owned(manifest, owner)
         if observed is not None and contains(observed, desired) and not force:
             return False
-        if kind == "services" and observed is None:
-            with self.service_slots.take():  # raises Busy when none is free
-                out = self.apply(desired)
-        else:
+        creating_service = kind == "services" and observed is None
+        with self.service_slots.take() if creating_service else nullcontext():  # Busy when none is free
             out = self.apply(desired)
         self.cache.wrote(kind, out, settled=True)  # only ever by the owner's reconcile
         return True

@@ -35,7 +35,7 @@ class Slots:
         self.what, self.limit = what, limit
         self._taken = 0
         self._waiting: OrderedDict[Hashable, Callable[[], None]] = OrderedDict()
-        self._invited: dict[Hashable, None] = {}
+        self._invited: set[Hashable] = set()
         """Woken waiters whose reconcile has not ended yet: each holds a free slot's invitation."""
         self._lock = threading.Lock()
 
@@ -72,7 +72,7 @@ class Slots:
         with self._lock:
             if key not in self._invited:
                 return
-            del self._invited[key]
+            self._invited.remove(key)
             wakes = self._invite()
         for wake in wakes:
             wake()
@@ -82,7 +82,7 @@ class Slots:
         wakes = []
         while self._waiting and (not self.limit or self._taken + len(self._invited) < self.limit):
             key, wake = self._waiting.popitem(last=False)
-            self._invited[key] = None
+            self._invited.add(key)
             wakes.append(wake)
         return wakes
 
