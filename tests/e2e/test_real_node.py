@@ -201,8 +201,8 @@ def test_the_model_card_is_written_by_the_trainer_and_served_by_the_server_conta
     assert written.stat().st_uid == RUN_AS
     top = st["training"]["explanations"]["top"]
     assert top and top[0]["feature"].startswith("petal") and top[0]["importance"] > 0
-    svc = client.CoreV1Api(api).read_namespaced_service("iris-v1-server", NS)
-    url = f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}/v2/models/iris/card"
+    ip, port = cluster_address(api, NS, "iris-v1-server")
+    url = f"http://{ip}:{port}/v2/models/iris/card"
 
     def get(**params: str) -> httpx.Response | None:
         try:
