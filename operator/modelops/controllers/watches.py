@@ -59,7 +59,7 @@ def _whole(kind: str) -> Callable[..., Awaitable[dict[Any, Any]]]:
 
     async def index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         runtime.cache.caught_up(kind, namespace, name, body)
-        return {(namespace, name): pack(body)}
+        return {(namespace, name): pack(body, kind)}
 
     return index
 
