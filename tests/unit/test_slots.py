@@ -133,3 +133,38 @@ def test_only_a_new_service_needs_a_slot(monkeypatch: pytest.MonkeyPatch) -> Non
     assert applied == ["old", "d"]
     assert k.ensure("services", service("new")) and applied[-1] == "new"
     assert k.service_slots.taken == 0
+
+
+def test_a_version_waiting_for_a_slot_is_woken_by_the_slot_not_by_its_children(monkeypatch) -> None:
+    """Its Deployment's progress woke it again and again, to find the slots taken each time (23 to
+    35 reconciles a version in a burst over 100 models); a freed slot wakes it anyway."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from modelops.controllers import runtime, watches
+
+    class Queue:
+        def __init__(self) -> None:
+            self.keys: list[tuple[str, str]] = []
+
+        def add(self, key: tuple[str, str], priority: int = 0) -> None:
+            self.keys.append(key)
+
+    def deployment(version: str) -> dict[str, Any]:
+        labels = {**watches.OWNED, "modelops.dev/version": version, "modelops.dev/component": "server"}
+        return {
+            "metadata": {"name": version, "namespace": "ns", "labels": labels},
+            "status": {"readyReplicas": 1},
+        }
+
+    slots = Slots("Service creations", 1)
+    queue = Queue()
+    monkeypatch.setattr(runtime, "_kube", SimpleNamespace(service_slots=slots))
+    monkeypatch.setitem(runtime.queues, "ModelVersion", queue)
+    with slots.take():
+        slots.when_free(("ns", "waits"), lambda: queue.add(("ns", "waits")))
+        for version in ("waits", "other"):
+            asyncio.run(watches._on_child("deployments", "MODIFIED", "ns", version, deployment(version)))
+        assert queue.keys == [("ns", "other")]
+    assert queue.keys == [("ns", "other"), ("ns", "waits")], "the freed slot wakes it"
+    assert not slots.awaits(("ns", "waits"))

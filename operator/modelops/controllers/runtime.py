@@ -55,6 +55,11 @@ def kube() -> Kube:
     return _kube
 
 
+def awaits_service_slot(key: tuple[str, str]) -> bool:
+    """Whether a version waits for a Service creation slot (none can before the first reconcile)."""
+    return _kube is not None and _kube.service_slots.awaits(key)
+
+
 def set_kopf_settings(value: kopf.OperatorSettings) -> None:
     global _kopf_settings
     _kopf_settings = value

@@ -94,6 +94,14 @@ def _wake_version(namespace: str, name: str, priority: int = URGENT) -> None:
     runtime.queues["ModelVersion"].add((namespace, name), priority)
 
 
+def _wake_owner(namespace: str, name: str) -> None:
+    """A version woken by a change to something it owns or reads, unless it waits for a Service
+    creation slot: a freed slot wakes it (`Slots.when_free`), and till then every reconcile would
+    stop at the same write. Its own changes (a new spec, its deletion) still wake it."""
+    if not runtime.awaits_service_slot((namespace, name)):
+        _wake_version(namespace, name)
+
+
 def _wake_policies(namespace: str, model: str) -> None:
     for policy in runtime.cache.names("policies_by_model", namespace, model):
         runtime.queues["RetrainPolicy"].add((namespace, policy))
@@ -157,7 +165,7 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
         writer = selected_version(body) if runtime.cache.echo(kind, namespace, name, body) else None
         for version in runtime.cache.names("versions_by_model", namespace, model):
             if version != writer:
-                _wake_version(namespace, version)
+                _wake_owner(namespace, version)
         _wake_policies(namespace, model)
         return
     if policy := labels.get(naming.LABEL_POLICY):  # a policy's resolve Job
@@ -172,7 +180,7 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
     # A child we created, seen before the API's answer reached its creator, is what it planned with.
     echo = echo or (before is None and type_ == "ADDED" and _only_ours(body))
     if (version := labels.get(naming.LABEL_VERSION)) and after != before and not echo:
-        _wake_version(namespace, version)
+        _wake_owner(namespace, version)
 
 
 def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
@@ -209,4 +217,4 @@ async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, *
     if policy := labels.get(naming.LABEL_POLICY):
         runtime.queues["RetrainPolicy"].add((namespace, policy))
     elif version := labels.get(naming.LABEL_VERSION):
-        _wake_version(namespace, version)
+        _wake_owner(namespace, version)

@@ -86,6 +86,11 @@ class Slots:
             wakes.append(wake)
         return wakes
 
+    def awaits(self, key: Hashable) -> bool:
+        """Whether `key` waits for a slot: it will be woken when one frees, whatever else happens."""
+        with self._lock:
+            return key in self._waiting
+
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
