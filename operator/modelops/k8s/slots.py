@@ -37,6 +37,8 @@ class Slots:
         self._waiting: OrderedDict[Hashable, Callable[[], None]] = OrderedDict()
         self._invited: set[Hashable] = set()
         """Woken waiters whose reconcile has not ended yet: each holds a free slot's invitation."""
+        self._asked: set[Hashable] = set()
+        """Keys that asked to wait in the reconcile now running for them (see `done`)."""
         self._lock = threading.Lock()
 
     @property
@@ -63,13 +65,20 @@ class Slots:
         """Call `wake` once a slot is free for `key`, first come first woken (at once if one is)."""
         with self._lock:
             self._waiting[key] = wake
+            self._asked.add(key)
             wakes = self._invite()
         for w in wakes:
             w()
 
     def done(self, key: Hashable) -> None:
-        """`key`'s reconcile ended: its invitation, if it had one, goes to the next waiter."""
+        """`key`'s reconcile ended: its invitation, if it had one, goes to the next waiter; and unless
+        it asked to wait in this reconcile, it waits no more (it took a slot or needed none, woken by
+        something else), so nothing holds back its wake-ups (`awaits`) or wakes it for a slot."""
         with self._lock:
+            if key in self._asked:
+                self._asked.discard(key)
+            else:
+                self._waiting.pop(key, None)
             if key not in self._invited:
                 return
             self._invited.remove(key)
