@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from modelops.controllers import runtime, watches
 from modelops.k8s import kube as kube_module
 from modelops.k8s.cache import Cache
 from modelops.k8s.kube import Kube
@@ -138,10 +141,6 @@ def test_only_a_new_service_needs_a_slot(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_version_waiting_for_a_slot_is_woken_by_the_slot_not_by_its_children(monkeypatch) -> None:
     """Its Deployment's progress woke it again and again, to find the slots taken each time (23 to
     35 reconciles a version in a burst over 100 models); a freed slot wakes it anyway."""
-    import asyncio
-    from types import SimpleNamespace
-
-    from modelops.controllers import runtime, watches
 
     class Queue:
         def __init__(self) -> None:

@@ -12,7 +12,8 @@ Waiters are woken one per free slot, never more, and no timer polls them (a 5 s 
 waiter made 35 reconciles per version in a 1,000-version burst over 100 models, against about
 10 uncapped): a woken waiter is "invited" until its reconcile ends (`done`), whether it took the
 slot or found it needed none (its version was deleted or changed), and only then is the next
-one woken for that slot.
+one woken for that slot. While a key waits, the events of what it owns do not wake it
+(`controllers/watches.py`): every reconcile till then would stop at the same write.
 """
 
 from __future__ import annotations
