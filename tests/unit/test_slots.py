@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -163,7 +162,7 @@ def test_a_version_waiting_for_a_slot_is_woken_by_the_slot_not_by_its_children(m
     with slots.take():
         slots.when_free(("ns", "waits"), lambda: queue.add(("ns", "waits")))
         for version in ("waits", "other"):
-            asyncio.run(watches._on_child("deployments", "MODIFIED", "ns", version, deployment(version)))
+            watches._on_child("deployments", "MODIFIED", "ns", version, deployment(version))
         assert queue.keys == [("ns", "other")]
     assert queue.keys == [("ns", "other"), ("ns", "waits")], "the freed slot wakes it"
     assert not slots.awaits(("ns", "waits"))

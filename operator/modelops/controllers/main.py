@@ -69,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     priority = args.priority
     if priority is None and args.peering:
         priority = random.randint(1, 2**31 - 1)
-    from .runtime import settings  # settings are read in one place: Settings.from_env
+    from . import runtime  # settings are read in one place: Settings.from_env
 
-    st = settings()
+    st = runtime.settings()
     if st.webhook_port:
         # Registered only when served: Kopf stops an operator with admission handlers and no server.
         from . import admission  # noqa: F401
     namespaces, clusterwide = scope(args.namespace or ([] if args.all_namespaces else list(st.namespaces)))
+    runtime.set_namespaces(namespaces)  # the reflectors watch what Kopf watches
     liveness = args.liveness
     if liveness is None and os.environ.get("MODELOPS_HEALTH_PORT"):
         liveness = f"http://0.0.0.0:{st.health_port}/healthz"

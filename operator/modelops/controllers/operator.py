@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import runtime
-from .watches import OWNED_RESOURCES, OWNED_SELECTOR
+from .watches import CHILDREN, OWNED_SELECTOR, Children
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -37,9 +38,6 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelops.dev")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.INFO
-    # Only what the operator labels as its own is watched (filtered by the API server).
-    for group, plural in OWNED_RESOURCES:
-        settings.watching.label_selectors[group, plural] = OWNED_SELECTOR
     # Kopf's own handlers are few and short now (the work queue reconciles); errors retry fast
     # so work resumes within seconds of the API server coming back.
     settings.execution.max_workers = 4
@@ -80,6 +78,15 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
         st.resync_seconds,
         st.api_qps,
         st.api_burst,
+    )
+
+
+@kopf.on.startup()
+async def watch_children(**_: Any) -> None:
+    """The children's reflectors, started before Kopf's own watches; only what the operator
+    labels as its own is listed and watched (filtered by the API server)."""
+    runtime.watch_children(
+        [*CHILDREN, "pods"], OWNED_SELECTOR, Children(runtime.cache, asyncio.get_running_loop())
     )
 
 

@@ -12,11 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from modelops import metrics
 from modelops.api.base import format_time
 from modelops.k8s.cache import Cache
-from modelops.k8s.kube import Conflict, Kube, Refused, load_config
+from modelops.k8s.kube import USER_AGENT, Conflict, Kube, Refused, load_config
+from modelops.k8s.reflector import Reflector, Sink
+from modelops.k8s.reflector import scope as watch_scope
 from modelops.lifecycle.conditions import apply_conditions, refusal, refusal_is_new
 from modelops.lifecycle.patches import merge_diff
 from modelops.settings import Settings
@@ -30,6 +33,9 @@ cache = Cache()
 queues: dict[str, WorkQueue] = {}
 """One queue per kind ("ModelVersion", "RetrainPolicy"), registered by the controllers at import."""
 _tasks: list[asyncio.Task[None]] = []
+_namespaces: list[str] = []
+"""What `modelops run` watches (empty: every namespace), for the reflectors as for Kopf."""
+reflectors: list[Reflector] = []
 
 
 def settings() -> Settings:
@@ -73,12 +79,44 @@ def logger(body: Mapping[str, Any]) -> logging.LoggerAdapter[logging.Logger]:
     return kopf.LocalObjectLogger(body=kopf.Body(dict(body)), settings=_kopf_settings)
 
 
+def set_namespaces(namespaces: list[str]) -> None:
+    _namespaces[:] = namespaces
+
+
+def watch_children(kinds: list[str], selector: str, sink: Sink) -> None:
+    """Start a reflector per kind (and per namespace watched), on an API client of their own:
+    their requests are long polls, not the writes the rate limit is for."""
+    kube()  # loads the configuration
+    namespaces, keep = watch_scope(_namespaces)
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize, len(kinds) * len(namespaces))
+    api = client.ApiClient(cfg)
+    api.user_agent = USER_AGENT
+    for kind in kinds:
+        for namespace in namespaces:
+            reflector = Reflector(api, kind, sink, namespace=namespace, selector=selector, keep=keep)
+            reflectors.append(reflector)
+            reflector.start()
+
+
+async def _synced() -> None:
+    """Until every reflector's first list is in the cache (Kopf waits so for its own indexes)."""
+    for reflector in reflectors:
+        while not reflector.synced.is_set():
+            await asyncio.sleep(0.05)
+
+
+async def _serve(q: WorkQueue, workers: int) -> None:
+    await _synced()
+    await q.run(workers)
+
+
 def start(indexes: Mapping[str, Any]) -> None:
     """Bind the caches and start the workers, once, from the first watch event.
 
-    Kopf calls event handlers only after every index holds its initial listing, so the
-    first reconcile already sees a complete cache; and the workers inherit this
-    handler's context, where Kopf's Event poster lives.
+    Kopf calls event handlers only after every index holds its initial listing, and the
+    workers wait for the reflectors' first lists, so the first reconcile already sees a
+    complete cache; the workers inherit this handler's context, where Kopf's Event poster lives.
     """
     if not cache.bound:
         cache.bind(indexes)
@@ -86,10 +124,12 @@ def start(indexes: Mapping[str, Any]) -> None:
         return
     workers = settings().workers
     for q in queues.values():
-        _tasks.append(asyncio.create_task(q.run(workers), name=f"queue-{q.name}"))
+        _tasks.append(asyncio.create_task(_serve(q, workers), name=f"queue-{q.name}"))
 
 
 async def stop() -> None:
+    for reflector in reflectors:
+        reflector.stop()
     for t in _tasks:
         t.cancel()
     await asyncio.gather(*_tasks, return_exceptions=True)

@@ -1,9 +1,11 @@
 """Watches: the caches the controllers read, and who wakes up when something changes.
 
-Each index below is a Kopf index fed by one watch stream (ModelVersions, RetrainPolicies,
-and the Jobs, Deployments, Services and Pods the operator labels as its own; the label
-selector is applied by the API server, see `operator.configure`). The event handlers map
-a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
+ModelVersions and RetrainPolicies are Kopf resources: Kopf indexes cache them. The Jobs,
+Deployments, Services, autoscalers and Pods the operator labels as its own are listed and
+watched by reflectors (`k8s/reflector.py`, one thread per kind, with the server-side label
+selector OWNED_SELECTOR) that put them in the cache through `Children`, without a Kopf worker,
+memory record and index store per object. The event handlers map a change to the keys it
+concerns, the `Owns()` pattern of controller-runtime:
 
 - a ModelVersion → itself, the policies of its model (their view of the versions), and while
   it is a canary its champion (which sizes itself to the canary's step);
@@ -16,18 +18,20 @@ a change to the keys it concerns, the `Owns()` pattern of controller-runtime:
 The echo of a version's own settled write (its status, its children; see `Cache.echo`) does not
 wake the version again: the reconcile that wrote it planned with it already.
 
-Index handlers are `async` so they run inline in the event loop (no thread per event).
+Handlers run in the event loop: Kopf's are `async` (no thread per event), and the reflectors
+hand theirs over with `call_soon_threadsafe` once the cache holds the object.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from modelops import GROUP, VERSION, metrics
-from modelops.k8s.cache import INDEX_PREFIX, pack, written_last_by
+from modelops.k8s.cache import INDEX_PREFIX, Cache, Obj, pack, written_last_by
 from modelops.k8s.kube import FIELD_MANAGER, STATUS_MANAGER
 from modelops.lifecycle import naming
 from modelops.lifecycle.observed import pod_view, selected_version, wake_signature
@@ -43,10 +47,9 @@ CHILDREN: dict[str, tuple[str, ...]] = {
     "services": ("v1", "services"),
     "hpas": ("autoscaling", "v2", "horizontalpodautoscalers"),
 }
-"""Owned kinds cached whole, by their Kopf resource; pods are cached as PodViews."""
-PODS = ("v1", "pods")
-OWNED_RESOURCES = tuple((r[0], r[-1]) for r in (*CHILDREN.values(), PODS))
-"""(group, plural) of what is watched only with the server-side label selector OWNED_SELECTOR."""
+"""Owned kinds cached whole (by their API resource); pods are cached as PodViews by owner."""
+POD_LABELS = (naming.LABEL_VERSION, naming.LABEL_COMPONENT, naming.LABEL_POLICY)
+"""What a pod's wake-up reads of its labels; kept per pod to wake its owner when it is gone."""
 
 
 def _labels(body: kopf.Body) -> dict[str, str]:
@@ -66,8 +69,6 @@ def _whole(kind: str) -> Callable[..., Awaitable[dict[Any, Any]]]:
 
 kopf.index(GROUP, VERSION, "modelversions", id=INDEX_PREFIX + "versions")(_whole("versions"))
 kopf.index(GROUP, VERSION, "retrainpolicies", id=INDEX_PREFIX + "policies")(_whole("policies"))
-for _kind, _resource in CHILDREN.items():
-    kopf.index(*_resource, labels=OWNED, id=INDEX_PREFIX + _kind)(_whole(_kind))
 
 
 @kopf.index(GROUP, VERSION, "modelversions", id="modelops_versions_by_model")
@@ -80,13 +81,56 @@ async def modelops_policies_by_model(namespace: str, name: str, spec: kopf.Spec,
     return {(namespace, spec.get("model", "")): name}
 
 
-@kopf.index(*PODS, labels=OWNED, id=INDEX_PREFIX + "pods")
-async def modelops_pods(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    labels = _labels(body)
-    version, component = labels.get(naming.LABEL_VERSION), labels.get(naming.LABEL_COMPONENT)
-    if not version or not component:
-        return {}
-    return {(namespace, f"{version}/{component}"): pod_view(body)}
+class Children:
+    """The reflectors' sink: each child into the cache (whole and packed; a pod as its PodView
+    under "version/component"), then its wake-up handed to the event loop.
+
+    Runs in the reflector threads: a key is only ever written by the one thread watching it."""
+
+    def __init__(self, cache: Cache, loop: asyncio.AbstractEventLoop) -> None:
+        self.cache, self.loop = cache, loop
+        self._pods: dict[tuple[str, str], dict[str, str]] = {}
+        """(namespace, name) → the POD_LABELS of each cached pod."""
+
+    def keys(self, kind: str, namespace: str | None) -> list[tuple[str, str]]:
+        if kind != "pods":
+            return self.cache.keys(kind, namespace)
+        keys = list(self._pods)
+        return keys if namespace is None else [k for k in keys if k[0] == namespace]
+
+    def event(self, kind: str, type_: str | None, body: Obj) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if kind == "pods":
+            self._pod(type_, namespace, name, body)
+            self.loop.call_soon_threadsafe(on_pod, type_, namespace, name, body)
+            return
+        if type_ == "DELETED":
+            gone = self.cache.pop(kind, namespace, name)
+            if "labels" not in meta:  # a re-list found it gone: the cached copy says whose it was
+                if gone is None:
+                    return
+                body = gone
+        else:
+            self.cache.put(kind, namespace, name, pack(body, kind))
+            self.cache.caught_up(kind, namespace, name, body)
+        self.loop.call_soon_threadsafe(_on_child, kind, type_, namespace, name, body)
+
+    def _pod(self, type_: str | None, namespace: str, name: str, body: Obj) -> None:
+        key = (namespace, name)
+        before = self._pods.pop(key, None)
+        if before is not None:
+            owner = f"{before.get(naming.LABEL_VERSION)}/{before.get(naming.LABEL_COMPONENT)}"
+            self.cache.pop_grouped("pods", namespace, owner, name)
+        if type_ == "DELETED":
+            if "labels" not in body["metadata"] and before is not None:
+                body["metadata"]["labels"] = before
+            return
+        labels = _labels(body)
+        version, component = labels.get(naming.LABEL_VERSION), labels.get(naming.LABEL_COMPONENT)
+        if version and component:
+            self._pods[key] = {k: labels[k] for k in POD_LABELS if k in labels}
+            self.cache.put_grouped("pods", namespace, f"{version}/{component}", name, pod_view(body))
 
 
 # --- wake-ups ------------------------------------------------------------------------------------
@@ -156,7 +200,7 @@ def _only_ours(body: kopf.Body) -> bool:
     return bool(managed) and all(e.get("manager") == FIELD_MANAGER for e in managed)
 
 
-async def _on_child(kind: str, type_: str | None, namespace: str, name: str, body: kopf.Body) -> None:
+def _on_child(kind: str, type_: str | None, namespace: str, name: str, body: Obj) -> None:
     _gone(kind, namespace, name, type_)
     labels = _labels(body)
     if kind == "services" and labels.get(naming.LABEL_COMPONENT) == "stable":
@@ -183,33 +227,20 @@ async def _on_child(kind: str, type_: str | None, namespace: str, name: str, bod
         _wake_owner(namespace, version)
 
 
-def _child_waker(kind: str) -> Callable[..., Awaitable[None]]:
-    async def wake(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
-        runtime.start(kwargs)
-        await _on_child(kind, type, namespace, name, body)
-
-    return wake
-
-
-for _kind, _resource in CHILDREN.items():
-    kopf.on.event(*_resource, labels=OWNED, id="wake")(_child_waker(_kind))
-
 _pod_failures: dict[tuple[str, str], tuple[str | None, str | None, bool]] = {}
 """What the planners read of each owned pod (PodView): its failure, a resolve pod's report, and
 whether it carries the traffic-pool label (a pod absent counts as none of them)."""
 
 
-@kopf.on.event(*PODS, labels=OWNED, id="wake")
-async def on_pod(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+def on_pod(type_: str | None, namespace: str, name: str, body: Obj) -> None:
     """Wake the owner only when a pod's failure, a resolve pod's report or its traffic-pool label
     appears, changes or goes: a pod's many status updates while it is scheduled, started and probed
     change nothing the planner sees. A resolve pod wakes its policy, any other its version."""
-    runtime.start(kwargs)
     key = (namespace, name)
     before = _pod_failures.pop(key, None) or (None, None, False)
-    view = None if type == "DELETED" else pod_view(body)
+    view = None if type_ == "DELETED" else pod_view(body)
     now = (None, None, False) if view is None else (view.failure, view.output, view.pool)
-    if type != "DELETED":
+    if type_ != "DELETED":
         _pod_failures[key] = now
     if now == before:
         return

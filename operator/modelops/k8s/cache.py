@@ -1,8 +1,9 @@
 """Reads from the watch caches, with the operator's own writes visible at once.
 
-The caches are Kopf indexes (`controllers/watches.py` feeds them from watch streams, and
-Kopf calls no other handler until every index holds its initial listing, the equivalent
-of controller-runtime's WaitForCacheSync). A reconcile reads only from here.
+The caches are fed by watch streams (`controllers/watches.py`): the operator's own resources
+through Kopf indexes, its children through reflectors (`k8s/reflector.py`) that `put` them
+here. The work queues start only once every one holds its initial listing, the equivalent of
+controller-runtime's WaitForCacheSync. A reconcile reads only from here.
 
 A watch delivers our own writes a moment later; meanwhile a reconcile woken by another
 event would plan from stale data and write again. So every write's answer is kept in an
@@ -138,6 +139,10 @@ def _first(store: Iterable[Any] | None) -> Any:
 class Cache:
     def __init__(self) -> None:
         self._indexes: dict[str, Mapping[Any, Any]] = {}
+        self._stores: dict[str, dict[tuple[str, str], Any]] = {}
+        """Kinds fed by reflectors: (namespace, name) → the packed object."""
+        self._groups: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        """Secondary indexes fed by reflectors: (namespace, key) → name → value (pods by owner)."""
         self._overlay: dict[Key, tuple[str | None, str | None, Obj | None]] = {}
         """key → (resourceVersion, uid, object or None for a deletion we made)."""
         self._settled: dict[Key, str | None] = {}
@@ -157,9 +162,37 @@ class Cache:
     def _index(self, name: str) -> Mapping[Any, Any]:
         return self._indexes.get(name) or {}
 
+    def _cached(self, kind: str, key: tuple[str, str]) -> Obj | None:
+        store = self._stores.get(kind)
+        if store is not None:
+            return unpack(store.get(key))
+        return unpack(_first(self._index(kind).get(key)))
+
+    # --- the reflectors' side (each key is written by one reflector thread) --------------------
+    def put(self, kind: str, namespace: str, name: str, value: Any) -> None:
+        self._stores.setdefault(kind, {})[namespace, name] = value
+
+    def pop(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return unpack(self._stores.setdefault(kind, {}).pop((namespace, name), None))
+
+    def keys(self, kind: str, namespace: str | None = None) -> list[tuple[str, str]]:
+        keys = list(self._stores.get(kind) or ())
+        return keys if namespace is None else [k for k in keys if k[0] == namespace]
+
+    def put_grouped(self, index: str, namespace: str, key: str, name: str, value: Any) -> None:
+        self._groups.setdefault(index, {}).setdefault((namespace, key), {})[name] = value
+
+    def pop_grouped(self, index: str, namespace: str, key: str, name: str) -> None:
+        group = self._groups.setdefault(index, {})
+        members = group.get((namespace, key))
+        if members is not None:
+            members.pop(name, None)
+            if not members:
+                group.pop((namespace, key), None)
+
     # --- reads ---------------------------------------------------------------------------------
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        cached = unpack(_first(self._index(kind).get((namespace, name))))
+        cached = self._cached(kind, (namespace, name))
         key = (kind, namespace, name)
         with self._lock:
             entry = self._overlay.get(key)
@@ -185,6 +218,8 @@ class Cache:
         return sorted(set(list(store))) if store is not None else []
 
     def values(self, index: str, namespace: str, key: str) -> list[Any]:
+        if index in self._groups:
+            return list((self._groups[index].get((namespace, key)) or {}).values())
         store = self._index(index).get((namespace, key))
         return list(store) if store is not None else []
 
@@ -209,7 +244,7 @@ class Cache:
         meta = obj["metadata"]
         key = (kind, meta["namespace"], meta["name"])
         rv = meta.get("resourceVersion")
-        cached = unpack(_first(self._index(kind).get(key[1:])))
+        cached = self._cached(kind, key[1:])
         if cached is not None and newer(cached["metadata"].get("resourceVersion"), rv):
             # The watch delivered this write (or a later change) before its answer reached us, or
             # the write changed nothing: no event will come to drop an entry, which would hold a
