@@ -33,9 +33,9 @@ class Sink:
             else:
                 self.held.add((meta["namespace"], meta["name"]))
 
-    def keys(self, kind: str, namespace: str | None) -> list[tuple[str, str]]:
+    def keys(self, kind: str) -> list[tuple[str, str]]:
         with self._lock:
-            return [k for k in self.held if namespace in (None, k[0])]
+            return list(self.held)
 
     def names(self, type_: str | None) -> set[str]:
         with self._lock:

@@ -44,8 +44,8 @@ class Sink:
     def event(self, kind: str, type_: str | None, body: dict[str, Any]) -> None:
         self.events.append((type_, body["metadata"]["name"]))
 
-    def keys(self, kind: str, namespace: str | None) -> list[tuple[str, str]]:
-        return [k for k in self.held if namespace is None or k[0] == namespace]
+    def keys(self, kind: str) -> list[tuple[str, str]]:
+        return list(self.held)
 
 
 def reflector(sink: Sink, pages: Pages, **kwargs: Any) -> Reflector:
@@ -164,11 +164,11 @@ def test_pods_are_filed_by_owner_and_wake_it_only_on_what_the_planner_reads(sink
     sink.event("pods", "MODIFIED", owned("ns", "p1", "v1", "trainer", status=failed))
     assert sink.cache.values("pods", "ns", "v1/trainer")[0].failure == "bad data"
     assert sink.woken == [("ns", "v1")]
-    assert sink.keys("pods", "ns") == [("ns", "p1")] and sink.keys("pods", "other") == []
+    assert sink.keys("pods") == [("ns", "p1")]
     sink.event("pods", "DELETED", {"metadata": {"namespace": "ns", "name": "p1"}})  # found gone by a relist
     assert sink.cache.values("pods", "ns", "v1/trainer") == []
     assert sink.woken == [("ns", "v1"), ("ns", "v1")], "its failure went with it"
-    assert sink.keys("pods", None) == []
+    assert sink.keys("pods") == []
 
 
 def test_the_work_queues_wait_for_the_reflectors_first_lists(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,11 +92,8 @@ class Children:
         self._pods: dict[tuple[str, str], dict[str, str]] = {}
         """(namespace, name) → the POD_LABELS of each cached pod."""
 
-    def keys(self, kind: str, namespace: str | None) -> list[tuple[str, str]]:
-        if kind != "pods":
-            return self.cache.keys(kind, namespace)
-        keys = list(self._pods)
-        return keys if namespace is None else [k for k in keys if k[0] == namespace]
+    def keys(self, kind: str) -> list[tuple[str, str]]:
+        return list(self._pods) if kind == "pods" else self.cache.keys(kind)
 
     def event(self, kind: str, type_: str | None, body: Obj) -> None:
         meta = body["metadata"]

@@ -175,9 +175,8 @@ class Cache:
     def pop(self, kind: str, namespace: str, name: str) -> Obj | None:
         return unpack(self._stores.setdefault(kind, {}).pop((namespace, name), None))
 
-    def keys(self, kind: str, namespace: str | None = None) -> list[tuple[str, str]]:
-        keys = list(self._stores.get(kind) or ())
-        return keys if namespace is None else [k for k in keys if k[0] == namespace]
+    def keys(self, kind: str) -> list[tuple[str, str]]:
+        return list(self._stores.get(kind) or ())
 
     def put_grouped(self, index: str, namespace: str, key: str, name: str, value: Any) -> None:
         self._groups.setdefault(index, {}).setdefault((namespace, key), {})[name] = value

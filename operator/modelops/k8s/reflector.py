@@ -47,8 +47,8 @@ class Sink(Protocol):
         """An object as listed (type None), ADDED, MODIFIED or DELETED. A re-list's DELETED for an
         object that went while no watch was open carries only its namespace and name."""
 
-    def keys(self, kind: str, namespace: str | None) -> Iterable[tuple[str, str]]:
-        """(namespace, name) of every object of `kind` the sink holds (in `namespace`, or all)."""
+    def keys(self, kind: str) -> Iterable[tuple[str, str]]:
+        """(namespace, name) of every object of `kind` the sink holds."""
 
 
 def scope(namespaces: Iterable[str]) -> tuple[list[str | None], Callable[[str], bool]]:
@@ -167,8 +167,9 @@ class Reflector:
             rv, token = meta.get("resourceVersion") or rv, meta.get("continue")
             if not token:
                 break
-        for namespace, name in list(self._sink.keys(self.kind, self.namespace)):
-            if (namespace, name) not in seen and self._keep(namespace):
+        for namespace, name in list(self._sink.keys(self.kind)):
+            mine = self.namespace in (None, namespace) and self._keep(namespace)
+            if mine and (namespace, name) not in seen:
                 self._sink.event(self.kind, "DELETED", {"metadata": {"namespace": namespace, "name": name}})
         return rv
 
