@@ -4,7 +4,8 @@
     kill -USR2 <operator pid>        # writes /tmp/heap-<pid>.txt
 
 With HEAP_PROBE_TRACE=1 the operator (only it) also runs tracemalloc from its start, and the
-report lists live allocations by file and line (the operator is then about twice as slow).
+report lists live allocations by file and line (HEAP_PROBE_TRACE=12: and the largest by their
+call chains, 12 frames deep); the operator is then about twice as slow.
 Python imports this module at start-up when it is on PYTHONPATH; it does nothing unless
 HEAP_PROBE is set.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import gc
+import itertools
 import os
 import signal
 import sys
@@ -41,6 +43,39 @@ def _allocator_stats() -> list[str]:
     return [line for line in text.splitlines() if line.startswith(keep)]
 
 
+def _describe(o: Any) -> str:
+    t = type(o)
+    name = f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
+    if isinstance(o, dict):
+        return f"{name} keys={list(o)[:4]}"
+    return name
+
+
+def _holders(samples: int = 3) -> list[str]:
+    """Who keeps whole Kubernetes objects alive (dicts with metadata.name: a parsed body or list
+    item), by kind, with the referrers of a few of each, two levels up."""
+    found = [
+        o
+        for o in gc.get_objects()
+        if type(o) is dict and isinstance(o.get("metadata"), dict) and "name" in o["metadata"]
+    ]
+    by_kind: dict[str, list[Any]] = collections.defaultdict(list)
+    for o in found:
+        by_kind[f"{o.get('kind', '(list item)')}{' +status' if 'status' in o else ''}"].append(o)
+    ignore = {id(found), id(by_kind)} | {id(v) for v in by_kind.values()}
+    lines = []
+    for kind, objs in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"{len(objs):8d} {kind}")
+        for o in itertools.islice(objs, samples):  # a slice would be one more holder
+            for r in gc.get_referrers(o):
+                if id(r) in ignore or type(r).__name__ == "frame":
+                    continue
+                up = [_describe(rr) for rr in gc.get_referrers(r) if id(rr) not in ignore][:3]
+                lines.append(f"           held by {_describe(r)} ← {up}")
+    del found, by_kind
+    return lines
+
+
 def report() -> str:
     gc.collect()
     count: collections.Counter[str] = collections.Counter()
@@ -50,15 +85,14 @@ def report() -> str:
         name = f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', t.__name__)}"
         count[name] += 1
         size[name] += sys.getsizeof(o)
-    with open("/proc/self/status") as f:
-        rss = next(line for line in f if line.startswith("VmRSS"))
     lines = [
-        rss.strip(),
+        _rss(),
         "== allocators",
         *_allocator_stats(),
         "== gc-tracked objects by type (shallow size)",
     ]
     lines += [f"{size[n] / 1024:10.1f} KiB {count[n]:8d} {n}" for n, _ in size.most_common(40)]
+    lines += ["== whole Kubernetes objects alive, by kind, and what holds a few", *_holders()]
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
         by_file = snap.statistics("filename")
@@ -71,12 +105,27 @@ def report() -> str:
             f"{s.size / 1024:10.1f} KiB {s.count:8d} {s.traceback[0].filename}:{s.traceback[0].lineno}"
             for s in snap.statistics("lineno")[:60]
         ]
+        if tracemalloc.get_traceback_limit() > 1:
+            lines.append("== by call chain, the largest")
+            for s in snap.statistics("traceback")[:8]:
+                lines.append(f"{s.size / 1024:10.1f} KiB {s.count:8d}")
+                lines += [f"           {line}" for line in s.traceback.format(most_recent_first=True)]
     return "\n".join(lines) + "\n"
 
 
+def _rss() -> str:
+    with open("/proc/self/status") as f:
+        return next(line for line in f if line.startswith("VmRSS")).strip()
+
+
 def _on_signal(signum: int, frame: Any) -> None:
+    text = report()
+    # What glibc holds free and could give back: malloc_trim releases the free pages inside every
+    # arena, not only the top of the heap (after the report, so the report sees the process as is).
+    trimmed = ctypes.CDLL("libc.so.6").malloc_trim(0)
+    text += f"== after malloc_trim(0) (released: {bool(trimmed)}): {_rss()}\n"
     with open(f"/tmp/heap-{os.getpid()}.txt", "w") as f:
-        f.write(report())
+        f.write(text)
 
 
 if os.environ.get("HEAP_PROBE"):
@@ -84,4 +133,4 @@ if os.environ.get("HEAP_PROBE"):
     with open("/proc/self/cmdline", "rb") as cmdline:
         operator = b"modelops.cli" in cmdline.read()
     if operator and os.environ.get("HEAP_PROBE_TRACE"):
-        tracemalloc.start()
+        tracemalloc.start(int(os.environ["HEAP_PROBE_TRACE"]))  # frames kept per allocation

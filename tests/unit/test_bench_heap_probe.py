@@ -13,6 +13,7 @@ import os, signal, time
 class Held:
     pass
 kept = [Held() for _ in range(5000)]
+cache = {"job": {"kind": "Job", "metadata": {"name": "train"}, "status": {}}}
 os.kill(os.getpid(), signal.SIGUSR2)
 time.sleep(0.2)
 print(os.getpid())
@@ -42,6 +43,10 @@ def test_the_probe_reports_allocators_and_objects_by_type_on_signal():
     assert "# bytes in allocated blocks" in text and "in use bytes" in text  # pymalloc's, glibc's
     held = next(line for line in text.splitlines() if line.endswith(" __main__.Held"))
     assert int(held.split()[2]) == 5000
+    kinds = text.split("== whole Kubernetes objects alive")[1].splitlines()
+    assert kinds[1].split() == ["1", "Job", "+status"]
+    assert kinds[2].strip().startswith("held by builtins.dict keys=['job']")
+    assert "== after malloc_trim(0)" in text
 
 
 def test_without_heap_probe_set_the_signal_keeps_its_default_and_writes_nothing():
