@@ -5,7 +5,8 @@
 
 With HEAP_PROBE_TRACE=1 the operator (only it) also runs tracemalloc from its start, and the
 report lists live allocations by file and line (HEAP_PROBE_TRACE=12: and the largest by their
-call chains, 12 frames deep); the operator is then about twice as slow.
+call chains, 12 frames deep; HEAP_PROBE_HOLDERS_OF=json/decoder.py: what holds the objects
+made there); the operator is then about twice as slow.
 Python imports this module at start-up when it is on PYTHONPATH; it does nothing unless
 HEAP_PROBE is set.
 """
@@ -76,6 +77,21 @@ def _holders(samples: int = 3) -> list[str]:
     return lines
 
 
+def _holders_of_allocations(site: str, top: int = 25) -> list[str]:
+    """The containers holding objects allocated in files whose name contains `site` (tracemalloc
+    knows where an object was made, not who keeps it): the objects by their holder's description."""
+    count: collections.Counter[str] = collections.Counter()
+    size: collections.Counter[str] = collections.Counter()
+    for holder in gc.get_objects():
+        for o in gc.get_referents(holder):
+            tb = tracemalloc.get_object_traceback(o)
+            if tb is not None and site in tb[0].filename:
+                name = _describe(holder)
+                count[name] += 1
+                size[name] += sys.getsizeof(o)
+    return [f"{size[n] / 1024:10.1f} KiB {count[n]:8d} in {n}" for n, _ in size.most_common(top)]
+
+
 def report() -> str:
     gc.collect()
     count: collections.Counter[str] = collections.Counter()
@@ -105,6 +121,9 @@ def report() -> str:
             f"{s.size / 1024:10.1f} KiB {s.count:8d} {s.traceback[0].filename}:{s.traceback[0].lineno}"
             for s in snap.statistics("lineno")[:60]
         ]
+        if site := os.environ.get("HEAP_PROBE_HOLDERS_OF"):
+            lines.append(f"== objects allocated in {site}, by what holds them")
+            lines += _holders_of_allocations(site)
         if tracemalloc.get_traceback_limit() > 1:
             lines.append("== by call chain, the largest")
             for s in snap.statistics("traceback")[:8]:

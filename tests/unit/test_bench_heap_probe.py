@@ -20,9 +20,21 @@ print(os.getpid())
 """
 
 
-def _run(**env: str) -> tuple[int, Path]:
+HOLDER = """
+import json, os, signal, time
+by_name = {}
+for i in range(50):
+    body = json.loads('{"metadata": {"name": "v%d", "labels": {"model": "iris"}}}' % i)
+    by_name[body["metadata"]["name"]] = body["metadata"]["labels"]
+os.kill(os.getpid(), signal.SIGUSR2)
+time.sleep(0.2)
+print(os.getpid())
+"""
+
+
+def _run(child: str = CHILD, *args: str, **env: str) -> tuple[int, Path]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD],
+        [sys.executable, "-c", child, *args],
         env={**os.environ, "PYTHONPATH": str(PROBE), **env},
         capture_output=True,
         text=True,
@@ -47,6 +59,20 @@ def test_the_probe_reports_allocators_and_objects_by_type_on_signal():
     assert kinds[1].split() == ["1", "Job", "+status"]
     assert kinds[2].strip().startswith("held by builtins.dict keys=['job']")
     assert "== after malloc_trim(0)" in text
+
+
+def test_the_probe_names_what_holds_objects_made_where_asked():
+    # Only the operator is traced: its command line names modelops.cli.
+    code, report = _run(
+        HOLDER, "modelops.cli", HEAP_PROBE="1", HEAP_PROBE_TRACE="1", HEAP_PROBE_HOLDERS_OF="json/"
+    )
+    assert code == 0
+    try:
+        text = report.read_text()
+    finally:
+        report.unlink(missing_ok=True)
+    held = text.split("== objects allocated in json/, by what holds them")[1].splitlines()
+    assert any(line.endswith("in builtins.dict keys=['v0', 'v1', 'v2', 'v3']") for line in held[1:4]), held
 
 
 def test_without_heap_probe_set_the_signal_keeps_its_default_and_writes_nothing():
