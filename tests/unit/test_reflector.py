@@ -142,9 +142,13 @@ def test_children_are_cached_whole_and_wake_their_version(sink: Any) -> None:
     sink.event("jobs", "ADDED", owned("ns", "v1-train", "v1", "trainer", status={"active": 1}))
     assert sink.cache.get("jobs", "ns", "v1-train")["status"] == {"active": 1}
     assert sink.woken == [("ns", "v1")]
+    sink.event("jobs", "MODIFIED", owned("ns", "v1-train", "v1", "trainer", status={"active": 2}))
+    assert sink.woken == [("ns", "v1")], "a running-pod count decides nothing"
+    sink.event("jobs", "MODIFIED", owned("ns", "v1-train", "v1", "trainer", status={"succeeded": 1}))
+    assert sink.woken == [("ns", "v1")] * 2
     sink.event("jobs", "DELETED", owned("ns", "v1-train", "v1", "trainer"))
     assert sink.cache.get("jobs", "ns", "v1-train") is None and sink.cache.keys("jobs") == []
-    assert sink.woken == [("ns", "v1"), ("ns", "v1")]
+    assert sink.woken == [("ns", "v1")] * 3
 
 
 def test_a_child_found_gone_by_a_relist_wakes_its_version_from_the_cached_copy(sink: Any) -> None:
