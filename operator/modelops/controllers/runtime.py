@@ -24,6 +24,7 @@ from modelops.lifecycle.conditions import apply_conditions, refusal, refusal_is_
 from modelops.lifecycle.patches import merge_diff
 from modelops.settings import Settings
 
+from .memory import release_after_work
 from .workqueue import Backoff, WorkQueue
 
 _settings: Settings | None = None
@@ -36,6 +37,8 @@ _tasks: list[asyncio.Task[None]] = []
 _namespaces: list[str] = []
 """What `modelops run` watches (empty: every namespace), for the reflectors as for Kopf."""
 reflectors: list[Reflector] = []
+RELEASE_MEMORY_EVERY = 60.0
+"""Seconds between looks for reconciles that left free memory to give back (`memory.py`)."""
 
 
 def settings() -> Settings:
@@ -111,6 +114,10 @@ async def _serve(q: WorkQueue, workers: int) -> None:
     await q.run(workers)
 
 
+def _reconciles() -> int:
+    return sum(q.processed for q in queues.values())
+
+
 def start(indexes: Mapping[str, Any]) -> None:
     """Bind the caches and start the workers, once, from the first watch event.
 
@@ -125,6 +132,7 @@ def start(indexes: Mapping[str, Any]) -> None:
     workers = settings().workers
     for q in queues.values():
         _tasks.append(asyncio.create_task(_serve(q, workers), name=f"queue-{q.name}"))
+    _tasks.append(asyncio.create_task(release_after_work(RELEASE_MEMORY_EVERY, _reconciles), name="memory"))
 
 
 async def stop() -> None:
