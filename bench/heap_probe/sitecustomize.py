@@ -44,9 +44,12 @@ def _allocator_stats() -> list[str]:
     return [line for line in text.splitlines() if line.startswith(keep)]
 
 
+def _type_name(t: type) -> str:
+    return f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', t.__name__)}"
+
+
 def _describe(o: Any) -> str:
-    t = type(o)
-    name = f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
+    name = _type_name(type(o))
     if isinstance(o, dict):
         return f"{name} keys={list(o)[:4]}"
     return name
@@ -97,8 +100,7 @@ def report() -> str:
     count: collections.Counter[str] = collections.Counter()
     size: collections.Counter[str] = collections.Counter()
     for o in gc.get_objects():
-        t = type(o)
-        name = f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', t.__name__)}"
+        name = _type_name(type(o))
         count[name] += 1
         size[name] += sys.getsizeof(o)
     lines = [

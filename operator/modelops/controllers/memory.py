@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim from the process's own symbols; None under another C library (musl
-    has no free pages to keep: it gives them back as it frees)."""
+    """glibc's malloc_trim from the process's own symbols; None under another C library, which
+    has no such call (the project's images are Debian-based: glibc)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
