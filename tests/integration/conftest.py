@@ -17,7 +17,7 @@ Why each module stays here:
   only has to be admitted.
 - test_s3_storage: no cluster at all; the trainer, server and clean-up entry points against SeaweedFS.
 - test_controller: 100 Serving versions at once, an API server outage through a proxy, a failed
-  Job on cue.
+  Job on cue, two operators on one peering object with one of them frozen.
 - test_modelversion: faults on cue (a trainer exit and message chosen by the test, a server held
   never-ready, a tampered artifact), the operator SIGKILLed at random points, racing promotions.
   A trainer failing on a missing dataset and a model below its gate also run in real containers

@@ -226,3 +226,109 @@ def test_work_in_flight_resumes_within_seconds_of_an_api_server_outage(
     finally:
         op.stop()
         proxy.stop()
+
+
+@pytest.fixture
+def peering_crds(cluster: Any) -> Any:
+    """Kopf's peering CRDs as the kopf-peering overlay installs them; removed after if made here."""
+    from tests.integration.test_install import kubectl
+
+    kc = cluster.kubeconfig
+    made = []
+    for crd in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        if not kubectl(kc, "get", "crd", crd, "--ignore-not-found", "-o", "name").stdout.strip():
+            made.append(crd)
+    kubectl(kc, "apply", "--server-side", "-k", ROOT / "manifests/kopf-peering/crds")
+    kubectl(kc, "wait", "--for=condition=Established", "--timeout=60s", "crd/kopfpeerings.kopf.dev")
+    yield kc
+    for crd in made:
+        kubectl(kc, "delete", "crd", crd, "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_an_operator_paused_by_a_peer_of_higher_priority_reconciles_nothing(
+    mvs, storage, peering_crds, cluster, api_client, namespace, prometheus, tmp_path
+):
+    """Two operators on one peering object, as in a rolling update of the kopf-peering overlay.
+    The one of lower priority pauses; the other is then frozen (SIGSTOP: its peering record stays
+    alive). A training Job fails meanwhile, which the paused one's own watches see: nobody may act
+    on it. Thawed, the operator of higher priority marks the version Failed; stopped, it leaves
+    the peering object and the first one resumes."""
+    from tests.support.operator import OperatorProcess
+
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    mvs.custom.create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        namespace,
+        "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "modelops"}},
+    )
+    peer = {"MODELOPS_PROMETHEUS_URL": prometheus.url}
+    (tmp_path / "low").mkdir()
+    (tmp_path / "high").mkdir()
+    low = OperatorProcess(
+        str(cluster.kubeconfig),
+        namespace,
+        tmp_path / "low",
+        args=("--peering=modelops", "--priority=100"),
+        **peer,
+    ).start()
+    high = OperatorProcess(
+        str(cluster.kubeconfig),
+        namespace,
+        tmp_path / "high",
+        args=("--peering=modelops", "--priority=200"),
+        **peer,
+    )
+    try:
+        mvs.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelversions", modelversion("v1", "m")
+        )
+        pod = eventually(
+            lambda: next(
+                (
+                    p
+                    for p in core.list_namespaced_pod(
+                        namespace, label_selector="modelops.dev/version=v1"
+                    ).items
+                    if p.status.phase == "Running"
+                ),
+                None,
+            ),
+            timeout=60,
+            what="the training pod the first operator started",
+        )
+        high.start()
+        eventually(
+            lambda: "Pausing operations in favour of" in low.log.read_text(errors="replace"),
+            timeout=60,
+            what="Kopf in the first operator to pause for the second",
+        )
+        high.freeze()
+        core.patch_namespaced_pod(
+            pod.metadata.name, namespace, {"metadata": {"annotations": {RESULT: "Failed", EXIT_CODE: "2"}}}
+        )
+
+        def job_failed() -> bool:
+            job = batch.read_namespaced_job("v1-train", namespace)
+            return any(c.type == "Failed" and c.status == "True" for c in job.status.conditions or [])
+
+        eventually(job_failed, timeout=60, what="the Job to fail")
+        time.sleep(10)  # a woken reconcile takes well under a second (test_a_failed_job_wakes_…)
+        assert mvs.phase("v1") == "Training", "the paused operator acted while its peer held the objects"
+        high.thaw()
+        eventually(lambda: mvs.phase("v1") == "Failed", timeout=60, what="the operator of higher priority")
+        assert "Paused by peering" in low.log.read_text(errors="replace")
+        high.stop()
+        eventually(
+            lambda: "Resumed after the peering pause" in low.log.read_text(errors="replace"),
+            timeout=120,
+            what="the first operator to resume once its peer left",
+        )
+    except BaseException:
+        for op in (low, high):
+            print(f"\n----- operator log ({op.log}) -----\n{op.tail(60)}")
+        raise
+    finally:
+        high.stop()
+        low.stop()

@@ -20,9 +20,18 @@ from .kubelet import free_port
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, namespace: str, logdir: Path, **env: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespace: str,
+        logdir: Path,
+        *,
+        args: tuple[str, ...] = ("--standalone",),
+        **env: str,
+    ) -> None:
+        """`args`: `modelops run`'s own beside `--namespace` (e.g. `--peering=…`); `env`: settings."""
         self.kubeconfig, self.namespace, self.logdir = kubeconfig, namespace, logdir
-        self.env = env
+        self.args, self.env = args, env
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.metrics_port = free_port()
@@ -45,7 +54,7 @@ class OperatorProcess:
         fh.write(f"\n===== operator run {self.runs} =====\n".encode())
         fh.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelops.cli", "run", "--standalone", "--namespace", self.namespace],
+            [sys.executable, "-m", "modelops.cli", "run", *self.args, "--namespace", self.namespace],
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -53,6 +62,15 @@ class OperatorProcess:
             preexec_fn=_die_with_parent,  # started from the main thread: dies with the test process
         )
         return self
+
+    def freeze(self) -> None:
+        """SIGSTOP: alive to the API server (its leases and peering records) but doing nothing."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a node dies."""
@@ -63,6 +81,7 @@ class OperatorProcess:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a frozen one handles it too
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -231,3 +231,32 @@ def test_a_reported_refusal_backs_off_exponentially_from_its_own_base_and_cap():
         task.cancel()
 
     run(main())
+
+
+def test_a_paused_queue_takes_no_key_and_resumes_with_every_key_queued_meanwhile():
+    """Kopf's peering pause (the very ToggleSet Kopf pauses with): keys and wake-ups queue, no
+    reconcile starts, and all of them run once the peer is gone; a worker that was waiting for a
+    key when the pause began takes nothing either."""
+    from kopf._cogs.aiokits import aiotoggles
+
+    seen: list[str] = []
+
+    async def main() -> None:
+        paused = aiotoggles.ToggleSet(any)
+        conflict = await paused.make_toggle(False, name="a peer of higher priority")
+        q = WorkQueue("paused-t", lambda k: seen.append(k) or 0.05, resync=60)
+        task = asyncio.create_task(q.run(2, paused))
+        q.add("a")
+        await until(lambda: "a" in seen)
+        await conflict.turn_to(True)  # the workers now wait for a key, then meet the pause
+        runs = len(seen)
+        q.add("b", NEW)
+        q.add("c")
+        await asyncio.sleep(0.3)  # "a" asked to be woken every 0.05 s
+        assert len(seen) == runs, seen
+        assert len(q) == 3
+        await conflict.turn_to(False)
+        await until(lambda: {"a", "b", "c"} <= set(seen[runs:]))
+        task.cancel()
+
+    run(main())

@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("kopf.objects").addFilter(_QuietWakeups())
-    from . import kopf_fixes, modelversion, operator, retrainpolicy, watches  # noqa: F401  (registers the handlers)
+    from . import kopf_fixes, modelversion, operator, peering, retrainpolicy, watches  # noqa: F401  (registers the handlers)
 
     kopf_fixes.apply()  # a start among thousands of objects: linear, not quadratic (see the module)
+    peering.apply()  # the work queues pause with Kopf when a peer takes over (see the module)
 
     priority = args.priority
     if priority is None and args.peering:

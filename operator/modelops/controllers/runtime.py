@@ -24,8 +24,11 @@ from modelops.lifecycle.conditions import apply_conditions, refusal, refusal_is_
 from modelops.lifecycle.patches import merge_diff
 from modelops.settings import Settings
 
+from . import peering
 from .memory import release_after_work
-from .workqueue import Backoff, WorkQueue
+from .workqueue import Backoff, Pause, WorkQueue
+
+log = logging.getLogger(__name__)
 
 _settings: Settings | None = None
 _kube: Kube | None = None
@@ -109,9 +112,22 @@ async def _synced() -> None:
             await asyncio.sleep(0.05)
 
 
-async def _serve(q: WorkQueue, workers: int) -> None:
+async def _serve(q: WorkQueue, workers: int, paused: Pause | None) -> None:
     await _synced()
-    await q.run(workers)
+    await q.run(workers, paused)
+
+
+async def _report_pauses(paused: Pause) -> None:
+    """One line as the queues stop for a peer and one as they resume (Kopf logs why)."""
+    while True:
+        await paused.wait_for(True)
+        log.info("Paused by peering: no reconciles until resumed (%d keys queued).", _queued())
+        await paused.wait_for(False)
+        log.info("Resumed after the peering pause (%d keys queued).", _queued())
+
+
+def _queued() -> int:
+    return sum(len(q) for q in queues.values())
 
 
 def _reconciles() -> int:
@@ -130,8 +146,11 @@ def start(indexes: Mapping[str, Any]) -> None:
     if _tasks:
         return
     workers = settings().workers
+    paused = peering.paused()
     for q in queues.values():
-        _tasks.append(asyncio.create_task(_serve(q, workers), name=f"queue-{q.name}"))
+        _tasks.append(asyncio.create_task(_serve(q, workers, paused), name=f"queue-{q.name}"))
+    if paused is not None:
+        _tasks.append(asyncio.create_task(_report_pauses(paused), name="peering-pauses"))
     _tasks.append(asyncio.create_task(release_after_work(RELEASE_MEMORY_EVERY, _reconciles), name="memory"))
 
 

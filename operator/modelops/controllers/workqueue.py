@@ -7,6 +7,8 @@
   one wake-up per key is kept, the latest decision replaces the earlier one.
 - A failure is retried with a per-key exponential backoff, capped so that work resumes
   within seconds once the API server is back.
+- While `paused` is on (Kopf's peering pause: another operator holds the objects), no key is
+  taken; keys and wake-ups keep queueing, and the workers resume with them when it goes off.
 - Two classes, served in turn while both wait: changes to objects already in the cluster and
   first sightings. A burst of new objects cannot starve a Serving version's events, nor can a
   busy lifecycle (Jobs finishing, servers becoming ready) keep new objects waiting for minutes,
@@ -28,7 +30,7 @@ import random
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from modelops import metrics
 
@@ -42,6 +44,14 @@ class Backoff(Exception):
     def __init__(self, message: str, *, base: float = 5.0, cap: float = 300.0) -> None:
         super().__init__(message)
         self.base, self.cap = base, cap
+
+
+class Pause(Protocol):
+    """What the queue waits on while another operator holds the objects (Kopf's ToggleSet)."""
+
+    def is_on(self) -> bool: ...
+
+    async def wait_for(self, __state: bool) -> None: ...
 
 
 URGENT, NEW = 0, 1
@@ -78,6 +88,7 @@ class WorkQueue:
         self._failures: dict[Hashable, int] = {}
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._paused: Pause | None = None
         self.processed = 0
 
     # --- adding (from the event loop) -------------------------------------------------------
@@ -152,10 +163,16 @@ class WorkQueue:
         return key
 
     async def _next(self) -> Hashable:
-        while (key := self.pop()) is None:
+        """The next key once one waits and the queue is not paused (checked right before the pop,
+        with no await between: a worker that waited through a pause's start takes nothing)."""
+        while True:
+            if self._paused is not None and self._paused.is_on():
+                await self._paused.wait_for(False)
+                continue
+            if (key := self.pop()) is not None:
+                return key
             self._ready.clear()
             await self._ready.wait()
-        return key
 
     def next_backoff(self, key: Hashable, base: float | None = None, cap: float | None = None) -> float:
         """The delay before retrying `key` after one more failure."""
@@ -195,9 +212,11 @@ class WorkQueue:
             if again is not None:
                 self.add(key, again)
 
-    async def run(self, workers: int) -> None:
-        """Run until cancelled, with `workers` reconciles at most at once."""
+    async def run(self, workers: int, paused: Pause | None = None) -> None:
+        """Run until cancelled, with `workers` reconciles at most at once, none while `paused` is on
+        (reconciles already running finish)."""
         self._loop = asyncio.get_running_loop()
+        self._paused = paused
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"reconcile-{self.name}")
         tasks = [
             asyncio.create_task(self._worker(pool), name=f"{self.name}-worker-{i}") for i in range(workers)
