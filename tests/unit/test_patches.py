@@ -214,3 +214,24 @@ def test_the_newest_write_is_known_by_its_managers_timestamp_and_a_tie_is_someon
     meta = ("modelops-operator", "", "2026-11-29T10:00:09Z")
     assert not written_last_by(_managed(created, ours, meta), "modelops-operator", "status")
     assert not written_last_by({"metadata": {}}, "modelops-operator", "status")
+
+
+def test_kopfs_index_handler_leaves_our_write_visible_until_kopf_has_stored_its_result(monkeypatch):
+    """Kopf stores an index handler's result only after every index handler of the event has run,
+    then runs the event handlers. A reconcile reading in between must still see our write: a version
+    that had just promoted itself once read its status new, then old, and saw no champion."""
+    import asyncio
+
+    from modelops.controllers import runtime, watches
+
+    cache = Cache()
+    monkeypatch.setattr(runtime, "cache", cache)
+    index = {("ns", "a"): FakeStore([pack(_obj("a", "10"), "versions")])}
+    cache.bind({"modelops_versions": index})
+    written = _obj("a", "12", status={"promoted": "now"})
+    cache.wrote("versions", written, settled=True)
+    asyncio.run(watches._whole("versions")(namespace="ns", name="a", body=written))
+    assert cache.get("versions", "ns", "a")["status"] == {"promoted": "now"}  # Kopf has not stored it yet
+    index[("ns", "a")] = FakeStore([pack(written, "versions")])  # Kopf stores, then runs the handlers
+    watches._caught_up("versions", "ns", "a", "MODIFIED", written)
+    assert cache.get("versions", "ns", "a")["status"] == {"promoted": "now"}

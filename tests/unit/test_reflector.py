@@ -183,11 +183,11 @@ def test_the_work_queues_wait_for_the_reflectors_first_lists(monkeypatch: pytest
     started: list[int] = []
 
     class Queue:
-        async def run(self, workers: int) -> None:
+        async def run(self, workers: int, paused: object) -> None:
             started.append(workers)
 
     async def scenario() -> None:
-        task = asyncio.create_task(runtime._serve(Queue(), 3))  # type: ignore[arg-type]
+        task = asyncio.create_task(runtime._serve(Queue(), 3, None))  # type: ignore[arg-type]
         await asyncio.sleep(0.2)
         assert not started
         r.synced.set()

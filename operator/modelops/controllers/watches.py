@@ -60,10 +60,15 @@ def _labels(body: kopf.Body) -> dict[str, str]:
 
 # --- indexes (the caches) ------------------------------------------------------------------------
 def _whole(kind: str) -> Callable[..., Awaitable[dict[Any, Any]]]:
-    """An index keeping each object of `kind` whole (less managedFields, packed), by (namespace, name)."""
+    """An index keeping each object of `kind` whole (less managedFields, packed), by (namespace, name).
+
+    It leaves our writes' overlay alone: Kopf stores what it returns only once every index handler
+    of the event has run, and a reconcile reading in between would find neither (a version that
+    had just promoted itself read its own status new and, a moment later, old: it saw no champion
+    and was "Superseded by nobody", scaled to 0 for minutes, 18 times in a burst of 10,000). The
+    event handlers, which Kopf runs after storing, drop it (`_caught_up`)."""
 
     async def index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        runtime.cache.caught_up(kind, namespace, name, body)
         return {(namespace, name): pack(body, kind)}
 
     return index
@@ -156,10 +161,18 @@ def _gone(kind: str, namespace: str, name: str, type_: str | None) -> None:
         runtime.cache.echo(kind, namespace, name, None)
 
 
+def _caught_up(kind: str, namespace: str, name: str, type_: str | None, body: kopf.Body) -> None:
+    """Kopf's index holds this event's object now: drop the overlay entries it supersedes."""
+    if type_ == "DELETED":
+        _gone(kind, namespace, name, type_)
+    else:
+        runtime.cache.caught_up(kind, namespace, name, body)
+
+
 @kopf.on.event(GROUP, VERSION, "modelversions", id="wake")
 async def on_version(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
     runtime.start(kwargs)
-    _gone("versions", namespace, name, type)
+    _caught_up("versions", namespace, name, type, body)
     if type == "DELETED":
         metrics.VERSIONS.forget(namespace, body.get("spec", {}).get("model", ""), name)
     first_sight = type in (None, "ADDED") and not body.get("status")
@@ -178,9 +191,9 @@ async def on_version(type: str | None, namespace: str, name: str, body: kopf.Bod
 
 
 @kopf.on.event(GROUP, VERSION, "retrainpolicies", id="wake")
-async def on_policy(type: str | None, namespace: str, name: str, **kwargs: Any) -> None:
+async def on_policy(type: str | None, namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
     runtime.start(kwargs)
-    _gone("policies", namespace, name, type)
+    _caught_up("policies", namespace, name, type, body)
     runtime.queues["RetrainPolicy"].add((namespace, name))
 
 
