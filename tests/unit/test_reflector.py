@@ -33,16 +33,19 @@ class Pages:
         page = self.items[start : start + 2]
         more = start + 2 < len(self.items)
         meta = {"resourceVersion": self.rv, **({"continue": str(start + 2)} if more else {})}
-        return SimpleNamespace(data=orjson.dumps({"items": page, "metadata": meta}))
+        answer = {"apiVersion": "batch/v1", "kind": "JobList", "items": page, "metadata": meta}
+        return SimpleNamespace(data=orjson.dumps(answer))
 
 
 class Sink:
     def __init__(self, held: list[tuple[str, str]] | None = None) -> None:
         self.events: list[tuple[str | None, str]] = []
+        self.bodies: list[dict[str, Any]] = []
         self.held = held or []
 
     def event(self, kind: str, type_: str | None, body: dict[str, Any]) -> None:
         self.events.append((type_, body["metadata"]["name"]))
+        self.bodies.append(body)
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
         return list(self.held)
@@ -60,6 +63,16 @@ def test_a_list_comes_in_pages_and_ends_at_its_resource_version() -> None:
     assert sink.events == [(LISTED, f"j{i}") for i in range(5)]
     assert [c.get("_continue") for c in pages.calls] == [None, "2", "4"]
     assert all(c["limit"] == 2 and c["label_selector"] == "app=x" for c in pages.calls)
+
+
+def test_listed_objects_are_cached_with_the_kind_a_watch_event_would_carry() -> None:
+    """The API server leaves apiVersion and kind out of a list's items; without them every cached
+    object differs from the manifest applied to it, and a restart re-applied them all."""
+    sink = Sink()
+    reflector(
+        sink, Pages([obj("ns", "j0"), {**obj("ns", "j1"), "kind": "Job", "apiVersion": "batch/v1"}])
+    ).relist()
+    assert [(b["apiVersion"], b["kind"]) for b in sink.bodies] == [("batch/v1", "Job")] * 2
 
 
 def test_a_relist_reports_what_went_while_no_watch_was_open() -> None:

@@ -156,10 +156,21 @@ class Reflector:
             if token:
                 kwargs["_continue"] = token
             answer = orjson.loads(self._list(*self._args, **kwargs).data)
+            # A list's items carry no apiVersion or kind (its answer does: "apps/v1", "DeploymentList");
+            # a watch event's object does. Cached without them, every object listed at a start
+            # differed from the manifest applied to it, so a restart among 10,000 versions re-applied
+            # every Deployment and Service that had not changed.
+            type_meta = {
+                "apiVersion": answer.get("apiVersion"),
+                "kind": (answer.get("kind") or "").removesuffix("List") or None,
+            }
             for body in answer.get("items") or ():
                 meta = body.get("metadata") or {}
                 if not self._keep(meta.get("namespace", "")):
                     continue
+                for field, value in type_meta.items():
+                    if value and field not in body:
+                        body[field] = value
                 seen.add((meta.get("namespace", ""), meta.get("name", "")))
                 self._sink.event(self.kind, LISTED, body)
             del answer["items"]
