@@ -54,13 +54,14 @@ GROUP, VERSION = "modelops.dev", "v1alpha1"
 def kubectl(
     kubeconfig: str, *args: str, input: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        check=check,
+    out = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args], input=input, capture_output=True, text=True
     )
+    if check and out.returncode != 0:
+        raise AssertionError(
+            f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+        )
+    return out
 
 
 @pytest.fixture
@@ -81,15 +82,25 @@ def trainer_role(cluster: Any) -> str:
 
 @pytest.fixture(scope="session")
 def crds(cluster: Any) -> None:
+    """The CRDs applied and Established. The wait is retried: once, in a CI run, `kubectl wait`
+    exited 1 although both of its watches had ended on the condition (the audit log), and this
+    session fixture's one failure errored all 137 tests that use it."""
     kubectl(str(cluster.kubeconfig), "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl(
-        str(cluster.kubeconfig),
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modelversions.modelops.dev",
-        "crd/retrainpolicies.modelops.dev",
-    )
+
+    def established() -> bool:
+        out = kubectl(
+            str(cluster.kubeconfig),
+            "wait",
+            "--for=condition=Established",
+            "--timeout=20s",
+            "crd/modelversions.modelops.dev",
+            "crd/retrainpolicies.modelops.dev",
+            check=False,
+        )
+        assert out.returncode == 0, f"kubectl wait: {out.stdout}{out.stderr}"
+        return True
+
+    eventually(established, timeout=90, interval=1, what="the CRDs to be Established")
 
 
 @pytest.fixture(scope="session")
