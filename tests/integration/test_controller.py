@@ -57,6 +57,22 @@ def summary(events: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+def serve_champions(
+    mvs: Any, api_client: client.ApiClient, namespace: str, prefix: str, n: int, timeout: float
+) -> float:
+    """n versions, each the first of a model of its own (`<prefix><i>-v1`), played by the simulator
+    until all are Serving; returns the seconds it took."""
+    sim = Simulator(api_client, namespace)
+    for i in range(n):
+        mvs.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelversions", modelversion(f"{prefix}{i}-v1", f"{prefix}{i}")
+        )
+    try:
+        return sim.run_until([f"{prefix}{i}-v1" for i in range(n)], "Serving", timeout=timeout)
+    finally:
+        sim.close()
+
+
 @pytest.fixture
 def audit_log(cluster: Any) -> Path:
     if cluster.audit_log is None:
@@ -113,15 +129,7 @@ def test_a_failed_job_wakes_its_version_at_once(mvs, storage, operator, api_clie
 def test_serving_versions_cost_no_writes(mvs, storage, operator, api_client, namespace, audit_log):
     """100 champions Serving, nothing changing: the operator writes nothing and reads nothing per object."""
     n = 100
-    sim = Simulator(api_client, namespace)
-    for i in range(n):
-        mvs.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "modelversions", modelversion(f"m{i}-v1", f"m{i}")
-        )
-    try:
-        took = sim.run_until([f"m{i}-v1" for i in range(n)], "Serving", timeout=600)
-    finally:
-        sim.close()
+    took = serve_champions(mvs, api_client, namespace, "m", n, timeout=600)
     print(f"{n} versions created → Serving in {took:.0f}s")
     time.sleep(5)  # let the last promotions' own echoes (status, Events) settle
     since = time.time()
@@ -145,15 +153,7 @@ def test_a_restart_among_serving_versions_writes_nothing(
     import httpx
 
     n = 10
-    sim = Simulator(api_client, namespace)
-    for i in range(n):
-        mvs.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "modelversions", modelversion(f"r{i}-v1", f"r{i}")
-        )
-    try:
-        sim.run_until([f"r{i}-v1" for i in range(n)], "Serving", timeout=300)
-    finally:
-        sim.close()
+    serve_champions(mvs, api_client, namespace, "r", n, timeout=300)
     time.sleep(5)  # the last promotions' own echoes settle
     operator.stop()
     since = time.time()
@@ -161,13 +161,13 @@ def test_a_restart_among_serving_versions_writes_nothing(
 
     def reconciled() -> bool:
         try:
-            text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+            samples = operator.samples()
         except httpx.HTTPError:
             return False  # not listening yet
         total = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith('modelops_reconciles_total{kind="ModelVersion"')
+            v
+            for (name, labels), v in samples.items()
+            if name == "modelops_reconciles_total" and ("kind", "ModelVersion") in labels
         )
         return total >= n
 
@@ -200,15 +200,7 @@ def test_service_creations_never_exceed_the_cap(mvs, storage, operator, api_clie
     cap = int(shipped["MODELOPS_SERVICE_CREATIONS"])
     n = 30
     since = time.time()
-    sim = Simulator(api_client, namespace)
-    for i in range(n):
-        mvs.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "modelversions", modelversion(f"m{i}-v1", f"m{i}")
-        )
-    try:
-        sim.run_until([f"m{i}-v1" for i in range(n)], "Serving", timeout=600)
-    finally:
-        sim.close()
+    serve_champions(mvs, api_client, namespace, "m", n, timeout=600)
     time.sleep(2)  # the audit log batches for up to 1 s
     created = [
         e

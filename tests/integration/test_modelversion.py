@@ -250,16 +250,9 @@ def test_deleting_a_version_removes_what_it_owns(mvs, kubelet, operator):
 
 
 def test_metrics_endpoint_reports_phases_and_promotions(mvs, kubelet, operator):
-    from prometheus_client.parser import text_string_to_metric_families
-
     mvs.create("iris-v1")
     mvs.wait_phase("iris-v1", "Serving")
-    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    samples = operator.samples()
     phase = {"namespace": mvs.ns, "model": "iris", "version": "iris-v1"}
     assert samples[("modelops_version_phase", tuple(sorted({**phase, "phase": "Serving"}.items())))] == 1
     assert samples[("modelops_version_phase", tuple(sorted({**phase, "phase": "Training"}.items())))] == 0

@@ -63,6 +63,18 @@ class OperatorProcess:
         )
         return self
 
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Its /metrics as (name, sorted labels) → value, read with prometheus_client's parser."""
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
     def freeze(self) -> None:
         """SIGSTOP: alive to the API server (its leases and peering records) but doing nothing."""
         if self.proc and self.proc.poll() is None:
