@@ -58,6 +58,7 @@ from tests.support.servers import (
     endpoint_versions,
     send_new_connections,
     served_by_pod,
+    wait_proxied,
 )
 from tests.support.wait import eventually
 
@@ -377,14 +378,8 @@ def test_replicas_canary_gets_its_share_of_cluster_ip_traffic_through_kube_proxy
         timeout=120,
         what="the stable Service's endpoints: 1 champion + 1 canary",
     )
+    wait_proxied(api, NS2, "iris")
     ip, port = cluster_address(api, NS2, "iris")
-    # kube-proxy rewrites its rules a moment after the EndpointSlice: until both versions answer.
-    seen: Counter[str] = Counter()
-    eventually(
-        lambda: seen.update(send_new_connections(ip, port, 20, threads=1)) or len(seen) == 2,
-        timeout=60,
-        what="both versions answering through the ClusterIP",
-    )
     before = served_by_pod(api, NS2, "iris")
     answered = send_new_connections(ip, port, CANARY_REQUESTS)
     after = served_by_pod(api, NS2, "iris")

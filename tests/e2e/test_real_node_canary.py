@@ -28,7 +28,13 @@ from kubernetes import client
 
 from tests.support.gatewayapi import standard_crds
 from tests.support.realnode import Cluster, Versions, kubectl, marks
-from tests.support.servers import cluster_address, endpoint_versions, send_new_connections, served_by_pod
+from tests.support.servers import (
+    cluster_address,
+    endpoint_versions,
+    send_new_connections,
+    served_by_pod,
+    wait_proxied,
+)
 from tests.support.traffic import IrisTraffic
 from tests.support.wait import eventually
 
@@ -117,6 +123,7 @@ def test_replicas_canary_gets_its_share_of_live_traffic_and_is_promoted(mvs: Ver
             timeout=90,
             what=f"endpoints {want}",
         )
+        wait_proxied(mvs.api, mvs.ns, model)
         out = kubectl(mvs.real.kubeconfig, "-n", mvs.ns, "get", "mv", canary_name).stdout
         assert f"{step}/2" in out and str(weight) in out, out
         share = measure_share(mvs, model, canary_name, step)
