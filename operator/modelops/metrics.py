@@ -33,6 +33,11 @@ WORKQUEUE_WAIT = Histogram(
 WORKQUEUE_RETRIES = Counter(
     "modelops_workqueue_retries_total", "Reconciles retried after an error.", ["name"]
 )
+WORKQUEUE_LONGEST_RUNNING = Gauge(
+    "modelops_workqueue_longest_running_processor_seconds",
+    "How long the longest-running reconcile has been running; a large value means a stuck worker.",
+    ["name"],
+)
 
 
 class VersionStates(Collector):

@@ -26,6 +26,12 @@ class Settings:
     api_qps: float = 100.0
     api_burst: int = 200
     """Client-side rate limit of the operator's own API requests (watches excluded), like client-go's."""
+    api_timeout_seconds: float = 30.0
+    """How long one of the operator's own API requests may wait for its answer (watches have
+    their own), as Kopf's `networking.request_timeout`; then it fails and the reconcile retries."""
+    shutdown_grace_seconds: float = 20.0
+    """On SIGTERM, how long reconciles already running may take to finish before the process
+    exits without them: under the pod's terminationGracePeriodSeconds (30), so it is not killed."""
     service_creations: int = 2
     """Service creations in flight at most: the API server allocates ClusterIPs one at a time, so
     more would only hold workers waiting (0: no cap)."""
@@ -54,6 +60,10 @@ class Settings:
             workers=int(env.get("MODELOPS_WORKERS", d.workers)),
             api_qps=float(env.get("MODELOPS_API_QPS", d.api_qps)),
             api_burst=int(env.get("MODELOPS_API_BURST", d.api_burst)),
+            api_timeout_seconds=float(env.get("MODELOPS_API_TIMEOUT_SECONDS", d.api_timeout_seconds)),
+            shutdown_grace_seconds=float(
+                env.get("MODELOPS_SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds)
+            ),
             service_creations=int(env.get("MODELOPS_SERVICE_CREATIONS", d.service_creations)),
             webhook_port=int(env.get("MODELOPS_WEBHOOK_PORT", d.webhook_port)),
             webhook_addr=env.get("MODELOPS_WEBHOOK_ADDR", d.webhook_addr),

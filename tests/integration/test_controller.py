@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,31 @@ def test_serving_versions_cost_no_writes(mvs, storage, operator, api_client, nam
         assert mvs.phase(f"m{i}-v1") == "Serving"
 
 
+def test_each_child_is_written_once_on_the_way_to_serving(
+    mvs, storage, operator, api_client, namespace, audit_log
+):
+    """Create → Serving applies each version's Job, Deployment and Service once: a reconcile that
+    finds its own last write in the cache writes nothing (writes only differences)."""
+    n = 5
+    since = time.time()
+    serve_champions(mvs, api_client, namespace, "w", n, timeout=300)
+    time.sleep(3)  # the audit log batches for up to 1 s
+    applies: Counter[str] = Counter()
+    for ev in operator_requests(audit_log, namespace, since):
+        ref = ev.get("objectRef") or {}
+        kind = ref.get("resource")
+        if (
+            ev["verb"] in WRITES
+            and kind in ("jobs", "deployments", "services")
+            and not ref.get("subresource")
+        ):
+            applies[f"{kind}/{ref.get('name')}"] += 1
+    per_version = {"jobs", "deployments", "services"}
+    assert {k.split("/")[0] for k in applies} == per_version, applies
+    assert all(v == 1 for v in applies.values()), f"written more than once: {applies}"
+    assert len(applies) == 3 * n + n, applies  # + each model's stable Service
+
+
 def test_a_restart_among_serving_versions_writes_nothing(
     mvs, storage, operator, api_client, namespace, audit_log
 ):
@@ -218,6 +244,22 @@ KOPF_DEFAULT_BACKOFF = 60.0
 """Kopf's default retry delay after a failed handler: what recovery took before issue 17.6."""
 
 
+def _via_proxy(cluster: Any, tmp_path: Path) -> tuple[Any, Path]:
+    from tests.support.proxy import TcpProxy
+
+    server = next(c["cluster"]["server"] for c in yaml.safe_load(cluster.kubeconfig.read_text())["clusters"])
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    proxy = TcpProxy(host, int(port)).start()
+    return proxy, proxy.kubeconfig(Path(cluster.kubeconfig), tmp_path / "via-proxy.kubeconfig")
+
+
+def _job(api_client: client.ApiClient, namespace: str, name: str) -> Any:
+    jobs = client.BatchV1Api(api_client).list_namespaced_job(
+        namespace, label_selector=f"modelops.dev/version={name}"
+    )
+    return jobs.items or None
+
+
 def test_work_in_flight_resumes_within_seconds_of_an_api_server_outage(
     mvs, storage, kubelet, cluster, namespace, prometheus, tmp_path
 ):
@@ -225,12 +267,8 @@ def test_work_in_flight_resumes_within_seconds_of_an_api_server_outage(
     trainer reports meanwhile. Once the path is back, the version moves on within seconds, not
     after a 60 s handler backoff, and reaches Serving."""
     from tests.support.operator import OperatorProcess
-    from tests.support.proxy import TcpProxy
 
-    server = next(c["cluster"]["server"] for c in yaml.safe_load(cluster.kubeconfig.read_text())["clusters"])
-    host, port = server.removeprefix("https://").rsplit(":", 1)
-    proxy = TcpProxy(host, int(port)).start()
-    kubeconfig = proxy.kubeconfig(Path(cluster.kubeconfig), tmp_path / "via-proxy.kubeconfig")
+    proxy, kubeconfig = _via_proxy(cluster, tmp_path)
     op = OperatorProcess(str(kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=prometheus.url).start()
     try:
         mvs.create("iris-v1")
@@ -254,6 +292,93 @@ def test_work_in_flight_resumes_within_seconds_of_an_api_server_outage(
         print(f"resumed {resumed:.1f}s after the outage")
         assert resumed < KOPF_DEFAULT_BACKOFF / 2, f"resumed {resumed:.1f}s after the outage"
         eventually(lambda: mvs.phase("iris-v1") == "Serving", timeout=180, what="iris-v1 Serving")
+    except BaseException:
+        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
+        raise
+    finally:
+        op.stop()
+        proxy.stop()
+
+
+def test_a_request_lost_on_a_dead_connection_times_out_and_the_reconcile_retries(
+    mvs, storage, cluster, api_client, namespace, prometheus, tmp_path
+):
+    """The operator's open connections die silently (what it sends is lost and nothing errs, as
+    after an API server's fail-over behind a virtual IP). A new version's first write waits
+    MODELOPS_API_TIMEOUT_SECONDS, fails, and the retry on a new connection makes its Job. Without
+    a timeout the request waited forever, holding its worker and the version."""
+    from tests.support.operator import OperatorProcess
+
+    proxy, kubeconfig = _via_proxy(cluster, tmp_path)
+    op = OperatorProcess(
+        str(kubeconfig),
+        namespace,
+        tmp_path,
+        MODELOPS_PROMETHEUS_URL=prometheus.url,
+        MODELOPS_API_TIMEOUT_SECONDS="3",
+    ).start()
+    try:
+        mvs.create("a-v1", "a")
+        eventually(lambda: _job(api_client, namespace, "a-v1"), timeout=120, what="a-v1's Job")
+        time.sleep(2)  # its reconciles end; their connections wait in the pool
+        proxy.silence()
+        silenced = time.monotonic()
+        mvs.create("b-v1", "b")  # Kopf's watch, sent before, still streams: the operator sees it
+        # Without the timeout: 89 s, when the API server gave up on the request it never read.
+        eventually(lambda: _job(api_client, namespace, "b-v1"), timeout=60, what="b-v1's Job")
+        took = time.monotonic() - silenced
+        print(f"b-v1's Job {took:.1f}s after the connections went silent")
+        assert took >= 3, "no request was lost: the test would not see a missing timeout"
+        assert took < 30, f"b-v1's Job only {took:.0f}s after"
+        assert "Read timed out" in op.log.read_text(errors="replace"), op.tail(60)
+    except BaseException:
+        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
+        raise
+    finally:
+        op.stop()
+        proxy.stop()
+
+
+def test_a_stopping_operator_waits_for_a_stuck_reconcile_only_as_long_as_its_grace(
+    mvs, storage, cluster, api_client, namespace, prometheus, tmp_path
+):
+    """SIGTERM while a reconcile waits on a request that cannot be answered (its connection died
+    silently; the request timeout is longer than the pod's termination grace): the operator exits
+    after MODELOPS_SHUTDOWN_GRACE_SECONDS, saying what it left, not when the request gives up."""
+    from tests.support.operator import OperatorProcess
+
+    proxy, kubeconfig = _via_proxy(cluster, tmp_path)
+    op = OperatorProcess(
+        str(kubeconfig),
+        namespace,
+        tmp_path,
+        MODELOPS_PROMETHEUS_URL=prometheus.url,
+        MODELOPS_API_TIMEOUT_SECONDS="300",
+        MODELOPS_SHUTDOWN_GRACE_SECONDS="3",
+    ).start()
+    try:
+        mvs.create("a-v1", "a")
+        eventually(lambda: _job(api_client, namespace, "a-v1"), timeout=120, what="a-v1's Job")
+        time.sleep(2)
+        proxy.silence()
+        mvs.create("b-v1", "b")
+
+        def stuck() -> bool:
+            samples = op.samples()
+            return any(
+                v >= 2
+                for (name, labels), v in samples.items()
+                if name == "modelops_workqueue_longest_running_processor_seconds"
+            )
+
+        eventually(stuck, timeout=60, interval=0.5, what="a reconcile stuck on a silent connection")
+        took = op.terminate(timeout=40)
+        print(f"exited {took}s after SIGTERM")
+        log = op.log.read_text(errors="replace")
+        assert took is not None, f"still running 40 s after SIGTERM:\n{op.tail(40)}"
+        assert took < 20, f"exited only after {took:.0f}s"
+        assert "Exiting with 1 reconcile(s) still running" in log and "b-v1" in log, op.tail(40)
+        assert _job(api_client, namespace, "b-v1") is None, "the stuck reconcile cannot have written"
     except BaseException:
         print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
         raise

@@ -90,14 +90,23 @@ class OperatorProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def terminate(self, timeout: float) -> float | None:
+        """SIGTERM, as the kubelet stops a pod: the seconds it took to exit, None if it had not
+        within `timeout`."""
+        if not self.proc or self.proc.poll() is not None:
+            return 0.0
+        t0 = time.monotonic()
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        os.killpg(self.proc.pid, signal.SIGCONT)  # a frozen one handles it too
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return time.monotonic() - t0
+
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            os.killpg(self.proc.pid, signal.SIGCONT)  # a frozen one handles it too
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.terminate(15) is None:
+            self.kill()
 
     def tail(self, lines: int = 80) -> str:
         return (

@@ -3,6 +3,8 @@
 An API-server outage as the operator sees it (open connections reset, new ones closed at once),
 injected from outside the product: the API server itself keeps serving everyone else (the trainer's
 reports, the kubelet stand-in, the test), as it does when only the operator's network path fails.
+Or connections that die silently (`silence`): what the operator sends on them is lost, no error
+comes back, as after an API server's fail-over behind a virtual IP; new connections work.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class TcpProxy:
         self._closed = False
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._clients: set[socket.socket] = set()
+        """The operator's side of each open connection."""
+        self._silenced: set[socket.socket] = set()
+        """Client sides whose bytes are dropped from now on, for good."""
 
     def start(self) -> TcpProxy:
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
@@ -39,6 +45,13 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
+
+    def silence(self) -> None:
+        """Every connection open now drops what the client sends from now on, and never errs:
+        a request on one waits for an answer that cannot come (watches already sent keep
+        streaming). Connections opened later are forwarded as usual."""
+        with self._lock:
+            self._silenced |= self._open & self._clients
 
     def restore(self) -> None:
         self._up.set()
@@ -74,13 +87,15 @@ class TcpProxy:
             server.settimeout(None)
             with self._lock:
                 self._open |= {client, server}
+                self._clients.add(client)
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if src not in self._silenced:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -90,3 +105,5 @@ class TcpProxy:
                 s.close()
             with self._lock:
                 self._open -= {src, dst}
+                self._silenced -= {src, dst}
+                self._clients -= {src, dst}

@@ -293,6 +293,11 @@ def test_settings_reach_the_operator_and_agree_with_the_code() -> None:
     assert (
         parsed.resync_seconds >= 60 and parsed.workers >= 1 and parsed.api_qps > 0 and parsed.api_burst >= 1
     )
+    grace = one("manifests", "Deployment", "modelops-operator")["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
+    assert 0 < parsed.shutdown_grace_seconds < grace, "the operator must exit before the kubelet kills it"
+    assert parsed.api_timeout_seconds > 0
     assert set(data) <= {
         "MODELOPS_IMAGE",
         "MODELOPS_TRAINER_IMAGE",
@@ -307,6 +312,8 @@ def test_settings_reach_the_operator_and_agree_with_the_code() -> None:
         "MODELOPS_API_QPS",
         "MODELOPS_API_BURST",
         "MODELOPS_SERVICE_CREATIONS",
+        "MODELOPS_API_TIMEOUT_SECONDS",
+        "MODELOPS_SHUTDOWN_GRACE_SECONDS",
         "MODELOPS_NAMESPACES",
         "MALLOC_ARENA_MAX",  # read by glibc, not by Settings
     }

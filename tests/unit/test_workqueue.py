@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -260,3 +262,35 @@ def test_a_paused_queue_takes_no_key_and_resumes_with_every_key_queued_meanwhile
         task.cancel()
 
     run(main())
+
+
+def test_a_stopped_queue_says_which_reconciles_still_run_and_waits_for_them_no_longer_than_told():
+    """Cancelling `run` leaves a reconcile's thread running: the stopping operator waits for it
+    until its grace ends, then knows which keys it exits without."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def process(key: str) -> float:
+        started.set()
+        release.wait(5)
+        return GONE
+
+    q = WorkQueue("t", process, resync=60)
+
+    async def main() -> None:
+        q.add("a")
+        task = asyncio.create_task(q.run(2))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        await asyncio.sleep(0.05)
+        assert q.longest_running() >= 0.05
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run(main())
+    t0 = time.monotonic()
+    assert q.finish(time.monotonic() + 0.2) == ["a"]
+    assert 0.15 < time.monotonic() - t0 < 2
+    release.set()
+    assert q.finish(time.monotonic() + 5) == []
+    assert q.longest_running() == 0

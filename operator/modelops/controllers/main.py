@@ -91,4 +91,15 @@ def main(argv: list[str] | None = None) -> int:
             liveness_endpoint=liveness,
         )
     )
+    left = runtime.finish(st.shutdown_grace_seconds)
+    if left:
+        # Safe to abandon: every reconcile is redone from the cluster's state by the next operator.
+        logging.getLogger(__name__).warning(
+            "Exiting with %d reconcile(s) still running %.0fs after the stop (%s); the next operator redoes them.",
+            len(left),
+            st.shutdown_grace_seconds,
+            ", ".join(f"{kind} {key}" for kind, key in left[:5]) + (", ..." if len(left) > 5 else ""),
+        )
+        logging.shutdown()
+        os._exit(0)  # the interpreter would join their threads first, without bound
     return 0

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,8 @@ _tasks: list[asyncio.Task[None]] = []
 _namespaces: list[str] = []
 """What `modelops run` watches (empty: every namespace), for the reflectors as for Kopf."""
 reflectors: list[Reflector] = []
+_stopping: float | None = None
+"""time.monotonic() when the operator began to stop (Kopf's cleanup)."""
 RELEASE_MEMORY_EVERY = 60.0
 """Seconds between looks for reconciles that left free memory to give back (`memory.py`)."""
 
@@ -63,6 +65,7 @@ def kube() -> Kube:
             burst=st.api_burst,
             connections=2 * st.workers,
             service_creations=st.service_creations,
+            timeout=st.api_timeout_seconds,
         )
     return _kube
 
@@ -155,6 +158,8 @@ def start(indexes: Mapping[str, Any]) -> None:
 
 
 async def stop() -> None:
+    global _stopping
+    _stopping = time.monotonic()
     for reflector in reflectors:
         reflector.stop()
     for t in _tasks:
@@ -215,3 +220,12 @@ def report_refusal(
         kopf.warn(dict(body), reason="ApiRefused", message=msg[:1000])
     logger(body).warning("%s", msg)
     return Backoff(msg)
+
+
+def finish(grace: float) -> list[tuple[str, Hashable]]:
+    """Wait, up to `grace` seconds after `stop` began, for the reconciles still running in their
+    threads; the (kind, key) of those still running then. The interpreter would otherwise wait for
+    them at exit without bound (each API request may take `api_timeout_seconds`, and a reconcile
+    makes several), and the kubelet kills a pod that outlasts its termination grace."""
+    deadline = (_stopping if _stopping is not None else time.monotonic()) + grace
+    return [(q.name, key) for q in queues.values() for key in q.finish(deadline)]

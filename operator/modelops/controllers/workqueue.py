@@ -27,6 +27,7 @@ import heapq
 import itertools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,12 @@ class WorkQueue:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused: Pause | None = None
         self.processed = 0
+        self._running: dict[Hashable, float] = {}
+        """Keys whose reconcile runs in a thread now, since when (time.monotonic()): a cancelled
+        worker task leaves its thread running, so this, not `_active`, says what a stopping
+        operator still waits for."""
+        self._idle = threading.Condition()
+        metrics.WORKQUEUE_LONGEST_RUNNING.labels(name).set_function(self.longest_running)
 
     # --- adding (from the event loop) -------------------------------------------------------
     def add(self, key: Hashable, priority: int = URGENT) -> None:
@@ -188,7 +195,7 @@ class WorkQueue:
             key = await self._next()
             self._active.add(key)
             try:
-                call = functools.partial(contextvars.copy_context().run, self.process, key)
+                call = functools.partial(contextvars.copy_context().run, self._process, key)
                 delay = await loop.run_in_executor(pool, call)
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
@@ -211,6 +218,30 @@ class WorkQueue:
             again = self._dirty.pop(key, None)
             if again is not None:
                 self.add(key, again)
+
+    def _process(self, key: Hashable) -> float | None:
+        with self._idle:
+            self._running[key] = time.monotonic()
+        try:
+            return self.process(key)
+        finally:
+            with self._idle:
+                self._running.pop(key, None)
+                self._idle.notify_all()
+
+    def longest_running(self) -> float:
+        """Seconds the oldest reconcile running now has run (0: none), as client-go's
+        workqueue_longest_running_processor_seconds."""
+        with self._idle:
+            oldest = min(self._running.values(), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    def finish(self, deadline: float) -> list[Hashable]:
+        """After `run` was cancelled: wait until the reconciles still running end, or until
+        `deadline` (time.monotonic()); the keys still running then."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self._running, timeout=max(0.0, deadline - time.monotonic()))
+            return sorted(self._running, key=str)
 
     async def run(self, workers: int, paused: Pause | None = None) -> None:
         """Run until cancelled, with `workers` reconciles at most at once, none while `paused` is on

@@ -47,6 +47,7 @@ USER_AGENT = f"modelops-operator/{__version__}"
 STATUS_MANAGER = USER_AGENT.split("/")[0]
 """The field manager of our status patches: the API server names it after the user agent."""
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 10.0
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 T = TypeVar("T")
@@ -140,11 +141,22 @@ class TokenBucket:
 
 
 class RateLimitedApiClient(client.ApiClient):
+    """The operator's request client: rate-limited, and no request waits for an answer forever.
+
+    The generated client sends no timeout unless each call passes one, so a request on a
+    connection that died silently (a failed-over API server, a dropped NAT entry) held its
+    worker, and its object's key, until the process ended; client-go notices with HTTP/2 pings.
+    """
+
     limiter: TokenBucket | None = None
+    timeout: tuple[float, float] | None = None
+    """(connect, read) seconds for a call that gives none."""
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         if self.limiter is not None:
             self.limiter.take()
+        if kwargs.get("_request_timeout") is None and self.timeout is not None:
+            kwargs["_request_timeout"] = self.timeout
         return super().request(*args, **kwargs)
 
 
@@ -158,8 +170,10 @@ class Kube:
         burst: int = 1,
         connections: int = 0,
         service_creations: int = 0,
+        timeout: float = 0,
     ) -> None:
-        """`service_creations`: Service creations in flight at most (0: no cap); see `slots`."""
+        """`service_creations`: Service creations in flight at most (0: no cap); see `slots`.
+        `timeout`: seconds a request may wait for its answer (0: forever)."""
         if api is None:
             conf = client.Configuration.get_default_copy()
             # urllib3 keeps cpu_count * 5 connections by default; a worker finding none idle opens
@@ -167,6 +181,7 @@ class Kube:
             conf.connection_pool_maxsize = max(conf.connection_pool_maxsize, connections)
             api = RateLimitedApiClient(conf)
             api.limiter = TokenBucket(qps, burst)
+            api.timeout = (min(timeout, CONNECT_TIMEOUT), timeout) if timeout else None
             api.user_agent = USER_AGENT
         self.api = api
         self.cache = cache or Cache()
