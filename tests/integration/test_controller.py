@@ -240,6 +240,53 @@ def test_service_creations_never_exceed_the_cap(mvs, storage, operator, api_clie
     assert most_at_once(created) <= cap, f"{most_at_once(created)} Service creations at once"
 
 
+def test_a_version_waiting_for_a_service_creation_slot_says_so(
+    mvs, storage, cluster, api_client, namespace, prometheus, tmp_path
+):
+    """One Service creation at a time (MODELOPS_SERVICE_CREATIONS=1), each held by a webhook as a
+    loaded API server holds them: a deployed version that finds no slot free says Deploying and
+    why, rather than keeping its last phase (Training, for 40 minutes in the 10,000 run), and both
+    versions serve once the creations go through."""
+    from tests.support.held_admission import held_service_creations
+    from tests.support.operator import OperatorProcess
+
+    names = ("a-v1", "b-v1")
+    with held_service_creations(api_client, namespace, tmp_path / "hold") as release:
+        op = OperatorProcess(
+            str(cluster.kubeconfig),
+            namespace,
+            tmp_path,
+            MODELOPS_PROMETHEUS_URL=prometheus.url,
+            MODELOPS_SERVICE_CREATIONS="1",
+        ).start()
+        sim = Simulator(api_client, namespace)
+        try:
+            for name in names:
+                mvs.create(name, name.split("-")[0])
+
+            def one_waits() -> tuple[str, dict[str, Any]] | None:
+                sim.step()
+                for name in names:
+                    st = mvs.status(name)
+                    ready = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
+                    if ready.get("reason") == "WaitingForServiceSlot":
+                        return name, st
+                return None
+
+            name, st = eventually(one_waits, timeout=120, interval=0.5, what="a version waiting for a slot")
+            assert st["phase"] == "Deploying", st
+            assert "waiting for a Service creation slot (1 Service creations in flight" in st["message"], st
+            release.set()
+            sim.run_until(names, "Serving", timeout=120)
+            assert mvs.condition(name, "Ready")["reason"] != "WaitingForServiceSlot"
+        except BaseException:
+            print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
+            raise
+        finally:
+            sim.close()
+            op.stop()
+
+
 KOPF_DEFAULT_BACKOFF = 60.0
 """Kopf's default retry delay after a failed handler: what recovery took before issue 17.6."""
 

@@ -15,6 +15,7 @@ from modelops.lifecycle.modelversion import (
     gate_failures,
     plan,
     status_patch,
+    waiting_for_service_slot,
 )
 from modelops.lifecycle.patches import merge_patch
 
@@ -542,3 +543,27 @@ def test_without_a_search_no_search_job_is_made():
     w = World(spec())
     p = w.step()
     assert p.ensure_job and not p.ensure_search and p.search_job_uid is None
+
+
+def test_a_deploying_version_waiting_for_a_service_slot_says_so_and_a_promotion_claims_nothing():
+    """Acting stopped at the version Service (no creation slot free): the status says Deploying
+    and why it waits, not the phase of the last pass; a promotion that stopped so records nothing."""
+    w = World(spec())
+    w.step()
+    w.with_result()
+    p = w._plan({"job": JobView(uid="job-1", succeeded=1)})
+    assert p.phase == "Deploying" and not p.promote
+    waiting = waiting_for_service_slot(p, "1 Service creations in flight (at most 1 at once)")
+    assert waiting is not None and waiting.phase == "Deploying" and waiting.replicas == p.replicas
+    assert waiting.message.endswith(
+        "waiting for a Service creation slot (1 Service creations in flight (at most 1 at once))"
+    )
+    ready = next(c for c in waiting.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "WaitingForServiceSlot")
+    assert {c.type for c in waiting.conditions} == {c.type for c in p.conditions}
+    patch = status_patch(waiting, {}, namespace="ns", name="v1", generation=1, now="t")
+    assert patch["phase"] == "Deploying" and "waiting for a Service creation slot" in patch["message"]
+    promoting = w.step(job=JobView(uid="job-1", succeeded=1), deployment=DeploymentView(1, 1))
+    assert promoting.promote and waiting_for_service_slot(promoting, "busy") is None
+    serving = w.step(deployment=DeploymentView(1, 1), champion=ChampionView("v1", {"accuracy": 0.95}))
+    assert serving.phase == "Serving" and waiting_for_service_slot(serving, "busy") is None

@@ -7,6 +7,7 @@ asked to be woken; nothing polls.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import kopf
@@ -21,7 +22,7 @@ from modelops.k8s.slots import Busy
 from modelops.lifecycle import naming, resources
 from modelops.lifecycle.canary import route_backends
 from modelops.lifecycle.conditions import Cond, apply_conditions
-from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch
+from modelops.lifecycle.modelversion import Observed, Plan, plan, status_patch, waiting_for_service_slot
 from modelops.lifecycle.naming import FINALIZER
 from modelops.lifecycle.observed import CanaryView
 from modelops.lifecycle.patches import merge_diff
@@ -369,6 +370,7 @@ def _reconcile(key: tuple[str, str]) -> float | None:
         except ValidationError as e:
             reject_invalid(body, e, kube)
             return None
+        p: Plan | None = None
         try:
             if (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_DELETE_ARTIFACTS) == "true":
                 kube.add_finalizer(PLURAL, body, FINALIZER)  # set by hand: honoured like retention's
@@ -381,6 +383,10 @@ def _reconcile(key: tuple[str, str]) -> float | None:
         except Busy as e:
             runtime.logger(body).debug("%s; deciding again when one is done", e)
             kube.service_slots.when_free(key, lambda: QUEUE.add_threadsafe(key))
+            waiting = waiting_for_service_slot(p, str(e)) if p is not None else None
+            if waiting is not None:  # once: the next wait finds the same status and writes nothing
+                with contextlib.suppress(Conflict):  # changed meanwhile: the freed slot decides again
+                    record(body, mv, waiting, kube)
             return None  # a freed slot wakes it
         except Refused as e:
             raise runtime.report_refusal(PLURAL, body, e, extra={"message": str(e)}) from e

@@ -926,6 +926,24 @@ def plan(o: Observed) -> Plan:
     return p
 
 
+SLOT_WAIT = "WaitingForServiceSlot"
+
+
+def waiting_for_service_slot(p: Plan, why: str) -> Plan | None:
+    """What to record when acting on `p` stopped at a Service creation with no slot free (`why`):
+    a deploying version says it is deployed but waits for its Service, instead of keeping the
+    phase of its last completed pass (in a burst, `Training` for 40 minutes while its pods ran).
+    None when the plan promotes or is past deploying: it must not claim what has not happened."""
+    if p.phase != "Deploying" or p.promote:
+        return None
+    msg = f"{p.message}; waiting for a Service creation slot ({why})"
+    conditions = [
+        Cond(c.type, c.status, SLOT_WAIT, msg) if c.type in ("Ready", "Reconciling") else c
+        for c in p.conditions
+    ]
+    return replace(p, message=msg, conditions=conditions)
+
+
 def autoscale_bounds(o: Observed, p: Plan) -> tuple[int, int] | None:
     """The HPA an autoscaled version has now: the spec's bounds while it serves on its own; one size
     twice while the operator sizes it (a canary beside a champion, the champion sharing with a
