@@ -41,6 +41,14 @@ class Settings:
     webhook_cert_dir: str = "/etc/modelops/webhook"
     """tls.crt and tls.key of the webhook (a cert-manager Secret); Kopf reloads them when they change."""
 
+    def __post_init__(self) -> None:
+        for env, value in (
+            ("MODELOPS_API_TIMEOUT_SECONDS", self.api_timeout_seconds),
+            ("MODELOPS_SHUTDOWN_GRACE_SECONDS", self.shutdown_grace_seconds),
+        ):
+            if value < 0:
+                raise ValueError(f"{env}={value:g}: give 0 or more seconds")
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         # An empty value means "not set": a ConfigMap key left blank must not become an image name.

@@ -611,3 +611,10 @@ def test_canary_examples_parse_and_split_as_their_comments_say() -> None:
     assert g is not None and g.traffic == "gatewayAPI" and g.http_route == "iris"
     route = yaml.safe_load((folder / "httproute.yaml").read_text())
     assert route["kind"] == "HTTPRoute" and route["metadata"]["name"] == g.http_route
+
+
+@pytest.mark.parametrize("key", ["MODELOPS_API_TIMEOUT_SECONDS", "MODELOPS_SHUTDOWN_GRACE_SECONDS"])
+def test_a_negative_timeout_setting_is_refused_at_start_naming_the_key(key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        Settings.from_env({key: "-1"})
+    assert Settings.from_env({key: "0"})  # 0: no timeout, or no wait
