@@ -8,9 +8,11 @@ client, `kopf/…` for Kopf's watches, finalizers and Events).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -291,13 +293,29 @@ KOPF_DEFAULT_BACKOFF = 60.0
 """Kopf's default retry delay after a failed handler: what recovery took before issue 17.6."""
 
 
-def _via_proxy(cluster: Any, tmp_path: Path) -> tuple[Any, Path]:
+@contextlib.contextmanager
+def _operator_via_proxy(
+    cluster: Any, namespace: str, tmp_path: Path, prometheus: Any, **env: str
+) -> Iterator[tuple[Any, Any]]:
+    """The operator reaching the API server through a TcpProxy: (operator, proxy). Its log is
+    printed when the test fails; both are stopped after."""
+    from tests.support.operator import OperatorProcess
     from tests.support.proxy import TcpProxy
 
     server = next(c["cluster"]["server"] for c in yaml.safe_load(cluster.kubeconfig.read_text())["clusters"])
     host, port = server.removeprefix("https://").rsplit(":", 1)
     proxy = TcpProxy(host, int(port)).start()
-    return proxy, proxy.kubeconfig(Path(cluster.kubeconfig), tmp_path / "via-proxy.kubeconfig")
+    kubeconfig = proxy.kubeconfig(Path(cluster.kubeconfig), tmp_path / "via-proxy.kubeconfig")
+    op = OperatorProcess(str(kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=prometheus.url, **env)
+    op.start()
+    try:
+        yield op, proxy
+    except BaseException:
+        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
+        raise
+    finally:
+        op.stop()
+        proxy.stop()
 
 
 def _job(api_client: client.ApiClient, namespace: str, name: str) -> Any:
@@ -307,17 +325,25 @@ def _job(api_client: client.ApiClient, namespace: str, name: str) -> Any:
     return jobs.items or None
 
 
+def _silence_then_create(mvs: Any, api_client: client.ApiClient, namespace: str, proxy: Any) -> float:
+    """a-v1 gets its Job (the operator's pool now holds connections), the operator's connections go
+    silent, then b-v1 is created: its reconcile's first write is lost. When they went silent."""
+    mvs.create("a-v1", "a")
+    eventually(lambda: _job(api_client, namespace, "a-v1"), timeout=120, what="a-v1's Job")
+    time.sleep(2)  # its reconciles end; their connections wait in the pool
+    proxy.silence()
+    silenced = time.monotonic()
+    mvs.create("b-v1", "b")  # Kopf's watch, sent before, still streams: the operator sees it
+    return silenced
+
+
 def test_work_in_flight_resumes_within_seconds_of_an_api_server_outage(
     mvs, storage, kubelet, cluster, namespace, prometheus, tmp_path
 ):
     """The operator loses the API server (a proxy on its path is cut) while a version trains; the
     trainer reports meanwhile. Once the path is back, the version moves on within seconds, not
     after a 60 s handler backoff, and reaches Serving."""
-    from tests.support.operator import OperatorProcess
-
-    proxy, kubeconfig = _via_proxy(cluster, tmp_path)
-    op = OperatorProcess(str(kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=prometheus.url).start()
-    try:
+    with _operator_via_proxy(cluster, namespace, tmp_path, prometheus) as (_, proxy):
         mvs.create("iris-v1")
         eventually(lambda: mvs.phase("iris-v1") == "Training", timeout=180, what="iris-v1 Training")
         proxy.cut()
@@ -339,12 +365,6 @@ def test_work_in_flight_resumes_within_seconds_of_an_api_server_outage(
         print(f"resumed {resumed:.1f}s after the outage")
         assert resumed < KOPF_DEFAULT_BACKOFF / 2, f"resumed {resumed:.1f}s after the outage"
         eventually(lambda: mvs.phase("iris-v1") == "Serving", timeout=180, what="iris-v1 Serving")
-    except BaseException:
-        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
-        raise
-    finally:
-        op.stop()
-        proxy.stop()
 
 
 def test_a_request_lost_on_a_dead_connection_times_out_and_the_reconcile_retries(
@@ -354,23 +374,11 @@ def test_a_request_lost_on_a_dead_connection_times_out_and_the_reconcile_retries
     after an API server's fail-over behind a virtual IP). A new version's first write waits
     MODELOPS_API_TIMEOUT_SECONDS, fails, and the retry on a new connection makes its Job. Without
     a timeout the request waited forever, holding its worker and the version."""
-    from tests.support.operator import OperatorProcess
-
-    proxy, kubeconfig = _via_proxy(cluster, tmp_path)
-    op = OperatorProcess(
-        str(kubeconfig),
-        namespace,
-        tmp_path,
-        MODELOPS_PROMETHEUS_URL=prometheus.url,
-        MODELOPS_API_TIMEOUT_SECONDS="3",
-    ).start()
-    try:
-        mvs.create("a-v1", "a")
-        eventually(lambda: _job(api_client, namespace, "a-v1"), timeout=120, what="a-v1's Job")
-        time.sleep(2)  # its reconciles end; their connections wait in the pool
-        proxy.silence()
-        silenced = time.monotonic()
-        mvs.create("b-v1", "b")  # Kopf's watch, sent before, still streams: the operator sees it
+    with _operator_via_proxy(cluster, namespace, tmp_path, prometheus, MODELOPS_API_TIMEOUT_SECONDS="3") as (
+        op,
+        proxy,
+    ):
+        silenced = _silence_then_create(mvs, api_client, namespace, proxy)
         # Without the timeout: 89 s, when the API server gave up on the request it never read.
         eventually(lambda: _job(api_client, namespace, "b-v1"), timeout=60, what="b-v1's Job")
         took = time.monotonic() - silenced
@@ -378,12 +386,6 @@ def test_a_request_lost_on_a_dead_connection_times_out_and_the_reconcile_retries
         assert took >= 3, "no request was lost: the test would not see a missing timeout"
         assert took < 30, f"b-v1's Job only {took:.0f}s after"
         assert "Read timed out" in op.log.read_text(errors="replace"), op.tail(60)
-    except BaseException:
-        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
-        raise
-    finally:
-        op.stop()
-        proxy.stop()
 
 
 def test_a_stopping_operator_waits_for_a_stuck_reconcile_only_as_long_as_its_grace(
@@ -392,23 +394,15 @@ def test_a_stopping_operator_waits_for_a_stuck_reconcile_only_as_long_as_its_gra
     """SIGTERM while a reconcile waits on a request that cannot be answered (its connection died
     silently; the request timeout is longer than the pod's termination grace): the operator exits
     after MODELOPS_SHUTDOWN_GRACE_SECONDS, saying what it left, not when the request gives up."""
-    from tests.support.operator import OperatorProcess
-
-    proxy, kubeconfig = _via_proxy(cluster, tmp_path)
-    op = OperatorProcess(
-        str(kubeconfig),
+    with _operator_via_proxy(
+        cluster,
         namespace,
         tmp_path,
-        MODELOPS_PROMETHEUS_URL=prometheus.url,
+        prometheus,
         MODELOPS_API_TIMEOUT_SECONDS="300",
         MODELOPS_SHUTDOWN_GRACE_SECONDS="3",
-    ).start()
-    try:
-        mvs.create("a-v1", "a")
-        eventually(lambda: _job(api_client, namespace, "a-v1"), timeout=120, what="a-v1's Job")
-        time.sleep(2)
-        proxy.silence()
-        mvs.create("b-v1", "b")
+    ) as (op, proxy):
+        _silence_then_create(mvs, api_client, namespace, proxy)
 
         def stuck() -> bool:
             samples = op.samples()
@@ -426,12 +420,6 @@ def test_a_stopping_operator_waits_for_a_stuck_reconcile_only_as_long_as_its_gra
         assert took < 20, f"exited only after {took:.0f}s"
         assert "Exiting with 1 reconcile(s) still running" in log and "b-v1" in log, op.tail(40)
         assert _job(api_client, namespace, "b-v1") is None, "the stuck reconcile cannot have written"
-    except BaseException:
-        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
-        raise
-    finally:
-        op.stop()
-        proxy.stop()
 
 
 @pytest.fixture
