@@ -14,7 +14,8 @@ import urllib3
 from kubernetes import client
 
 from modelops.k8s import kube as kube_module
-from modelops.k8s.kube import Kube
+from modelops.k8s.kube import Conflict, Kube
+from modelops.lifecycle import naming, resources
 
 
 def test_the_connection_pool_holds_a_connection_per_worker() -> None:
@@ -81,3 +82,76 @@ def test_a_request_that_gets_no_answer_fails_after_the_timeout(monkeypatch: pyte
         listener.close()
         for s in held:
             s.close()
+
+
+class _Core:
+    """Records the Service patches a Kube sends; answers each as the API server would (a new resourceVersion)."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    def patch_namespaced_service(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.patches.append(patch)
+        rv = str(int(patch["metadata"]["resourceVersion"]) + 1)
+        selector = {k: v for k, v in patch["spec"]["selector"].items() if v is not None}
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv, "uid": "svc"},
+            "spec": {"selector": selector},
+        }
+
+
+def _champion_world(champion: str) -> tuple[Kube, _Core]:
+    """iris-v1 and iris-r1, both validated; the stable Service selects `champion`, as the cache has it."""
+    k = Kube()
+    core = _Core()
+    k.core = core  # type: ignore[assignment]
+    for i, name in enumerate(("iris-v1", "iris-r1")):
+        k.cache.wrote(
+            "versions",
+            {
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": str(10 + i), "uid": name},
+                "spec": {"model": "iris"},
+                "status": {"conditions": [{"type": "Validated", "status": "True"}]},
+            },
+        )
+    k.cache.wrote(
+        "services",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "iris", "namespace": "ns", "resourceVersion": "20", "uid": "svc"},
+            "spec": {"selector": naming.server_selector("iris", champion)},
+        },
+    )
+    return k, core
+
+
+def test_a_champion_acting_on_a_stale_plan_cannot_take_back_the_stable_service() -> None:
+    """iris-v1 planned as the champion; iris-r1's promotion took the stable Service before iris-v1
+    acted. The compare-and-swap on the cached resourceVersion would pass (the cache has r1's
+    write), so the champion the plan saw is checked too: a Conflict, and no write (a CI run saw
+    iris-v1 take the Service back and supersede the child its policy had just promoted)."""
+    k, core = _champion_world("iris-r1")
+    with pytest.raises(Conflict, match="selects iris-r1, not iris-v1"):
+        k.set_stable_selector("ns", "iris", naming.server_selector("iris", "iris-v1"), champion="iris-v1")
+    assert core.patches == []
+    assert k.set_stable_selector("ns", "iris", naming.pool_selector("iris"), champion="iris-r1")
+    assert core.patches[-1]["metadata"]["resourceVersion"] == "20"
+
+
+def test_a_promotion_decided_against_another_champion_is_decided_again() -> None:
+    k, core = _champion_world("iris-r1")
+    desired = resources.stable_service("iris", "ns", "iris-v1")
+    owner = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "iris-v1", "uid": "v1"},
+    }
+    with pytest.raises(Conflict, match="selects iris-r1, not no champion"):
+        k.take_stable_service(desired, owner, model="iris", replacing=None)
+    assert core.patches == []
+    assert k.take_stable_service(desired, owner, model="iris", replacing="iris-r1") == "iris-r1"
+    # Holding it by its own write in this pass (a champion restoring its Service) is no race.
+    assert k.take_stable_service(desired, owner, model="iris", replacing=None) == "iris-v1"

@@ -246,12 +246,12 @@ def act(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -> bool:
         selector = (
             naming.pool_selector(spec.model) if p.stable_pool else naming.server_selector(spec.model, name)
         )
-        if kube.set_stable_selector(ns, spec.model, selector):
+        if kube.set_stable_selector(ns, spec.model, selector, champion=p.champion_seen):
             what = "champion and canary pods" if p.stable_pool else f"{name} alone"
             log.info("stable Service %s now selects %s", naming.stable_service_name(spec.model), what)
     took = False
     if p.promote:
-        took = promote(body, mv, kube)
+        took = promote(body, mv, kube, replacing=p.champion_seen)
     if p.route is not None and p.route[0]:
         route, weight = p.route
         backends = route_backends(
@@ -303,12 +303,14 @@ def ensure_server(body: dict[str, Any], mv: ModelVersion, p: Plan, kube: Kube) -
         log.info("deleted HorizontalPodAutoscaler %s", naming.hpa_name(name))
 
 
-def promote(body: dict[str, Any], mv: ModelVersion, kube: Kube) -> bool:
+def promote(body: dict[str, Any], mv: ModelVersion, kube: Kube, replacing: str | None) -> bool:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     spec = mv.spec
     log = runtime.logger(body)
-    previous = kube.take_stable_service(resources.stable_service(spec.model, ns, name), owner=body)
+    previous = kube.take_stable_service(
+        resources.stable_service(spec.model, ns, name), owner=body, model=spec.model, replacing=replacing
+    )
     kind = "rollback" if mv.status.timestamps.get("promoted") else "promotion"
     metrics.PROMOTIONS.labels(ns, spec.model, kind).inc()
     text = f"Promoted {name} to champion of {spec.model}" + (f", replacing {previous}" if previous else "")

@@ -421,12 +421,32 @@ class Kube:
             patched += done is not None
         return patched
 
-    def set_stable_selector(self, namespace: str, model: str, selector: dict[str, str]) -> bool:
-        """The champion's say over its stable Service's selector (pool or itself), as a compare-and-swap."""
+    def _still_champion(
+        self, namespace: str, model: str, expected: str | None, doing: str, mine: str | None = None
+    ) -> None:
+        """The reconcile decided from the champion it observed; another version's reconcile may have
+        taken the stable Service since (the cache has its write). A compare-and-swap on the cached
+        resourceVersion alone would then overwrite the new champion's Service with a stale plan.
+        `mine`: the acting version, which may already hold it by its own write in this pass."""
+        found = self.champion_version(namespace, model)
+        now = found[0] if found else None
+        if now != expected and (mine is None or now != mine):
+            raise Conflict(
+                f"stable Service {naming.stable_service_name(model)} selects {now or 'no champion'}, "
+                f"not {expected or 'no champion'} as when {doing} was decided"
+            )
+
+    def set_stable_selector(
+        self, namespace: str, model: str, selector: dict[str, str], champion: str | None
+    ) -> bool:
+        """The champion's say over its stable Service's selector (pool or itself), as a compare-and-swap,
+        only while the champion is still `champion`, the one the plan saw (None: a champion
+        restoring a Service that selects no servable version)."""
         name = naming.stable_service_name(model)
         svc = self.cache.get("services", namespace, name)
         if svc is None or (svc.get("spec") or {}).get("selector") == selector:
             return False
+        self._still_champion(namespace, model, champion, "setting its selector")
         current = svc["spec"].get("selector") or {}
         patch = {
             "metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
@@ -490,8 +510,11 @@ class Kube:
         return True
 
     # --- promotion -------------------------------------------------------------------------------
-    def take_stable_service(self, desired: dict[str, Any], owner: dict[str, Any]) -> str | None:
-        """Point the model's stable Service at `owner`, as a compare-and-swap on the cached version.
+    def take_stable_service(
+        self, desired: dict[str, Any], owner: dict[str, Any], *, model: str, replacing: str | None
+    ) -> str | None:
+        """Point the model's stable Service at `owner`, as a compare-and-swap on the cached version,
+        if the champion is still `replacing`, the one the promotion was decided against.
 
         Returns the previous champion. Raises Conflict when another promotion won the race
         (or the cache is behind: either way, decide again once the watch catches up).
@@ -499,6 +522,7 @@ class Kube:
         ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         ref = owner_reference(owner, controller=False)
         svc = self.cache.get("services", ns, name)
+        self._still_champion(ns, model, replacing, "the promotion", mine=owner["metadata"]["name"])
         try:
             if svc is None:
                 body = {**desired, "metadata": {**desired["metadata"], "ownerReferences": [ref]}}

@@ -118,6 +118,9 @@ class Plan:
     """Champion only: the stable Service selects the pool (True) or this version (False)."""
     route: tuple[str, int] | None = None
     """gatewayAPI canary: (HTTPRoute, canary weight) to write; weight 0 sends all to the stable Service."""
+    champion_seen: str | None = None
+    """The champion this plan was decided against: promoting, or setting the stable Service's
+    selector, must find it still the champion when acting (`Kube.take_stable_service`)."""
     autoscale: tuple[int, int] | None = None
     """(minReplicas, maxReplicas) of the version's HorizontalPodAutoscaler; None: no HPA, the
     Deployment's replicas are the operator's (`replicas`)."""
@@ -923,6 +926,7 @@ def plan(o: Observed) -> Plan:
     p.comparison = comparison_verdict(o.spec, o.status.training.comparison if o.status.training else None)
     p.ready_replicas = o.deployment.ready_replicas if o.deployment else 0
     p.autoscale = autoscale_bounds(o, p)
+    p.champion_seen = o.champion.name if o.champion else None
     return p
 
 
