@@ -242,6 +242,23 @@ def test_service_creations_never_exceed_the_cap(mvs, storage, operator, api_clie
     assert most_at_once(created) <= cap, f"{most_at_once(created)} Service creations at once"
 
 
+@contextlib.contextmanager
+def _operator(kubeconfig: Path, namespace: str, tmp_path: Path, prometheus: Any, **env: str) -> Iterator[Any]:
+    """An operator process of the test's own, with `env` settings; its log is printed when the
+    test fails, and it is stopped after."""
+    from tests.support.operator import OperatorProcess
+
+    op = OperatorProcess(str(kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=prometheus.url, **env)
+    op.start()
+    try:
+        yield op
+    except BaseException:
+        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
+        raise
+    finally:
+        op.stop()
+
+
 def test_a_version_waiting_for_a_service_creation_slot_says_so(
     mvs, storage, cluster, api_client, namespace, prometheus, tmp_path
 ):
@@ -250,23 +267,19 @@ def test_a_version_waiting_for_a_service_creation_slot_says_so(
     why, rather than keeping its last phase (Training, for 40 minutes in the 10,000 run), and both
     versions serve once the creations go through."""
     from tests.support.held_admission import held_service_creations
-    from tests.support.operator import OperatorProcess
 
     names = ("a-v1", "b-v1")
-    with held_service_creations(api_client, namespace, tmp_path / "hold") as release:
-        op = OperatorProcess(
-            str(cluster.kubeconfig),
-            namespace,
-            tmp_path,
-            MODELOPS_PROMETHEUS_URL=prometheus.url,
-            MODELOPS_SERVICE_CREATIONS="1",
-        ).start()
+    with (
+        held_service_creations(api_client, namespace, tmp_path / "hold") as release,
+        _operator(cluster.kubeconfig, namespace, tmp_path, prometheus, MODELOPS_SERVICE_CREATIONS="1"),
+    ):
         sim = Simulator(api_client, namespace)
         try:
             for name in names:
                 mvs.create(name, name.split("-")[0])
 
             def one_waits() -> tuple[str, dict[str, Any]] | None:
+                """A version waiting for a slot, with the status that says so (read once)."""
                 sim.step()
                 for name in names:
                     st = mvs.status(name)
@@ -281,12 +294,8 @@ def test_a_version_waiting_for_a_service_creation_slot_says_so(
             release.set()
             sim.run_until(names, "Serving", timeout=120)
             assert mvs.condition(name, "Ready")["reason"] != "WaitingForServiceSlot"
-        except BaseException:
-            print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
-            raise
         finally:
             sim.close()
-            op.stop()
 
 
 KOPF_DEFAULT_BACKOFF = 60.0
@@ -297,24 +306,17 @@ KOPF_DEFAULT_BACKOFF = 60.0
 def _operator_via_proxy(
     cluster: Any, namespace: str, tmp_path: Path, prometheus: Any, **env: str
 ) -> Iterator[tuple[Any, Any]]:
-    """The operator reaching the API server through a TcpProxy: (operator, proxy). Its log is
-    printed when the test fails; both are stopped after."""
-    from tests.support.operator import OperatorProcess
+    """The operator reaching the API server through a TcpProxy: (operator, proxy)."""
     from tests.support.proxy import TcpProxy
 
     server = next(c["cluster"]["server"] for c in yaml.safe_load(cluster.kubeconfig.read_text())["clusters"])
     host, port = server.removeprefix("https://").rsplit(":", 1)
     proxy = TcpProxy(host, int(port)).start()
     kubeconfig = proxy.kubeconfig(Path(cluster.kubeconfig), tmp_path / "via-proxy.kubeconfig")
-    op = OperatorProcess(str(kubeconfig), namespace, tmp_path, MODELOPS_PROMETHEUS_URL=prometheus.url, **env)
-    op.start()
     try:
-        yield op, proxy
-    except BaseException:
-        print(f"\n----- operator log ({op.log}) -----\n{op.tail(120)}")
-        raise
+        with _operator(kubeconfig, namespace, tmp_path, prometheus, **env) as op:
+            yield op, proxy
     finally:
-        op.stop()
         proxy.stop()
 
 
